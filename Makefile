@@ -1,0 +1,31 @@
+# make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+
+# The offline data sets beside the repo, when they are there (CI and this project's machines).
+ifeq ($(origin KERAS_TUTORIALS_DATA), undefined)
+ifneq ($(wildcard ../shared/datasets),)
+export KERAS_TUTORIALS_DATA := $(abspath ../shared/datasets)
+endif
+endif
+
+.PHONY: setup run test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: setup
+	$(BIN)/python run_all.py --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf runs tuning_runs .pytest_cache

@@ -1,0 +1,53 @@
+"""The command line of a task script: `train` (the default) with one flag per config field, plus sub-commands.
+
+    python -m tasks.phone_price --profile smoke --epochs 3
+    python -m tasks.phone_price predict --run runs/phone_price/<run-id>
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from common.config import add_config_arguments, config_from_namespace
+from common.errors import run_cli
+
+
+def quiet_tensorflow():
+    """Hide TensorFlow's start-up noise (CUDA probing, oneDNN notices); real errors still show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Retracing notices appear whenever a script builds several models; they are advice, not errors.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def task_main(config_cls, train, description, commands=None, prog=None):
+    """Return `main(argv)` for a task: `[train] [flags]`, or `<command> [args]` for each extra command.
+
+    `commands` maps a name to (add_arguments(parser), handler(namespace)).
+    """
+    commands = dict(commands or {})
+    prog = prog or f"python -m tasks.{config_cls.TASK}"
+
+    def main(argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv and argv[0] in commands:
+            name = argv.pop(0)
+            add_arguments, handler = commands[name]
+            parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=handler.__doc__)
+            add_arguments(parser)
+            return handler(parser.parse_args(argv))
+        if argv and argv[0] == "train":
+            argv.pop(0)
+        parser = argparse.ArgumentParser(
+            prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="commands: train (default)" + "".join(f", {name}" for name in commands)
+            + f"; '{prog} <command> --help' explains one.")
+        add_config_arguments(parser, config_cls)
+        return train(config_from_namespace(config_cls, parser.parse_args(argv)))
+
+    return main
+
+
+def run(main):
+    """Entry point used by `if __name__ == "__main__"` blocks."""
+    run_cli(main)

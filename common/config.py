@@ -1,0 +1,236 @@
+"""Task configuration: one dataclass per task, three profiles, and a command line generated from the fields.
+
+A value is decided in this order, later wins:
+
+1. the dataclass default,
+2. the profile (`smoke` = seconds for tests, `quick` = minutes on a CPU, `full` = the published numbers),
+3. a JSON file given with `--config` (a run's own `config.json`, or the tuner's `best.json`),
+4. flags on the command line (`--epochs 3 --activation tanh`).
+
+Every field becomes a flag of the same name with dashes. Fields whose metadata names a registry
+(`metadata={"registry": "activation"}`) are checked against that registry, so a typo fails at start-up with
+the list of valid names instead of after an hour of training.
+"""
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import ClassVar
+
+from common.errors import UserError
+
+PROFILES = ("smoke", "quick", "full")
+
+
+def _help(text, **extra):
+    return dict(help=text, **extra)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The fields every task shares: what to run, how to optimise, where to write."""
+
+    # Profile defaults per task: {"smoke": {...}, "quick": {...}, "full": {...}}.
+    PROFILES: ClassVar[dict] = {"smoke": {}, "quick": {}, "full": {}}
+    TASK: ClassVar[str] = "task"
+
+    profile: str = dataclasses.field(default="quick", metadata=_help(
+        "smoke (seconds), quick (minutes on CPU), full (published numbers, GPU)", choices=PROFILES))
+    seed: int = dataclasses.field(default=42, metadata=_help("seeds Python, NumPy and Keras"))
+    epochs: int = dataclasses.field(default=20, metadata=_help("maximum number of epochs"))
+    batch_size: int = 32
+    optimizer: str = dataclasses.field(default="adam", metadata={"registry": "optimizer"})
+    learning_rate: float = 1e-3
+    momentum: float = dataclasses.field(default=0.9, metadata=_help(
+        "momentum of the momentum and nesterov SGD optimizers"))
+    weight_decay: float = dataclasses.field(default=0.0, metadata=_help(
+        "decoupled weight decay (AdamW/SGD); use --l2 for an L2 penalty in the loss"))
+    schedule: str = dataclasses.field(default="constant", metadata={"registry": "schedule"})
+    step_epochs: int = dataclasses.field(default=30, metadata=_help(
+        "step schedule: multiply the rate by --gamma every this many epochs"))
+    milestones: tuple[int, ...] = dataclasses.field(default=(), metadata=_help(
+        "multistep schedule: epochs at which the rate is multiplied by --gamma, e.g. 30,60"))
+    gamma: float = dataclasses.field(default=0.1, metadata=_help(
+        "decay factor of the step/multistep schedules, per-epoch factor of the exponential one"))
+    warmup_epochs: float = dataclasses.field(default=0.0, metadata=_help(
+        "linear warm-up before the schedule (cosine, warmup)"))
+    clipnorm: typing.Optional[float] = dataclasses.field(default=None, metadata=_help(
+        "clip each gradient to this L2 norm ('none' = off)"))
+    label_smoothing: float = 0.0
+    early_stopping: int = dataclasses.field(default=0, metadata=_help(
+        "stop after this many epochs without validation improvement (0 = off); best weights kept"))
+    reduce_lr_patience: int = dataclasses.field(default=0, metadata=_help(
+        "ReduceLROnPlateau patience in epochs (0 = off; only with --schedule constant)"))
+    mixed_precision: bool = dataclasses.field(default=False, metadata=_help(
+        "float16 compute with float32 weights (fast on GPU, slow on CPU)"))
+    jit_compile: str = dataclasses.field(default="auto", metadata=_help(
+        "XLA compilation: auto (on for GPU), true, false", choices=("auto", "true", "false")))
+    deterministic: bool = dataclasses.field(default=True, metadata=_help(
+        "deterministic TensorFlow ops, so one seed gives the same numbers on CPU"))
+    tensorboard: bool = dataclasses.field(default=True, metadata=_help("write TensorBoard logs"))
+    verbose: int = dataclasses.field(default=2, metadata=_help("Keras fit verbosity: 0, 1 or 2"))
+    data_dir: typing.Optional[str] = dataclasses.field(default=None, metadata=_help(
+        "data root (default: $KERAS_TUTORIALS_DATA, then ~/.keras/datasets, then download)",
+        portable=False))
+    output_dir: str = dataclasses.field(default="runs", metadata=_help(
+        "runs go to <output-dir>/<task>/<run-id>/", portable=False))
+    run_id: typing.Optional[str] = dataclasses.field(default=None, metadata=_help(
+        "name of the run folder; an unfinished run of this name is resumed", portable=False))
+
+    def validate(self):
+        """Raise UserError for any value that cannot work; called once every source is merged."""
+        from models import registry  # late import: keeps `--help` free of a TensorFlow import
+
+        for f in dataclasses.fields(self):
+            kind = f.metadata.get("registry")
+            if kind:
+                registry.check_name(kind, getattr(self, f.name))
+        positive = ["epochs", "batch_size"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise UserError(f"--clipnorm must be positive or 'none', got {self.clipnorm}.")
+        if self.verbose not in (0, 1, 2):
+            raise UserError(f"--verbose must be 0, 1 or 2, got {self.verbose}.")
+        if self.schedule == "multistep" and not self.milestones:
+            raise UserError("--schedule multistep needs --milestones, e.g. --milestones 30,60.")
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({"task": self.TASK, **self.to_dict()}, indent=2) + "\n")
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+def _base_type(hint):
+    """(python type, optional?) for the hints used in configs: int, float, str, bool, tuple[int, ...]."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return _base_type(inner)[0], True
+    if origin is tuple:
+        return tuple, False
+    return hint, False
+
+
+def _convert(name, hint, value, source):
+    """Convert a raw value (string from the CLI or JSON value) to the field's type, or raise UserError."""
+    kind, optional = _base_type(hint)
+    where = f"--{_flag(name)}" if source == "flag" else f"'{name}' in {source}"
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        return None
+    try:
+        if kind is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", ",").split(",") if v.strip()]
+            return tuple(int(v) for v in value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        if kind is int and isinstance(value, str):
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        readable = "comma-separated integers" if kind is tuple else kind.__name__
+        raise UserError(f"{where} expects {readable}, got {value!r}.") from None
+
+
+def _apply(config, values, source):
+    """Set fields from a {name: value} mapping, rejecting names that are not fields."""
+    hints = typing.get_type_hints(type(config))
+    names = {f.name: f for f in dataclasses.fields(config)}
+    for name, value in values.items():
+        if name.startswith("_") or name == "task":
+            continue
+        if name not in names:
+            valid = ", ".join(sorted(names))
+            raise UserError(f"unknown setting '{name}' in {source}; valid settings: {valid}.")
+        if source != "flag" and not names[name].metadata.get("portable", True):
+            continue  # where a run was written is not part of the recipe
+        setattr(config, name, _convert(name, hints[name], value, source))
+
+
+def read_json_config(path, task=None):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist.")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"config file {path} is not valid JSON ({error.msg}, line {error.lineno}).") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a JSON object of settings.")
+    if task and data.get("task", task) != task:
+        raise UserError(f"config file {path} is for task '{data['task']}', not '{task}'.")
+    return data
+
+
+def build_config(cls, profile=None, config_file=None, overrides=None):
+    """Merge defaults, profile, JSON file and overrides (in that order) into a validated `cls`."""
+    overrides = dict(overrides or {})
+    file_values = read_json_config(config_file, cls.TASK) if config_file else {}
+    profile = profile or overrides.pop("profile", None) or file_values.get("profile") or cls.profile
+    if profile not in cls.PROFILES:
+        raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(cls.PROFILES)}.")
+    config = cls()
+    _apply(config, cls.PROFILES[profile], f"profile {profile}")
+    _apply(config, file_values, str(config_file))
+    _apply(config, overrides, "flag")
+    config.profile = profile
+    config.validate()
+    return config
+
+
+def add_config_arguments(parser, cls):
+    """Add --profile, --config and one flag per dataclass field to an argparse parser."""
+    parser.add_argument("--config", dest="config_file", default=argparse.SUPPRESS, metavar="JSON",
+                        help="JSON file of settings (a run's config.json or the tuner's best.json)")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind, _ = _base_type(hints[f.name])
+        meta = f.metadata
+        help_text = meta.get("help", "")
+        if meta.get("registry"):
+            from models import registry
+
+            help_text = (help_text + " " if help_text else "") + "one of: " + ", ".join(
+                registry.names(meta["registry"]))
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text or None)
+        if kind is bool:
+            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            # Values stay strings here and are converted by _convert, so a bad value gives our message.
+            parser.add_argument(f"--{_flag(f.name)}", metavar=f.name.upper(), choices=meta.get("choices"),
+                                **kwargs)
+    return parser
+
+
+def config_from_namespace(cls, namespace):
+    """Build the config from parsed arguments (only the flags that were given count as overrides)."""
+    values = dict(vars(namespace))
+    config_file = values.pop("config_file", None)
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = {k: v for k, v in values.items() if k in names}
+    return build_config(cls, config_file=config_file, overrides=overrides)

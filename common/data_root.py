@@ -1,0 +1,97 @@
+"""Where data sets live, and a cache for what has to be extracted from them.
+
+A data set is a folder of a data root (`mobile_price/`, `imdb/`, `cifar10/`, `flickr8k/`). The root is,
+in this order:
+
+1. `--data-dir` (an explicit choice: if the folder is not there, that is an error),
+2. the environment variable `KERAS_TUTORIALS_DATA` (must exist when set),
+3. the Keras cache, `~/.keras/datasets` (or `$KERAS_HOME/datasets`),
+4. whatever fallback the loader has: the official download for online users, or a copy shipped in this
+   repo (the phone-price CSVs are small enough).
+
+Archives are never unpacked in place (the shared root is read-only): `extract_once` unpacks into
+`~/.cache/keras-tutorials/` (or `$KERAS_TUTORIALS_CACHE`) and reuses the result.
+"""
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from common.errors import UserError
+
+ENV_DATA = "KERAS_TUTORIALS_DATA"
+ENV_CACHE = "KERAS_TUTORIALS_CACHE"
+
+
+def keras_cache_root():
+    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
+    return Path(home) / "datasets"
+
+
+def cache_root():
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "keras-tutorials")
+
+
+def find_dataset(name, data_dir=None, required=(), fallback=None):
+    """Return the folder of data set `name` that holds every file in `required`.
+
+    `fallback` is called (with no arguments) when no root has the data set; it returns a folder or None.
+    Raises UserError naming every place that was searched.
+    """
+    searched = []
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise UserError(f"--data-dir {root} is not a folder; expected a data root with {name}/ in it.")
+        candidates = [root]
+    else:
+        candidates = []
+        env = os.environ.get(ENV_DATA)
+        if env:
+            if not Path(env).expanduser().is_dir():
+                raise UserError(f"{ENV_DATA}={env} is not a folder; expected a data root with {name}/ in it.")
+            candidates.append(Path(env).expanduser())
+        candidates.append(keras_cache_root())
+    for root in candidates:
+        folder = root / name
+        searched.append(str(folder))
+        if folder.is_dir():
+            missing = [f for f in required if not (folder / f).exists()]
+            if missing:
+                raise UserError(f"{folder} is missing {', '.join(missing)}; expected the {name} files there.")
+            return folder
+    if fallback is not None and data_dir is None:
+        folder = fallback()
+        if folder is not None:
+            return Path(folder)
+    raise UserError(f"data set {name}/ not found (looked in {', '.join(searched)}); "
+                    f"pass --data-dir or set {ENV_DATA} to a folder that holds {name}/.")
+
+
+def extract_once(archive, subdir):
+    """Unpack a tar archive into the cache (once) and return the folder it was unpacked into.
+
+    A marker file written after a complete extraction makes an interrupted extraction start over.
+    """
+    archive = Path(archive)
+    target = cache_root() / subdir
+    marker = target / ".extracted"
+    if marker.is_file() and marker.read_text() == _archive_stamp(archive):
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as error:
+        shutil.rmtree(target, ignore_errors=True)
+        raise UserError(f"could not extract {archive} ({error}); expected a readable tar archive.") from None
+    marker.write_text(_archive_stamp(archive))
+    return target
+
+
+def _archive_stamp(archive):
+    stat = archive.stat()
+    return f"{archive.resolve()} {stat.st_size} {int(stat.st_mtime)}"

@@ -1,0 +1,51 @@
+"""PNG figures every lesson writes: learning curves and confusion matrices (matplotlib, no screen needed)."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(history, path, title=None):
+    """One panel per metric (loss, accuracy, ...), training and validation on the same axes."""
+    metrics = [m for m in history if not m.startswith("val_") and m != "learning_rate"]
+    if not metrics:
+        return
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test split)"):
+    """Counts with rows = true class, columns = predicted class; the diagonal is what was right."""
+    matrix = np.asarray(matrix)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""Tabular data: a checked CSV reader, stratified splits and folds, and tf.data pipelines from arrays.
+
+Every way a CSV can be wrong (missing file, not a CSV, missing columns, empty or non-numeric cells, labels
+outside the known classes) raises `UserError` with the file, the column and the first bad row.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from common.errors import UserError
+
+
+@dataclasses.dataclass
+class TabularSplits:
+    """Feature rows (float32) and integer labels for train / validation / test."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    feature_names: list
+    class_names: list
+
+    @property
+    def num_features(self):
+        return self.x_train.shape[1]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def read_csv(path, columns, label=None, num_classes=None):
+    """Read `columns` (and the integer `label` column, if given) from a CSV; returns (frame, x, y or None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; expected a CSV file with columns {', '.join(columns)}.")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} is not a readable CSV file ({reason}).") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    wanted = list(columns) + ([label] if label else [])
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path} lacks the column(s) {', '.join(missing)}; "
+                        f"expected columns: {', '.join(wanted)}.")
+    if frame.empty:
+        raise UserError(f"{path} has a header but no rows.")
+    for column in wanted:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna() | ~np.isfinite(numeric.astype(float))
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            value = frame[column].iloc[row]
+            shown = "an empty cell" if pd.isna(value) else f"{value!r}"
+            raise UserError(f"{path}: column {column} has {shown} in data row {row + 1} "
+                            f"({int(bad.sum())} bad cells in all); expected a number in every cell.")
+        frame[column] = numeric
+    x = frame[list(columns)].to_numpy(dtype="float32")
+    y = None
+    if label:
+        values = frame[label].to_numpy()
+        if num_classes is not None:
+            outside = (values != np.round(values)) | (values < 0) | (values >= num_classes)
+            if outside.any():
+                row = int(np.argmax(outside))
+                raise UserError(f"{path}: column {label} has {values[row]!r} in data row {row + 1}; "
+                                f"expected an integer class from 0 to {num_classes - 1}.")
+        y = values.astype("int64")
+    return frame, x, y
+
+
+def split_stratified(x, y, val_fraction, test_fraction, seed):
+    """Train/validation/test with each class in the same proportion in every part, fixed by `seed`."""
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), stratify=y_rest, random_state=seed)
+    return x_train, y_train, x_val, y_val, x_test, y_test
+
+
+def stratified_folds(y, folds, seed):
+    """(train indices, held-out indices) for each of `folds` stratified folds."""
+    counts = np.bincount(y)
+    if folds < 2 or folds > counts[counts > 0].min():
+        raise UserError(f"--cv must be between 2 and the smallest class size ({counts[counts > 0].min()}), "
+                        f"got {folds}.")
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def to_dataset(x, y=None, batch_size=32, shuffle_seed=None):
+    """A batched tf.data pipeline from arrays; shuffled (deterministically, per epoch) when a seed is given."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)

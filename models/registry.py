@@ -1,0 +1,210 @@
+"""Every name a config may use, resolved to a Keras object: activations, initializers, losses, optimizers,
+learning-rate schedules and regularisers.
+
+The registries are plain dictionaries, so `names("activation")` is the list a CLI offers and the tuner
+samples from. Unknown names raise `UserError` with the valid choices. Aliases use the course's PyTorch
+vocabulary: `xavier_uniform` is Keras' `glorot_uniform`, `kaiming_normal` is `he_normal`, `smooth_l1` is
+Huber with delta 1 (identical to PyTorch's SmoothL1Loss with beta 1), `silu` is `swish`.
+"""
+
+import keras
+from keras import ops
+
+from common.errors import UserError
+
+# ---------------------------------------------------------------------------------------------- activations
+# Layers rather than strings, so that batch norm can sit between the affine map and the non-linearity.
+# LeakyReLU uses PyTorch's slope 0.01 (Keras' own default is 0.3) so the PyTorch twins match.
+ACTIVATIONS = {
+    "relu": lambda: keras.layers.ReLU(),
+    "leaky_relu": lambda: keras.layers.LeakyReLU(negative_slope=0.01),
+    "sigmoid": lambda: keras.layers.Activation("sigmoid"),
+    "tanh": lambda: keras.layers.Activation("tanh"),
+    "swish": lambda: keras.layers.Activation("silu"),
+    "gelu": lambda: keras.layers.Activation("gelu"),
+    "elu": lambda: keras.layers.Activation("elu"),
+    "selu": lambda: keras.layers.Activation("selu"),
+    "linear": lambda: keras.layers.Activation("linear"),
+}
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+
+# --------------------------------------------------------------------------------------------- initializers
+INITIALIZERS = {
+    "glorot_uniform": keras.initializers.GlorotUniform,
+    "glorot_normal": keras.initializers.GlorotNormal,
+    "he_uniform": keras.initializers.HeUniform,
+    "he_normal": keras.initializers.HeNormal,
+    "lecun_uniform": keras.initializers.LecunUniform,
+    "lecun_normal": keras.initializers.LecunNormal,
+    "orthogonal": keras.initializers.Orthogonal,
+}
+
+# ------------------------------------------------------------------------------------------------- optimizers
+# Each takes (learning_rate, momentum, weight_decay); weight decay is decoupled (as in AdamW) in Keras 3.
+OPTIMIZERS = {
+    "sgd": lambda lr, m, wd, **kw: keras.optimizers.SGD(lr, weight_decay=wd, **kw),
+    "momentum": lambda lr, m, wd, **kw: keras.optimizers.SGD(lr, momentum=m, weight_decay=wd, **kw),
+    "nesterov": lambda lr, m, wd, **kw: keras.optimizers.SGD(
+        lr, momentum=m, nesterov=True, weight_decay=wd, **kw),
+    "adagrad": lambda lr, m, wd, **kw: keras.optimizers.Adagrad(lr, weight_decay=wd, **kw),
+    "rmsprop": lambda lr, m, wd, **kw: keras.optimizers.RMSprop(lr, weight_decay=wd, **kw),
+    "adam": lambda lr, m, wd, **kw: keras.optimizers.Adam(lr, weight_decay=wd, **kw),
+    "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd, **kw),
+}
+OPTIMIZERS_WITH_MOMENTUM = ("momentum", "nesterov")
+
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup")
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class SparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels that also supports label smoothing.
+
+    Keras' own sparse loss has no `label_smoothing`; this one one-hot encodes the labels and uses the
+    categorical loss, so integer-label pipelines can still smooth (PyTorch's CrossEntropyLoss does both).
+    """
+
+    def __init__(self, label_smoothing=0.0, from_logits=False, ignore_class=None,
+                 name="sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.from_logits = from_logits
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        if len(y_true.shape) == len(y_pred.shape):
+            y_true = ops.squeeze(y_true, axis=-1)
+        y_true = ops.cast(y_true, "int32")
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(
+                y_true, y_pred, from_logits=self.from_logits, ignore_class=self.ignore_class)
+        one_hot = ops.one_hot(y_true, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        loss = keras.losses.categorical_crossentropy(
+            one_hot, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
+        if self.ignore_class is not None:
+            loss = loss * ops.cast(ops.not_equal(y_true, self.ignore_class), loss.dtype)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                "from_logits": self.from_logits, "ignore_class": self.ignore_class}
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+# (builder, target format): "index" losses take integer class labels, "one_hot" losses take vectors
+# shaped like the model output (so MSE/MAE/Huber on a classifier compare probabilities with one-hot labels).
+LOSSES = {
+    "sparse_categorical_crossentropy": (
+        lambda ls: SparseCategoricalCrossentropy(label_smoothing=ls), "index"),
+    "categorical_crossentropy": (
+        lambda ls: keras.losses.CategoricalCrossentropy(label_smoothing=ls), "one_hot"),
+    "binary_crossentropy": (
+        lambda ls: keras.losses.BinaryCrossentropy(label_smoothing=ls), "one_hot"),
+    "mse": (lambda ls: keras.losses.MeanSquaredError(), "one_hot"),
+    "mae": (lambda ls: keras.losses.MeanAbsoluteError(), "one_hot"),
+    "huber": (lambda ls: keras.losses.Huber(delta=1.0), "one_hot"),
+}
+
+ALIASES = {
+    "activation": {"silu": "swish", "leakyrelu": "leaky_relu"},
+    "initializer": {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
+                    "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal"},
+    "loss": {"cross_entropy": "sparse_categorical_crossentropy", "ce": "sparse_categorical_crossentropy",
+             "bce": "binary_crossentropy", "smooth_l1": "huber", "l1": "mae", "l2": "mse"},
+    "optimizer": {"sgd_momentum": "momentum"},
+    "schedule": {"none": "constant", "multi_step": "multistep", "steplr": "step"},
+}
+
+_KINDS = {
+    "activation": ACTIVATIONS,
+    "output_activation": OUTPUT_ACTIVATIONS,
+    "initializer": INITIALIZERS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+}
+
+
+def names(kind):
+    """The canonical names of one registry, in a stable order (aliases are accepted but not listed)."""
+    return list(_KINDS[kind])
+
+
+def check_name(kind, name):
+    """Return the canonical name for `name` (aliases resolved), or raise UserError listing valid names."""
+    key = str(name).lower()
+    key = ALIASES.get(kind, {}).get(key, key)
+    if key not in _KINDS[kind]:
+        raise UserError(f"unknown {kind.replace('_', ' ')} '{name}'; valid names: {', '.join(names(kind))}.")
+    return key
+
+
+def activation(name):
+    """A fresh activation layer."""
+    return ACTIVATIONS[check_name("activation", name)]()
+
+
+def initializer(name, seed=None):
+    """A Keras initializer; without a seed it draws from the global seed set by `keras.utils.set_random_seed`."""
+    return INITIALIZERS[check_name("initializer", name)](seed=seed)
+
+
+def regularizer(l1=0.0, l2=0.0):
+    """An L1/L2 weight penalty added to the loss, or None when both are zero."""
+    if l1 and l2:
+        return keras.regularizers.L1L2(l1=l1, l2=l2)
+    if l2:
+        return keras.regularizers.L2(l2)
+    if l1:
+        return keras.regularizers.L1(l1)
+    return None
+
+
+def loss(name, label_smoothing=0.0):
+    builder, _ = LOSSES[check_name("loss", name)]
+    return builder(label_smoothing)
+
+
+def loss_target(name):
+    """'index' when the loss takes integer labels, 'one_hot' when it takes vectors like the model output."""
+    return LOSSES[check_name("loss", name)][1]
+
+
+def optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0, clipnorm=None):
+    """An optimizer; `learning_rate` may be a float or a schedule. `clipnorm` clips each gradient's norm."""
+    kwargs = {"clipnorm": clipnorm} if clipnorm else {}
+    return OPTIMIZERS[check_name("optimizer", name)](learning_rate, momentum, weight_decay or None, **kwargs)
+
+
+def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, milestones=(), gamma=0.1,
+             warmup_epochs=0.0):
+    """A learning rate, or a `keras.optimizers.schedules` object, with every period given in epochs.
+
+    step: x gamma every `step_epochs` (PyTorch StepLR); multistep: x gamma at each milestone (MultiStepLR);
+    exponential: x gamma every epoch (ExponentialLR); cosine: optional linear warm-up, then cosine decay to 0
+    at the last epoch; warmup: linear warm-up, then constant.
+    """
+    name = check_name("schedule", name)
+    schedules = keras.optimizers.schedules
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    total_steps = max(1, epochs * steps_per_epoch)
+    if name == "constant":
+        return learning_rate
+    if name in ("step", "multistep"):
+        epochs_at = (range(step_epochs, epochs, step_epochs) if name == "step" else sorted(milestones))
+        boundaries = [int(e * steps_per_epoch) for e in epochs_at]
+        if not boundaries:
+            return learning_rate
+        values = [learning_rate * gamma**i for i in range(len(boundaries) + 1)]
+        return schedules.PiecewiseConstantDecay(boundaries, values)
+    if name == "exponential":
+        return schedules.ExponentialDecay(learning_rate, decay_steps=steps_per_epoch, decay_rate=gamma,
+                                          staircase=True)
+    if name == "cosine":
+        if warmup_steps:
+            return schedules.CosineDecay(0.0, decay_steps=max(1, total_steps - warmup_steps),
+                                         warmup_target=learning_rate, warmup_steps=warmup_steps)
+        return schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    # warmup: alpha=1 turns the cosine part into a constant at the warm-up target.
+    return schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=learning_rate,
+                                 warmup_steps=max(1, warmup_steps))

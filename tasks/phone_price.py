@@ -1,0 +1,221 @@
+"""Phone price classification with a feed-forward network (FNN).
+
+The data: 2,000 phones (Kaggle "Mobile Price Classification"), 20 numeric features each (battery power,
+RAM, screen pixels, camera megapixels, 3G/4G/Wi-Fi flags, ...) and a price range 0..3, 500 of each.
+A second file, test.csv, has 1,000 phones without labels: the lesson ends by predicting them.
+
+What the lesson shows:
+
+1. A stratified train / validation / test split with a fixed seed, and normalisation whose statistics come
+   from the training rows only. The `Normalization` layer is inside the model, so the saved model takes raw
+   feature rows.
+2. The FNN from `models.build_fnn`: Dense -> activation -> dropout blocks ending in softmax, trained with
+   cross-entropy, an L2 penalty, Adam and a cosine learning-rate schedule; early stopping keeps the
+   epoch with the best validation loss.
+3. The baseline beside it: softmax regression (one linear layer), the bar any network must clear here.
+   On this data set it is a high bar: the price range is close to a linear function of a few features
+   (RAM above all, then battery, pixel resolution, weight), so a wide, unregularised network overfits the
+   14 uninformative features and loses to the linear model. Try `--l2 0 --hidden-units 256,256`.
+4. `--cv 5`: 5-fold stratified cross-validation, mean +- std, for a number that does not hang on one split.
+5. `predict`: the saved model labels the unlabelled phones into predictions.csv (id,price_range).
+
+Things to try: `--activation sigmoid|tanh|leaky_relu|swish`, `--initializer he_normal`, `--batch-norm`,
+`--dropout 0.3`, `--optimizer sgd --learning-rate 0.1`, `--schedule step --step-epochs 20`,
+`--loss mse` (a regression loss on one-hot labels), `--label-smoothing 0.1`.
+
+    python -m tasks.phone_price                      # quick profile: about a minute on a laptop CPU
+    python -m tasks.phone_price --profile smoke      # seconds
+    python -m tasks.phone_price --cv 5               # cross-validated accuracy
+    python -m tasks.phone_price predict --run runs/phone_price/<run-id>
+"""
+
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tasks/phone_price.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run, task_main
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from common import tabular, training  # noqa: E402
+from common.config import TrainConfig  # noqa: E402
+from common.data_root import find_dataset  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from models import build_fnn, build_softmax_regression, registry  # noqa: E402
+
+FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
+            "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
+            "three_g", "touch_screen", "wifi"]
+LABEL = "price_range"
+CLASS_NAMES = ["low", "medium", "high", "very_high"]
+EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CSVs ships with the repo
+
+
+@dataclasses.dataclass
+class PhonePriceConfig(TrainConfig):
+    TASK: typing.ClassVar[str] = "phone_price"
+    PROFILES: typing.ClassVar[dict] = {
+        "smoke": dict(epochs=8, max_rows=400, batch_size=32, tensorboard=False, verbose=0),
+        "quick": dict(),
+        "full": dict(cv=5),
+    }
+
+    epochs: int = 150
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    schedule: str = dataclasses.field(default="cosine", metadata={"registry": "schedule"})
+    early_stopping: int = 0
+    hidden_units: tuple[int, ...] = dataclasses.field(default=(16,), metadata=dict(
+        help="widths of the hidden layers, e.g. 64,32 (empty = softmax regression)"))
+    activation: str = dataclasses.field(default="tanh", metadata={"registry": "activation"})
+    initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
+    dropout: float = 0.0
+    batch_norm: bool = False
+    l2: float = dataclasses.field(default=1e-3, metadata=dict(help="L2 penalty on every kernel"))
+    loss: str = dataclasses.field(default="sparse_categorical_crossentropy", metadata={"registry": "loss"})
+    baseline: bool = dataclasses.field(default=True, metadata=dict(
+        help="also train the softmax-regression baseline"))
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    split_seed: int = dataclasses.field(default=42, metadata=dict(
+        help="seed of the train/validation/test split and the CV folds (kept apart from --seed)"))
+    cv: int = dataclasses.field(default=0, metadata=dict(help="k-fold cross-validation (0 = off)"))
+    max_rows: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use a stratified subset of this many labelled rows (smoke tests)"))
+
+    def validate(self):
+        super().validate()
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        if self.l2 < 0:
+            raise UserError(f"--l2 must be zero or positive, got {self.l2}.")
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise UserError("--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1.")
+        if any(width < 1 for width in self.hidden_units):
+            raise UserError(f"--hidden-units must be positive widths, got {list(self.hidden_units)}.")
+
+
+def load_data(config):
+    """The labelled CSV, checked, split three ways (stratified); also returns the data folder."""
+    folder = find_dataset("mobile_price", config.data_dir, required=("train.csv",),
+                          fallback=lambda: EMBEDDED_DATA / "mobile_price")
+    _, x, y = tabular.read_csv(folder / "train.csv", FEATURES, LABEL, num_classes=len(CLASS_NAMES))
+    if config.max_rows and config.max_rows < len(y):
+        x, _, y, _ = tabular.train_test_split(x, y, train_size=config.max_rows, stratify=y,
+                                              random_state=config.split_seed)
+    parts = tabular.split_stratified(x, y, config.val_fraction, config.test_fraction, config.split_seed)
+    return tabular.TabularSplits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES), folder
+
+
+def train_one(factory, config, data, folder):
+    """Build with the seed, train with early stopping/backups, evaluate on the test split."""
+    model = training.build_seeded(factory, config, data)
+    one_hot = registry.loss_target(config.loss) == "one_hot"
+
+    def labels(y):  # MSE/MAE/Huber/BCE compare the softmax output with one-hot vectors
+        return np.eye(data.num_classes, dtype="float32")[y] if one_hot else y
+
+    return training.train_classifier(
+        model, config, folder,
+        train=tabular.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed),
+        val=tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size),
+        test=tabular.to_dataset(data.x_test, labels(data.y_test), config.batch_size),
+        test_labels=data.y_test, class_names=data.class_names,
+        steps_per_epoch=int(np.ceil(len(data.x_train) / config.batch_size)))
+
+
+def cross_validate(factory, config, data, folder):
+    """k stratified folds of all labelled rows; each fold carves its own validation part for early stopping."""
+    x = np.concatenate([data.x_train, data.x_val, data.x_test])
+    y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    accuracies = []
+    for k, (rest, held_out) in enumerate(tabular.stratified_folds(y, config.cv, config.split_seed), start=1):
+        x_train, x_val, y_train, y_val = tabular.train_test_split(
+            x[rest], y[rest], test_size=config.val_fraction, stratify=y[rest], random_state=config.split_seed)
+        fold = tabular.TabularSplits(x_train, y_train, x_val, y_val, x[held_out], y[held_out],
+                                     FEATURES, CLASS_NAMES)
+        result = train_one(factory, config, fold, folder / f"fold-{k}")
+        accuracies.append(result["test_accuracy"])
+        print(f"cv fold {k}/{config.cv}: accuracy {result['test_accuracy']:.4f}")
+    return {"folds": config.cv, "accuracies": accuracies, "mean": float(np.mean(accuracies)),
+            "std": float(np.std(accuracies))}
+
+
+def write_predictions(model, csv_path, out_path):
+    """Label an unlabelled CSV (same feature columns, optional id) with the saved model."""
+    frame, x, _ = tabular.read_csv(csv_path, FEATURES)
+    ids = frame["id"].to_numpy() if "id" in frame.columns else np.arange(1, len(x) + 1)
+    predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
+    lines = ["id,price_range"] + [f"{i},{p}" for i, p in zip(ids, predicted)]
+    Path(out_path).write_text("\n".join(lines) + "\n")
+    return predicted
+
+
+def train(config):
+    training.setup_precision(config)
+    data, folder = load_data(config)
+    print(f"data: {folder} -> train {len(data.y_train)}, validation {len(data.y_val)}, "
+          f"test {len(data.y_test)} rows")
+    run_ = training.start_run(config)
+    models = {"fnn": (build_fnn, run_.folder())}
+    if config.baseline:
+        models["softmax_regression"] = (build_softmax_regression, run_.folder("baseline"))
+    results, summary = {}, []
+    for name, (factory, model_folder) in models.items():
+        results[name] = train_one(factory, config, data, model_folder)
+        summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
+                        "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
+        if config.cv:
+            cv = cross_validate(factory, config, data, run_.folder(f"cv/{name}"))
+            results[name]["cv"] = cv
+            summary.append({"model": name, "metric": f"cv{config.cv}_accuracy_mean", "value": cv["mean"],
+                            "params": results[name]["params"], "train_time_s": ""})
+    unlabelled = folder / "test.csv"
+    if unlabelled.exists():
+        import keras
+
+        model = keras.saving.load_model(run_.path / "model.keras")
+        write_predictions(model, unlabelled, run_.path / "predictions.csv")
+        print(f"predictions for {unlabelled}: {run_.path / 'predictions.csv'}")
+    training.finish_run(run_, config, results, summary)
+    return 0
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("--run", required=True, help="a finished run folder (holds model.keras)")
+    parser.add_argument("--input", help="CSV with the 20 feature columns (default: test.csv of the data root)")
+    parser.add_argument("--output", help="where to write id,price_range (default: <run>/predictions.csv)")
+    parser.add_argument("--data-dir", help="data root to take test.csv from")
+
+
+def predict(args):
+    """Label phones with a trained run's model and write id,price_range rows."""
+    import keras
+
+    model_path = Path(args.run) / "model.keras"
+    if not model_path.is_file():
+        raise UserError(f"{model_path} does not exist; --run must be a finished phone_price run folder.")
+    if args.input:
+        csv_path = Path(args.input)
+    else:
+        csv_path = find_dataset("mobile_price", args.data_dir, required=("test.csv",),
+                                fallback=lambda: EMBEDDED_DATA / "mobile_price") / "test.csv"
+    out_path = Path(args.output or Path(args.run) / "predictions.csv")
+    predicted = write_predictions(keras.saving.load_model(model_path), csv_path, out_path)
+    counts = np.bincount(predicted, minlength=len(CLASS_NAMES))
+    print(f"{len(predicted)} phones -> {out_path}; per class: "
+          + ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts)))
+    return 0
+
+
+main = task_main(PhonePriceConfig, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
+
+if __name__ == "__main__":
+    run(main)
