@@ -155,6 +155,7 @@ def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=()):
     epoch), the number of epochs, and the wall time of this call.
     """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     compile_model(model, config, steps_per_epoch)
     started = time.perf_counter()
     # shuffle=False: the tf.data pipeline shuffles (seeded) itself.

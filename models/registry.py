@@ -49,7 +49,8 @@ OPTIMIZERS = {
     "adagrad": lambda lr, m, wd, **kw: keras.optimizers.Adagrad(lr, weight_decay=wd, **kw),
     "rmsprop": lambda lr, m, wd, **kw: keras.optimizers.RMSprop(lr, weight_decay=wd, **kw),
     "adam": lambda lr, m, wd, **kw: keras.optimizers.Adam(lr, weight_decay=wd, **kw),
-    "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd, **kw),
+    # AdamW without a decay would be Adam: keep Keras' default 0.004 unless one is given.
+    "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004, **kw),
 }
 OPTIMIZERS_WITH_MOMENTUM = ("momentum", "nesterov")
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated environment per test, tiny generated data sets, and a CLI runner."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The real data root, if CI or the Makefile gave one; tests that want real data ask for `real_data_root`.
+REAL_DATA_ROOT = os.environ.get("KERAS_TUTORIALS_DATA")
+
+PHONE_FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
+                  "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
+                  "three_g", "touch_screen", "wifi"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory, monkeypatch):
+    """No test sees the user's data root, Keras cache or extraction cache, or writes into the repo."""
+    monkeypatch.delenv("KERAS_TUTORIALS_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+    monkeypatch.setenv("KERAS_TUTORIALS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def real_data_root():
+    if not REAL_DATA_ROOT or not os.path.isdir(REAL_DATA_ROOT):
+        pytest.skip("no real data root: set KERAS_TUTORIALS_DATA (CI sets it to ../shared/datasets)")
+    return REAL_DATA_ROOT
+
+
+def write_phone_csv(path, rows=400, seed=0, labelled=True, with_id=False):
+    """A learnable phone-price CSV: the label is the quartile of RAM + battery power, as in the real data."""
+    rng = np.random.default_rng(seed)
+    data = {name: rng.integers(0, 2000, rows) for name in PHONE_FEATURES}
+    data["clock_speed"] = np.round(rng.uniform(0.5, 3.0, rows), 1)
+    score = data["ram"] + 0.5 * data["battery_power"]
+    labels = np.searchsorted(np.quantile(score, [0.25, 0.5, 0.75]), score)
+    columns = (["id"] if with_id else []) + PHONE_FEATURES + (["price_range"] if labelled else [])
+    values = dict(data, id=np.arange(1, rows + 1), price_range=labels)
+    lines = [",".join(columns)] + [",".join(str(values[c][i]) for c in columns) for i in range(rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def phone_root(tmp_path):
+    """A data root with mobile_price/train.csv (labelled) and test.csv (unlabelled, with id)."""
+    root = tmp_path / "data"
+    write_phone_csv(root / "mobile_price" / "train.csv", rows=400, seed=0)
+    write_phone_csv(root / "mobile_price" / "test.csv", rows=50, seed=1, labelled=False, with_id=True)
+    return root
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run a task's main through run_cli as a user would; returns (exit code, stdout, stderr)."""
+    from common.errors import run_cli
+
+    def call(main, argv):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main, argv)
+        captured = capsys.readouterr()
+        return exit_info.value.code, captured.out, captured.err
+
+    return call

@@ -1,0 +1,76 @@
+import tarfile
+
+import pytest
+
+from common.data_root import extract_once, find_dataset
+from common.errors import UserError
+
+
+def make_root(path, name="mobile_price"):
+    (path / name).mkdir(parents=True)
+    (path / name / "train.csv").write_text("x\n")
+    return path
+
+
+def test_order_is_flag_then_env_then_keras_cache_then_fallback(tmp_path, monkeypatch):
+    flag, env, cache = make_root(tmp_path / "flag"), make_root(tmp_path / "env"), tmp_path / "keras"
+    make_root(cache / "datasets")
+    monkeypatch.setenv("KERAS_HOME", str(cache))
+    fallback = lambda: tmp_path / "embedded"  # noqa: E731
+    assert find_dataset("mobile_price", fallback=fallback) == cache / "datasets" / "mobile_price"
+    monkeypatch.setenv("KERAS_TUTORIALS_DATA", str(env))
+    assert find_dataset("mobile_price", fallback=fallback) == env / "mobile_price"
+    assert find_dataset("mobile_price", str(flag), fallback=fallback) == flag / "mobile_price"
+
+
+def test_env_root_without_the_data_set_falls_through_to_the_fallback(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
+    monkeypatch.setenv("KERAS_TUTORIALS_DATA", str(tmp_path / "env"))
+    assert find_dataset("mobile_price", fallback=lambda: tmp_path / "embedded") == tmp_path / "embedded"
+
+
+def test_missing_everywhere_names_every_place_searched(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
+    monkeypatch.setenv("KERAS_TUTORIALS_DATA", str(tmp_path / "env"))
+    with pytest.raises(UserError) as error:
+        find_dataset("imdb")
+    assert str(tmp_path / "env" / "imdb") in str(error.value) and "--data-dir" in str(error.value)
+
+
+def test_explicit_data_dir_is_strict(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        find_dataset("mobile_price", tmp_path / "nope", fallback=lambda: tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not found"):
+        find_dataset("mobile_price", tmp_path / "empty", fallback=lambda: tmp_path)
+
+
+def test_env_pointing_nowhere_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_TUTORIALS_DATA", str(tmp_path / "typo"))
+    with pytest.raises(UserError, match="KERAS_TUTORIALS_DATA"):
+        find_dataset("mobile_price")
+
+
+def test_required_files_are_checked(tmp_path):
+    make_root(tmp_path)
+    with pytest.raises(UserError, match="missing test.csv"):
+        find_dataset("mobile_price", tmp_path, required=("train.csv", "test.csv"))
+
+
+def test_extract_once_unpacks_into_the_cache_and_reuses_it(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("hello")
+    archive = tmp_path / "data.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "src" / "a.txt", arcname="inner/a.txt")
+    first = extract_once(archive, "demo")
+    assert (first / "inner" / "a.txt").read_text() == "hello"
+    (first / "inner" / "a.txt").write_text("changed")  # a second call must not extract again
+    assert (extract_once(archive, "demo") / "inner" / "a.txt").read_text() == "changed"
+
+
+def test_extract_once_reports_a_broken_archive(tmp_path):
+    archive = tmp_path / "broken.tar"
+    archive.write_bytes(b"this is not a tar file at all" * 50)
+    with pytest.raises(UserError, match="could not extract"):
+        extract_once(archive, "broken")

@@ -1,0 +1,183 @@
+"""The phone-price lesson end to end: learning, resume, determinism, predict, errors, real data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from common import training
+from common.config import build_config
+from tasks import phone_price
+from tasks.phone_price import PhonePriceConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smoke_config(tmp_path, data_root, **overrides):
+    values = dict(data_dir=str(data_root), output_dir=str(tmp_path / "runs"), **overrides)
+    return build_config(PhonePriceConfig, profile="smoke", overrides=values)
+
+
+def metrics_of(config):
+    return json.loads((Path(config.output_dir) / "phone_price" / config.run_id / "metrics.json").read_text())
+
+
+def test_smoke_run_learns_and_writes_every_output(tmp_path, phone_root):
+    config = smoke_config(tmp_path, phone_root, epochs=30, max_rows=None, run_id="learn")
+    assert phone_price.train(config) == 0
+    run = Path(config.output_dir) / "phone_price" / "learn"
+    for name in ["config.json", "history.csv", "metrics.json", "model.keras", "checkpoint.keras",
+                 "learning_curves.png", "confusion_matrix.png", "predictions.csv",
+                 "baseline/model.keras", "baseline/history.csv"]:
+        assert (run / name).is_file(), name
+    assert not (run / "backup").exists()  # BackupAndRestore cleans up after a finished fit
+    results = metrics_of(config)["results"]
+    assert results["fnn"]["test_accuracy"] > 0.6  # chance is 0.25 on 4 balanced classes
+    assert len(json.loads((run / "config.json").read_text())["hidden_units"]) == 1
+    history = training.read_history(run / "history.csv")
+    assert len(history["loss"]) == 30 and history["loss"][-1] < history["loss"][0]
+    predictions = (run / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "id,price_range" and len(predictions) == 51
+
+
+def test_saved_model_takes_raw_rows(tmp_path, phone_root):
+    config = smoke_config(tmp_path, phone_root, run_id="raw", baseline=False)
+    phone_price.train(config)
+    model = keras.saving.load_model(Path(config.output_dir) / "phone_price" / "raw" / "model.keras")
+    from common.tabular import read_csv
+
+    _, x, _ = read_csv(phone_root / "mobile_price" / "train.csv", phone_price.FEATURES)
+    probabilities = model.predict(x[:8], verbose=0)
+    assert probabilities.shape == (8, 4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_same_seed_same_metrics(tmp_path, phone_root):
+    results = []
+    for run_id in ("a", "b"):
+        config = smoke_config(tmp_path, phone_root, run_id=run_id, baseline=False)
+        phone_price.train(config)
+        results.append(metrics_of(config)["results"]["fnn"])
+    assert results[0]["test_loss"] == results[1]["test_loss"]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_from_the_last_epoch(tmp_path, phone_root, monkeypatch):
+    config_args = dict(run_id="resume", baseline=False, epochs=6)
+    original = training.callbacks
+    begun = []
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise Interrupt()
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            begun.append(epoch)
+
+    monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [StopAfter()])
+    with pytest.raises(Interrupt):
+        phone_price.train(smoke_config(tmp_path, phone_root, **config_args))
+    run = tmp_path / "runs" / "phone_price" / "resume"
+    assert not (run / "metrics.json").exists() and (run / "backup").is_dir()
+
+    monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [Record()])
+    phone_price.train(smoke_config(tmp_path, phone_root, **config_args))
+    assert begun == [3, 4, 5]  # epochs 0-2 were not trained again
+    assert len(training.read_history(run / "history.csv")["loss"]) == 6
+    assert (run / "metrics.json").is_file() and not (run / "backup").exists()
+
+
+def test_resume_refuses_a_different_recipe_and_a_finished_run(tmp_path, phone_root, cli):
+    base = ["--profile", "smoke", "--data-dir", str(phone_root), "--output-dir", str(tmp_path / "runs"),
+            "--run-id", "r", "--no-baseline"]
+    code, _, _ = cli(phone_price.main, base)
+    assert code == 0
+    code, _, err = cli(phone_price.main, base)
+    assert code == 2 and "already finished" in err
+    (tmp_path / "runs" / "phone_price" / "r" / "metrics.json").unlink()
+    code, _, err = cli(phone_price.main, base + ["--activation", "sigmoid", "--hidden-units", "4"])
+    assert code == 2 and "other settings (activation, hidden_units)" in err
+
+
+def test_predict_command_labels_a_csv(tmp_path, phone_root, cli):
+    runs = tmp_path / "runs"
+    code, _, _ = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(phone_root),
+                                        "--output-dir", str(runs), "--run-id", "p", "--no-baseline"])
+    assert code == 0
+    out = tmp_path / "labels.csv"
+    code, stdout, _ = cli(phone_price.main, ["predict", "--run", str(runs / "phone_price" / "p"),
+                                             "--input", str(phone_root / "mobile_price" / "test.csv"),
+                                             "--output", str(out)])
+    assert code == 0 and "50 phones" in stdout
+    rows = out.read_text().splitlines()
+    assert rows[0] == "id,price_range" and rows[1].startswith("1,") and len(rows) == 51
+    assert {int(r.split(",")[1]) for r in rows[1:]} <= {0, 1, 2, 3}
+    code, _, err = cli(phone_price.main, ["predict", "--run", str(tmp_path / "nope")])
+    assert code == 2 and "must be a finished phone_price run folder" in err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    (["--optimizer", "adamax"], "unknown optimizer 'adamax'; valid names: sgd, momentum"),
+    (["--hidden-units", "16,-3"], "--hidden-units must be positive"),
+    (["--cv", "1"], "--cv must be between 2"),
+])
+def test_bad_flags_exit_2_with_one_sentence(tmp_path, phone_root, cli, argv, fragment):
+    code, _, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(phone_root),
+                                          "--output-dir", str(tmp_path / "runs"), *argv])
+    assert code == 2
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_data_exits_2_naming_the_file(tmp_path, phone_root, cli):
+    train_csv = phone_root / "mobile_price" / "train.csv"
+    train_csv.write_text(train_csv.read_text().replace("ram,", "RAM,", 1))
+    code, _, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(phone_root)])
+    assert code == 2 and "lacks the column(s) ram" in err and str(train_csv) in err
+    code, _, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "missing")])
+    assert code == 2 and "is not a folder" in err
+
+
+def test_cross_validation_reports_mean_and_std(tmp_path, phone_root):
+    config = smoke_config(tmp_path, phone_root, run_id="cv", cv=3, baseline=False, epochs=4)
+    phone_price.train(config)
+    cv = metrics_of(config)["results"]["fnn"]["cv"]
+    assert len(cv["accuracies"]) == 3 and cv["mean"] == pytest.approx(np.mean(cv["accuracies"]))
+    assert (tmp_path / "runs" / "phone_price" / "cv" / "cv" / "fnn" / "fold-3" / "model.keras").is_file()
+
+
+def test_embedded_copy_is_used_without_a_data_root(tmp_path):
+    config = build_config(PhonePriceConfig, profile="smoke", overrides={"output_dir": str(tmp_path)})
+    data, folder = phone_price.load_data(config)
+    assert folder == phone_price.EMBEDDED_DATA / "mobile_price"
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 400
+
+
+def test_script_runs_as_a_file_too(tmp_path):
+    """`python tasks/phone_price.py` works as well as `python -m tasks.phone_price`."""
+    result = subprocess.run([sys.executable, str(ROOT / "tasks" / "phone_price.py"), "--help"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "--hidden-units" in result.stdout and "predict" in result.stdout
+
+
+def test_real_data_reaches_high_accuracy(tmp_path, real_data_root):
+    """On the shared Kaggle CSV, a short run of the quick recipe must already beat 0.9."""
+    config = build_config(PhonePriceConfig, profile="quick", overrides=dict(
+        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", epochs=40, baseline=False,
+        tensorboard=False, verbose=0))
+    phone_price.train(config)
+    data, folder = phone_price.load_data(config)
+    assert folder == Path(real_data_root) / "mobile_price"
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 2000
+    assert metrics_of(config)["results"]["fnn"]["test_accuracy"] >= 0.9
+    assert len((tmp_path / "phone_price" / "real" / "predictions.csv").read_text().splitlines()) == 1001

@@ -1,0 +1,42 @@
+"""run_all.py end to end on the smoke profile (one subprocess per task)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import run_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lists_every_task_script():
+    assert "phone_price" in run_all.available_tasks()
+
+
+def test_smoke_profile_end_to_end(tmp_path, phone_root):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
+         "--data-dir", str(phone_root)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    assert summary["failed"] == []
+    rows = {(r["task"], r["model"]): r for r in summary["rows"]}
+    assert rows[("phone_price", "fnn")]["metric"] == "test_accuracy"
+    assert 0.0 <= rows[("phone_price", "fnn")]["value"] <= 1.0
+    assert Path(rows[("phone_price", "fnn")]["run_dir"], "model.keras").is_file()
+    assert "| phone_price | tensorflow | fnn | test_accuracy |" in result.stdout
+    assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
+
+
+def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
+         "--data-dir", str(tmp_path / "no_such_root")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 1
+    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    assert summary["failed"] == ["phone_price [tensorflow]"]
+    assert "is not a folder" in result.stderr
+    assert "FAILED" in result.stdout
