@@ -91,6 +91,10 @@ def write_json(path, data):
     Path(path).write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
 def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -151,16 +155,19 @@ def callbacks(config, folder, monitor="val_loss", extra=()):
 def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=()):
     """Train `model` (already built) on tf.data splits and return what happened.
 
+    `val` may be None (no validation split, e.g. cross-validation folds without early stopping): the
+    checkpoint then follows the training loss.
     The returned dict holds the full history (read back from history.csv, so a resumed run reports every
     epoch), the number of epochs, and the wall time of this call.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     compile_model(model, config, steps_per_epoch)
+    monitor = "val_loss" if val is not None else "loss"
     started = time.perf_counter()
     # shuffle=False: the tf.data pipeline shuffles (seeded) itself.
     model.fit(train, validation_data=val, epochs=config.epochs, verbose=config.verbose, shuffle=False,
-              callbacks=callbacks(config, folder, extra=extra_callbacks))
+              callbacks=callbacks(config, folder, monitor, extra=extra_callbacks))
     train_time = time.perf_counter() - started
     history = read_history(folder / "history.csv")
     losses = history.get("loss", [])

@@ -17,7 +17,7 @@ from models import registry
 def build_fnn(config, data, hidden_units=None, name="fnn"):
     """Build an FNN from `config` for `data` (anything with num_features, num_classes and x_train).
 
-    Reads from config: hidden_units, activation, initializer, dropout, batch_norm, l2.
+    Reads from config: hidden_units, activation, initializer, dropout, batch_norm, l2, input_l1.
     `hidden_units` overrides the config's widths (the baseline passes `()`).
     """
     units = tuple(config.hidden_units if hidden_units is None else hidden_units)
@@ -26,19 +26,22 @@ def build_fnn(config, data, hidden_units=None, name="fnn"):
 
     inputs = keras.Input(shape=(data.num_features,), name="features")
     x = normalize(inputs)
+    # L1 on the first layer's kernel pushes the weights of uninformative input features to exactly zero:
+    # learned feature selection. L2 on every kernel keeps all weights small.
+    first_penalty = registry.regularizer(l1=config.input_l1, l2=config.l2)
     penalty = registry.regularizer(l2=config.l2)
     for i, width in enumerate(units, start=1):
         # With batch norm the Dense bias is redundant (BN has its own shift), as in ResNets.
         x = keras.layers.Dense(width, use_bias=not config.batch_norm,
                                kernel_initializer=registry.initializer(config.initializer),
-                               kernel_regularizer=penalty, name=f"hidden_{i}")(x)
+                               kernel_regularizer=first_penalty if i == 1 else penalty, name=f"hidden_{i}")(x)
         if config.batch_norm:
             x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
         x = registry.activation(config.activation)(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(data.num_classes, kernel_initializer=registry.initializer(config.initializer),
-                                kernel_regularizer=penalty, name="logits")(x)
+                                kernel_regularizer=penalty if units else first_penalty, name="logits")(x)
     # float32 output even under mixed precision: softmax in float16 loses the small probabilities.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=name)

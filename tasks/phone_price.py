@@ -77,7 +77,9 @@ class PhonePriceConfig(TrainConfig):
     initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
     dropout: float = 0.0
     batch_norm: bool = False
-    l2: float = dataclasses.field(default=1e-3, metadata=dict(help="L2 penalty on every kernel"))
+    l2: float = dataclasses.field(default=0.0, metadata=dict(help="L2 penalty on every kernel"))
+    input_l1: float = dataclasses.field(default=3e-3, metadata=dict(
+        help="L1 penalty on the first layer's kernel: zeroes the weights of useless features"))
     loss: str = dataclasses.field(default="sparse_categorical_crossentropy", metadata={"registry": "loss"})
     baseline: bool = dataclasses.field(default=True, metadata=dict(
         help="also train the softmax-regression baseline"))
@@ -93,8 +95,8 @@ class PhonePriceConfig(TrainConfig):
         super().validate()
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}.")
-        if self.l2 < 0:
-            raise UserError(f"--l2 must be zero or positive, got {self.l2}.")
+        if self.l2 < 0 or self.input_l1 < 0:
+            raise UserError("--l2 and --input-l1 must be zero or positive.")
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
             raise UserError("--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1.")
@@ -125,20 +127,28 @@ def train_one(factory, config, data, folder):
     return training.train_classifier(
         model, config, folder,
         train=tabular.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed),
-        val=tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size),
+        val=tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val) else None,
         test=tabular.to_dataset(data.x_test, labels(data.y_test), config.batch_size),
         test_labels=data.y_test, class_names=data.class_names,
         steps_per_epoch=int(np.ceil(len(data.x_train) / config.batch_size)))
 
 
 def cross_validate(factory, config, data, folder):
-    """k stratified folds of all labelled rows; each fold carves its own validation part for early stopping."""
+    """k stratified folds of all labelled rows, each scored on the fold it did not train on.
+
+    With early stopping, each fold carves a validation part from its training rows (never the held-out
+    fold); without, every training row is used for training.
+    """
     x = np.concatenate([data.x_train, data.x_val, data.x_test])
     y = np.concatenate([data.y_train, data.y_val, data.y_test])
     accuracies = []
     for k, (rest, held_out) in enumerate(tabular.stratified_folds(y, config.cv, config.split_seed), start=1):
-        x_train, x_val, y_train, y_val = tabular.train_test_split(
-            x[rest], y[rest], test_size=config.val_fraction, stratify=y[rest], random_state=config.split_seed)
+        if config.early_stopping:
+            x_train, x_val, y_train, y_val = tabular.train_test_split(
+                x[rest], y[rest], test_size=config.val_fraction, stratify=y[rest],
+                random_state=config.split_seed)
+        else:
+            x_train, y_train, x_val, y_val = x[rest], y[rest], x[:0], y[:0]
         fold = tabular.TabularSplits(x_train, y_train, x_val, y_val, x[held_out], y[held_out],
                                      FEATURES, CLASS_NAMES)
         result = train_one(factory, config, fold, folder / f"fold-{k}")

@@ -10,7 +10,7 @@ from models.fnn import fnn_parameter_count
 
 def config(**overrides):
     values = dict(hidden_units=(32, 16), activation="relu", initializer="he_normal", dropout=0.0,
-                  batch_norm=False, l2=0.0)
+                  batch_norm=False, l2=0.0, input_l1=0.0)
     return types.SimpleNamespace(**{**values, **overrides})
 
 
@@ -56,6 +56,15 @@ def test_dropout_and_l2_appear_where_configured():
     assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3, 0.3]
     model(DATA.x_train[:2])
     assert len(model.losses) == 3  # one L2 term per Dense kernel
+
+
+def test_input_l1_penalises_only_the_first_kernel():
+    model = build_fnn(config(input_l1=1e-2), DATA)
+    model(DATA.x_train[:2])
+    assert len(model.losses) == 1
+    first = model.get_layer("hidden_1").kernel
+    expected = 1e-2 * np.abs(keras.ops.convert_to_numpy(first)).sum()
+    assert float(model.losses[0]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_same_seed_same_weights():
