@@ -195,7 +195,12 @@ def read_history(path):
         values = line.split(",")
         by_epoch[int(values[0])] = values
     rows = [by_epoch[e] for e in sorted(by_epoch)]
-    return {name: [float(r[i]) for r in rows] for i, name in enumerate(header) if name != "epoch"}
+    history = {name: [_number(r[i]) for r in rows] for i, name in enumerate(header) if name != "epoch"}
+    return {name: values for name, values in history.items() if not all(math.isnan(v) for v in values)}
+
+
+def _number(text):
+    return float("nan") if text in ("", "NA") else float(text)
 
 
 def evaluate_classifier(model, dataset, labels, class_names, folder):
