@@ -71,9 +71,9 @@ class PhonePriceConfig(TrainConfig):
     learning_rate: float = 0.01
     schedule: str = dataclasses.field(default="cosine", metadata={"registry": "schedule"})
     early_stopping: int = 0
-    hidden_units: tuple[int, ...] = dataclasses.field(default=(16,), metadata=dict(
+    hidden_units: tuple[int, ...] = dataclasses.field(default=(64,), metadata=dict(
         help="widths of the hidden layers, e.g. 64,32 (empty = softmax regression)"))
-    activation: str = dataclasses.field(default="tanh", metadata={"registry": "activation"})
+    activation: str = dataclasses.field(default="gelu", metadata={"registry": "activation"})
     initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
     dropout: float = 0.0
     batch_norm: bool = False
@@ -116,21 +116,25 @@ def load_data(config):
     return tabular.TabularSplits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES), folder
 
 
-def train_one(factory, config, data, folder):
-    """Build with the seed, train with early stopping/backups, evaluate on the test split."""
-    model = training.build_seeded(factory, config, data)
+def make_datasets(config, data):
+    """tf.data splits (train shuffled with the seed) and the number of steps per epoch."""
     one_hot = registry.loss_target(config.loss) == "one_hot"
 
     def labels(y):  # MSE/MAE/Huber/BCE compare the softmax output with one-hot vectors
         return np.eye(data.num_classes, dtype="float32")[y] if one_hot else y
 
-    return training.train_classifier(
-        model, config, folder,
-        train=tabular.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed),
-        val=tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val) else None,
-        test=tabular.to_dataset(data.x_test, labels(data.y_test), config.batch_size),
-        test_labels=data.y_test, class_names=data.class_names,
-        steps_per_epoch=int(np.ceil(len(data.x_train) / config.batch_size)))
+    train = tabular.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed)
+    val = tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val) else None
+    test = tabular.to_dataset(data.x_test, labels(data.y_test), config.batch_size)
+    return train, val, test, int(np.ceil(len(data.x_train) / config.batch_size))
+
+
+def train_one(factory, config, data, folder):
+    """Build with the seed, train with backups (and early stopping if asked), evaluate on the test split."""
+    model = training.build_seeded(factory, config, data)
+    train, val, test, steps_per_epoch = make_datasets(config, data)
+    return training.train_classifier(model, config, folder, train, val, test, data.y_test, data.class_names,
+                                     steps_per_epoch)
 
 
 def cross_validate(factory, config, data, folder):

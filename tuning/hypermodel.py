@@ -1,0 +1,78 @@
+"""One `keras_tuner.HyperModel` for every task: sample a config, build with the task's factory, train.
+
+    hp --space--> {field: value} --replace--> task config --factory--> keras.Model --fit--> history
+
+Nothing about a model is written here: the config goes to the same factory and the same tf.data splits the
+lesson uses. The HyperModel carries its own data, so any stock tuner works with it and `search()` needs
+no arguments:
+
+    hypermodel = TaskHyperModel("phone_price", base_config)
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=10)
+    tuner.search()
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import keras
+import keras_tuner
+
+from common import training
+from tuning import tasks
+
+
+class TaskHyperModel(keras_tuner.HyperModel):
+    def __init__(self, task, base_config, space=None, curves_dir=None, data=None):
+        super().__init__(name=f"{task}_hypermodel", tunable=True)
+        self.spec = tasks.get(task)
+        self.base_config = base_config
+        self.space = space or self.spec.space
+        self.curves_dir = Path(curves_dir) if curves_dir else None
+        self.data = data if data is not None else self.spec.load_data(base_config)
+        self._builds = {}
+
+    def config_for(self, hp):
+        """The task config for these hyperparameter values (the base config elsewhere)."""
+        return dataclasses.replace(self.base_config, **self.space(hp))
+
+    def build(self, hp):
+        config = self.config_for(hp)
+        # Each execution of a trial (executions_per_trial > 1) gets the next seed, so repeats measure the
+        # spread over initialisations instead of training the same network twice.
+        key = json.dumps(hp.values, sort_keys=True, default=str)
+        repeat = self._builds.get(key, 0)
+        self._builds[key] = repeat + 1
+        training.seed_everything(config.seed + repeat, config.deterministic)
+        model = self.spec.build_model(config, self.data)
+        _, _, _, steps_per_epoch = self.spec.make_datasets(config, self.data)
+        training.compile_model(model, config, steps_per_epoch)
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        """Train on the task's own splits; a NaN loss fails the trial (the search goes on)."""
+        config = self.config_for(hp)
+        train, val, _, _ = self.spec.make_datasets(config, self.data)
+        callbacks = list(kwargs.pop("callbacks", [])) + [keras.callbacks.TerminateOnNaN()]
+        history = model.fit(
+            train, validation_data=val, shuffle=False, callbacks=callbacks,
+            epochs=kwargs.get("epochs", config.epochs), initial_epoch=kwargs.get("initial_epoch", 0),
+            verbose=kwargs.get("verbose", 0))
+        losses = history.history.get("loss", [])
+        if not losses or not all(math.isfinite(v) for v in losses):
+            raise keras_tuner.errors.FailedTrialError(
+                f"the loss became NaN or infinite with {hp.values}; trial failed.")
+        self._save_curves(callbacks, history.history)
+        return history
+
+    def _save_curves(self, callbacks, history):
+        """Keep each execution's learning curves, for the side-by-side plots of `--compare`."""
+        trial = next((cb.trial for cb in callbacks if hasattr(cb, "trial")), None)
+        if self.curves_dir is None or trial is None:
+            return
+        folder = self.curves_dir / trial.trial_id
+        folder.mkdir(parents=True, exist_ok=True)
+        index = len(list(folder.glob("execution-*.json")))
+        (folder / f"execution-{index}.json").write_text(json.dumps(
+            {"values": trial.hyperparameters.values, "history": history}, default=float))

@@ -1,0 +1,202 @@
+"""Report of a search, read from KerasTuner's own files (works for finished, running and distributed
+searches alike):
+
+    python -m tuning.report tuning_runs/phone_price/random-quick
+
+writes into that folder:
+- `trials.csv`, `trials.md`: every trial ranked by the objective (failed trials last, with their status),
+- `objective_vs_hyperparameters.png`: the objective against each hyperparameter,
+- `best.json`: the best trial as a task config file (`python -m tasks.<task> --config best.json`),
+- for `--compare` searches, `compare_curves.png` (validation curves per value, mean and range over seeds)
+  and `compare.md` (best validation score per value, mean +- std over seeds).
+"""
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from common.cli import quiet_tensorflow  # noqa: E402
+from common.errors import UserError, run_cli  # noqa: E402
+from common.tables import format_table  # noqa: E402
+
+quiet_tensorflow()
+
+
+def load_search(folder):
+    folder = Path(folder)
+    meta_path = folder / "search.json"
+    if not meta_path.is_file():
+        raise UserError(f"{folder} is not a search folder (no search.json); "
+                        "expected tuning_runs/<task>/<name>/ written by python -m tuning.search.")
+    return json.loads(meta_path.read_text())
+
+
+def load_trials(folder, objective):
+    """Every trial as {trial_id, status, score, values}, best first; failed/unfinished trials last."""
+    trials = []
+    for path in sorted(Path(folder).glob("trial_*/trial.json")):
+        data = json.loads(path.read_text())
+        values = {k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")}
+        score = data.get("score")
+        trials.append({"trial_id": data["trial_id"], "status": data.get("status", "?"),
+                       "score": score if score is not None and math.isfinite(score) else None,
+                       "values": values, "hyperparameters": data["hyperparameters"]})
+    sign = 1 if "loss" in objective else -1
+    trials.sort(key=lambda t: (t["score"] is None, sign * (t["score"] or 0), int(t["trial_id"])))
+    return trials
+
+
+def best_config(meta, trial):
+    """The best trial's hyperparameters as task config fields (the space maps names to fields)."""
+    import keras_tuner
+
+    from tuning import spaces, tasks
+
+    space = spaces.comparison(meta["compare"]) if meta.get("compare") else tasks.get(meta["task"]).space
+    hp = keras_tuner.HyperParameters.from_config(trial["hyperparameters"])
+    values = space(hp)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def write_report(folder):
+    folder = Path(folder)
+    meta = load_search(folder)
+    objective = meta["objective"]
+    trials = load_trials(folder, objective)
+    if not trials:
+        raise UserError(f"{folder} has no trials yet.")
+    names = sorted({name for t in trials for name in t["values"]})
+    rows = []
+    for rank, trial in enumerate(trials, start=1):
+        rows.append({"rank": rank, "trial": trial["trial_id"], "status": trial["status"],
+                     objective: "" if trial["score"] is None else round(trial["score"], 4),
+                     **{name: _short(trial["values"].get(name, "")) for name in names}})
+    columns = ["rank", "trial", "status", objective, *names]
+    with open(folder / "trials.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "trials.md").write_text(f"# {meta['task']}: {meta['tuner']} search, {len(trials)} trials\n\n"
+                                      + format_table(rows, columns) + "\n")
+    finished = [t for t in trials if t["score"] is not None]
+    if finished:
+        best = best_config(meta, finished[0])
+        (folder / "best.json").write_text(json.dumps(
+            {"task": meta["task"], "_search": folder.name, "_trial": finished[0]["trial_id"],
+             f"_{objective}": finished[0]["score"], **best}, indent=2) + "\n")
+        plot_objective(finished, names, objective, folder / "objective_vs_hyperparameters.png")
+    if meta.get("compare"):
+        write_comparison(folder, meta, trials)
+    return rows
+
+
+def _short(value):
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def plot_objective(trials, names, objective, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in names if len({str(t["values"].get(n)) for t in trials}) > 1] or names
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [(t["values"][name], t["score"]) for t in trials if name in t["values"]]
+        xs = [p[0] for p in points]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            ax.scatter(xs, [p[1] for p in points], alpha=0.7)
+            if name in ("learning_rate", "weight_decay", "input_l1", "l2") and min(xs) > 0:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(x) for x in xs})
+            ax.scatter([labels.index(str(x)) for x in xs], [p[1] for p in points], alpha=0.7)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_title(name)
+        ax.set_ylabel(objective)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_comparison(folder, meta, trials):
+    """Curves per compared value (mean and range over the seeds) and a table of best scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = meta["compare"]
+    monitor = meta["objective"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rows = []
+    for trial in sorted(trials, key=lambda t: int(t["trial_id"])):
+        runs = [json.loads(p.read_text())["history"]
+                for p in sorted((folder / "curves" / trial["trial_id"]).glob("execution-*.json"))]
+        if not runs:
+            continue
+        value = trial["values"].get(name)
+        for ax, metric in zip(axes, (monitor, monitor.replace("accuracy", "loss"))):
+            curves = [r[metric] for r in runs if metric in r]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            stacked = np.array([c[:length] for c in curves])
+            epochs = np.arange(1, length + 1)
+            ax.plot(epochs, stacked.mean(axis=0), label=str(value))
+            ax.fill_between(epochs, stacked.min(axis=0), stacked.max(axis=0), alpha=0.15)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+        best = [max(r[monitor]) if "loss" not in monitor else min(r[monitor]) for r in runs if monitor in r]
+        rows.append({name: value, "seeds": len(best), f"best {monitor} (mean)": round(float(np.mean(best)), 4),
+                     "std": round(float(np.std(best)), 4), "status": trial["status"]})
+    axes[0].legend(title=name)
+    fig.suptitle(f"{meta['task']}: {name} compared (mean and min-max over seeds)")
+    fig.tight_layout()
+    fig.savefig(folder / "compare_curves.png", dpi=90)
+    plt.close(fig)
+    rows.sort(key=lambda r: -r[f"best {monitor} (mean)"])
+    (folder / "compare.md").write_text(
+        f"# {meta['task']}: {name} compared, {meta['profile']} profile\n\n" + format_table(rows, list(rows[0]))
+        + "\n" if rows else "no finished trials\n")
+
+
+def summary_text(folder, rows, top=10):
+    folder = Path(folder)
+    columns = list(rows[0]) if rows else []
+    text = format_table(rows[:top], columns)
+    if (folder / "best.json").exists():
+        text += f"\n\nbest configuration: {folder / 'best.json'}"
+    if (folder / "compare.md").exists():
+        text += "\n\n" + (folder / "compare.md").read_text()
+    return text
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tuning.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="a search folder: tuning_runs/<task>/<name>")
+    args = parser.parse_args(argv)
+    rows = write_report(args.folder)
+    print(summary_text(args.folder, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,64 @@
+"""Search spaces: functions from KerasTuner's `hp` to config overrides ({config field: value}).
+
+A space returns values under the names of the task's config fields, so the best trial becomes a `--config`
+file without translation. The shared part (activation, initializer, dropout, learning rate, optimizer with
+its conditional momentum, weight decay, batch size) is the same for every task; each task adds its own
+architecture choices.
+"""
+
+ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "swish", "gelu"]
+INITIALIZERS = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal"]
+OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+
+# `--compare NAME`: every value of one hyperparameter, everything else at the task's defaults.
+COMPARISONS = {
+    "activation": ACTIVATIONS,
+    "initializer": INITIALIZERS,
+    "optimizer": OPTIMIZERS,
+    "dropout": [0.0, 0.2, 0.4, 0.6],
+}
+
+
+def shared(hp):
+    """The hyperparameters every task tunes."""
+    values = {
+        "activation": hp.Choice("activation", ACTIVATIONS),
+        "initializer": hp.Choice("initializer", INITIALIZERS),
+        "dropout": hp.Float("dropout", 0.0, 0.6, step=0.1),
+        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
+        "optimizer": hp.Choice("optimizer", OPTIMIZERS),
+        "weight_decay": hp.Choice("weight_decay", [0.0, 1e-5, 1e-4, 1e-3]),
+        "batch_size": hp.Choice("batch_size", [32, 64, 128]),
+    }
+    # Momentum exists only for the momentum optimizer: a conditional hyperparameter, so the tuner neither
+    # samples nor reports it for the others.
+    with hp.conditional_scope("optimizer", ["momentum"]):
+        if values["optimizer"] == "momentum":
+            values["momentum"] = hp.Float("momentum", 0.5, 0.99)
+    return values
+
+
+def phone_price(hp):
+    """Shared space plus depth/width of the FNN, batch norm and the input L1 penalty."""
+    values = shared(hp)
+    depth = hp.Int("num_layers", 1, 3)
+    units = []
+    for i in range(1, 4):
+        with hp.conditional_scope("num_layers", list(range(i, 4))):
+            if i <= depth:
+                units.append(hp.Choice(f"units_{i}", [16, 32, 64, 128]))
+    values["hidden_units"] = tuple(units)
+    values["batch_norm"] = hp.Boolean("batch_norm")
+    values["input_l1"] = hp.Choice("input_l1", [0.0, 1e-3, 3e-3, 1e-2])
+    return values
+
+
+def comparison(name):
+    """A space of one hyperparameter, for `--compare NAME` (a grid over COMPARISONS[name])."""
+    choices = COMPARISONS[name]
+
+    def space(hp):
+        return {name: hp.Choice(name, choices)}
+
+    space.__name__ = f"compare_{name}"
+    return space
