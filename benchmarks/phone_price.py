@@ -30,6 +30,14 @@ from common.training import read_json  # noqa: E402
 from tasks import phone_price  # noqa: E402
 
 
+# What the lesson's two choices are worth: each row changes only what it names.
+ABLATIONS = {
+    "relu, no input L1": dict(activation="relu", input_l1=0.0),
+    "gelu, no input L1": dict(input_l1=0.0),
+    "relu, input L1": dict(activation="relu"),
+}
+
+
 def train(profile, output_dir, run_id, **overrides):
     config = build_config(phone_price.PhonePriceConfig, profile=profile, overrides=dict(
         output_dir=str(output_dir), run_id=run_id, tensorboard=False, verbose=0, **overrides))
@@ -63,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--cv", type=int, default=5)
+    parser.add_argument("--ablation-seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     data_overrides = {"data_dir": args.data_dir} if args.data_dir else {}
@@ -77,12 +86,20 @@ def main(argv=None):
             fnn_times.append(results["fnn"]["train_time_s"])
             print(f"seed {seed}: fnn {fnn[-1]:.4f}, softmax regression {baseline[-1]:.4f}, {wall:.1f} s",
                   flush=True)
+        ablations = {}
+        for label, changes in ABLATIONS.items():
+            ablations[label] = [
+                train(args.profile, output_dir, f"{label}-{seed}".replace(" ", "_").replace(",", ""), seed=seed,
+                      baseline=False, **changes, **data_overrides)[0]["fnn"]["test_accuracy"]
+                for seed in range(args.ablation_seeds)]
+            print(f"{label}: {mean_std(ablations[label])}", flush=True)
         results, _, cv_config = train(args.profile, output_dir, "cv", cv=args.cv, **data_overrides)
     lr_mean, lr_std = logistic_regression_cv(cv_config)
     params = {"fnn": results["fnn"]["params"], "softmax_regression": results["softmax_regression"]["params"]}
     cv = {name: results[name]["cv"] for name in params}
     rows = [
-        {"model": f"FNN {list(config.hidden_units)} {config.activation}, L2 {config.l2}", "params": params["fnn"],
+        {"model": f"FNN {list(config.hidden_units)} {config.activation}, input L1 {config.input_l1}",
+         "params": params["fnn"],
          "test accuracy (mean +- std over seeds)": mean_std(fnn),
          f"{args.cv}-fold CV accuracy": f"{cv['fnn']['mean']:.4f} +- {cv['fnn']['std']:.4f}",
          "train time per run (s)": f"{np.mean(fnn_times):.1f}"},
@@ -93,13 +110,16 @@ def main(argv=None):
         {"model": "logistic regression (scikit-learn, C=1000)", "params": 84,
          f"{args.cv}-fold CV accuracy": f"{lr_mean:.4f} +- {lr_std:.4f}"},
     ]
+    rows += [{"model": f"ablation: FNN {label}", "params": params["fnn"],
+              "test accuracy (mean +- std over seeds)": f"{mean_std(values)} ({len(values)} seeds)"}
+             for label, values in ablations.items()]
     columns = list(rows[0])
     body = (f"## Phone price (`tasks/phone_price.py`, profile {args.profile})\n\n"
             + facts_block(command_line("benchmarks.phone_price"))
             + f"- split: stratified 65/15/20 train/validation/test, split seed {config.split_seed}; "
               f"seeds 0..{args.seeds - 1} change the weights and batch order\n"
             + f"- wall time of one whole lesson run (FNN + baseline + predictions, TensorFlow import excluded): "
-              f"{mean_std(walls).replace('+-', 's +-')} s\n\n"
+              f"{np.mean(walls):.1f} s +- {np.std(walls):.1f} s\n\n"
             + format_table(rows, columns) + "\n")
     write_section("phone_price", body)
     print(body)

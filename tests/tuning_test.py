@@ -135,3 +135,12 @@ def test_loopback_chief_and_two_workers(tmp_path, phone_root):
     assert all(len(list((folder / "curves" / t["trial_id"]).glob("execution-*.json"))) == 1 for t in trials)
     assert (folder / "tuner0.json").is_file() and (folder / "tuner1.json").is_file()
     assert len((folder / "trials.csv").read_text().strip().splitlines()) == 5  # the chief wrote the report
+
+
+def test_mirrored_strategy_runs_trials(tmp_path, phone_root, cli):
+    """--distribution mirrored builds each trial under tf.distribute.MirroredStrategy (one CPU here)."""
+    code, _, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "1", "--distribution",
+                                              "mirrored"))
+    trial = json.loads(next((tmp_path / "tuning" / "phone_price" / "random-smoke").glob("trial_*/trial.json"))
+                       .read_text())
+    assert code == 0 and trial["status"] == "COMPLETED"

@@ -1,0 +1,103 @@
+"""Tuning benchmark on phone price: a 30-trial random search timed on this machine, its best configuration
+retrained on the lesson's split against the hand-set default, and the `--compare activation` and
+`--compare initializer` answers with their plots.
+
+    python -m benchmarks.tuning            # writes the tuning section of RESULTS.md and benchmarks/plots/
+
+Searches go to tuning_runs/benchmarks/phone_price/ (kept, so `python -m tuning.report` can reread them).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import command_line, facts_block, write_section  # noqa: E402
+from common.config import build_config  # noqa: E402
+from common.tables import format_table  # noqa: E402
+from common.training import read_json  # noqa: E402
+from tasks import phone_price  # noqa: E402
+from tuning import search  # noqa: E402
+
+PLOTS = Path(__file__).resolve().parent / "plots"
+DIRECTORY = Path("tuning_runs") / "benchmarks"
+
+
+def run_search(*args):
+    started = time.perf_counter()
+    code = search.main(["--task", "phone_price", "--directory", str(DIRECTORY), "--overwrite", "--verbose", "0",
+                        *args])
+    assert code == 0
+    return time.perf_counter() - started
+
+
+def test_accuracy(config_file, seeds, output_dir):
+    """Held-out test accuracy of the quick recipe (optionally with a --config file) over seeds."""
+    accuracies = []
+    for seed in range(seeds):
+        run_id = f"{'best' if config_file else 'default'}-{seed}"
+        config = build_config(phone_price.PhonePriceConfig, profile="quick", config_file=config_file,
+                              overrides=dict(seed=seed, run_id=run_id, output_dir=str(output_dir),
+                                             baseline=False, tensorboard=False, verbose=0))
+        phone_price.train(config)
+        metrics = read_json(Path(output_dir) / "phone_price" / run_id / "metrics.json")
+        accuracies.append(metrics["results"]["fnn"]["test_accuracy"])
+    return accuracies
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40, help="epochs per search trial")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    PLOTS.mkdir(exist_ok=True)
+
+    search_time = run_search("--tuner", "random", "--max-trials", str(args.trials), "--epochs", str(args.epochs),
+                             "--name", "random")
+    folder = DIRECTORY / "phone_price" / "random"
+    best = read_json(folder / "best.json")
+    shutil.copy(folder / "objective_vs_hyperparameters.png", PLOTS / "phone_price_random_search.png")
+    with tempfile.TemporaryDirectory() as output_dir:
+        tuned = test_accuracy(folder / "best.json", args.seeds, output_dir)
+        default = test_accuracy(None, args.seeds, output_dir)
+
+    sections = []
+    for name in ("activation", "initializer"):
+        elapsed = run_search("--compare", name, "--seeds", str(args.seeds), "--profile", "quick")
+        compare_dir = DIRECTORY / "phone_price" / f"compare-{name}-quick"
+        shutil.copy(compare_dir / "compare_curves.png", PLOTS / f"phone_price_compare_{name}.png")
+        table = (compare_dir / "compare.md").read_text().split("\n", 2)[2].strip()
+        sections.append(f"### `--compare {name}` ({args.seeds} seeds each, quick profile, {elapsed / 60:.1f} min)\n\n"
+                        f"{table}\n\n![{name}](plots/phone_price_compare_{name}.png)\n")
+
+    shown = {k: v for k, v in best.items() if not k.startswith("_") and k != "task"}
+    rows = [{"configuration": "hand-set default (quick profile)",
+             "test accuracy": f"{np.mean(default):.4f} +- {np.std(default):.4f}"},
+            {"configuration": "best of the search, retrained (quick profile + best.json)",
+             "test accuracy": f"{np.mean(tuned):.4f} +- {np.std(tuned):.4f}"}]
+    body = ("## Tuning: phone price\n\n" + facts_block(command_line("benchmarks.tuning"))
+            + f"\n### Random search, {args.trials} trials of {args.epochs} epochs: "
+              f"{search_time / 60:.1f} min wall time\n\n"
+            + f"Search command: `python -m tuning.search --task phone_price --tuner random --max-trials "
+              f"{args.trials} --epochs {args.epochs} --name random --directory {DIRECTORY}`. Best trial "
+              f"(validation accuracy {best['_val_accuracy']:.4f}): `{shown}`\n\n"
+            + f"Retrained with the quick profile's 150 epochs on the lesson's split, seeds 0..{args.seeds - 1}:\n\n"
+            + format_table(rows, ["configuration", "test accuracy"])
+            + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n"
+            + "\n".join(sections))
+    write_section("tuning_phone_price", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
