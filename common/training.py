@@ -116,17 +116,22 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",)):
                                    weight_decay=config.weight_decay, clipnorm=config.clipnorm)
     loss_name = getattr(config, "loss", "sparse_categorical_crossentropy")
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
-    metric_objects = [_metric(m, registry.loss_target(loss_name)) for m in metrics]
+    outputs = model.output_shape[-1]
+    metric_objects = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
     model.compile(optimizer=optimizer, loss=registry.loss(loss_name, config.label_smoothing),
                   metrics=metric_objects, jit_compile=jit)
     return model
 
 
-def _metric(name, target):
-    if name == "accuracy":  # say which accuracy: Keras cannot always infer it from the loss
-        cls = keras.metrics.SparseCategoricalAccuracy if target == "index" else keras.metrics.CategoricalAccuracy
-        return cls(name="accuracy")
-    return name
+def _metric(name, loss_name, outputs):
+    """Say which accuracy: Keras cannot always infer it from the loss."""
+    if name != "accuracy":
+        return name
+    if outputs == 1:  # one sigmoid unit
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+    if registry.loss_target(loss_name) == "index":
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
 def callbacks(config, folder, monitor="val_loss", extra=()):
@@ -207,7 +212,10 @@ def evaluate_classifier(model, dataset, labels, class_names, folder):
     """Test loss/accuracy, per-class accuracy and the confusion matrix (saved as PNG) on a labelled split."""
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     probabilities = model.predict(dataset, verbose=0)
-    predicted = np.argmax(probabilities, axis=-1)
+    if probabilities.shape[-1] == 1:  # one sigmoid unit: the probability of class 1
+        predicted = (probabilities[:, 0] > 0.5).astype(int)
+    else:
+        predicted = np.argmax(probabilities, axis=-1)
     labels = np.asarray(labels)
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=int)
