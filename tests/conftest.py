@@ -54,6 +54,51 @@ def phone_root(tmp_path):
     return root
 
 
+POSITIVE = ["great", "wonderful", "excellent", "moving", "superb", "loved", "brilliant", "beautiful"]
+NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "hated", "poor", "worst"]
+NEUTRAL = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "was", "a", "it", "director"]
+
+
+def write_imdb_archive(root, per_class=40, seed=0, extra=None):
+    """`root/imdb/aclImdb.tar.gz` in the real layout: train/test x pos/neg, plus train/unsup (never read).
+
+    Reviews are learnable: neutral words with sentiment words of their class mixed in. `extra` maps
+    relative paths (e.g. "train/pos/odd.txt") to bytes, for edge cases.
+    """
+    import tarfile
+
+    rng = np.random.default_rng(seed)
+    tree = root / "build" / "aclImdb"
+    for split in ("train", "test"):
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            folder = tree / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                length = int(rng.integers(8, 30))
+                tokens = [str(rng.choice(NEUTRAL)) for _ in range(length)]
+                for _ in range(3):
+                    tokens.insert(int(rng.integers(0, len(tokens))), str(rng.choice(words)))
+                (folder / f"{i}_{int(rng.integers(1, 10))}.txt").write_text(
+                    " ".join(tokens).capitalize() + ".<br /><br />" + str(rng.choice(NEUTRAL)) + "!")
+    (tree / "train" / "unsup").mkdir(exist_ok=True)
+    for i in range(30):
+        (tree / "train" / "unsup" / f"{i}_0.txt").write_text("unlabelled " * 5)
+    for relative, content in (extra or {}).items():
+        (tree / relative).write_bytes(content)
+    archive = root / "imdb" / "aclImdb.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="aclImdb")
+    return archive
+
+
+@pytest.fixture
+def imdb_root(tmp_path):
+    root = tmp_path / "data"
+    write_imdb_archive(root)
+    return root
+
+
 @pytest.fixture
 def cli(capsys):
     """Run a task's main through run_cli as a user would; returns (exit code, stdout, stderr)."""

@@ -1,0 +1,71 @@
+"""IMDB benchmark: test accuracy, parameters, training time and time per epoch of each text model, on the
+lesson's split (25,000 test reviews), measured in one run.
+
+    python -m benchmarks.imdb                                   # the quick profile: BiGRU + n-gram reference
+    python -m benchmarks.imdb --models lstm,gru,bilstm_attention --profile full
+
+Writes the imdb section of RESULTS.md (one row per model; rows of earlier runs of other models are kept).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import command_line, facts_block, write_section  # noqa: E402
+from common.config import build_config  # noqa: E402
+from common.tables import format_table  # noqa: E402
+from common.training import read_json  # noqa: E402
+from tasks import imdb  # noqa: E402
+
+COLUMNS = ["model", "profile", "test accuracy", "params", "epochs", "train time (s)", "time per epoch (s)",
+           "sequence length", "command"]
+ROWS_FILE = Path(__file__).resolve().parent / "imdb_rows.json"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--models", help="comma-separated (default: the profile's model and the n-gram reference)")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    overrides = dict(tensorboard=False, verbose=2, **({"data_dir": args.data_dir} if args.data_dir else {}))
+    base = build_config(imdb.ImdbConfig, profile=args.profile, overrides=overrides)
+    models = args.models.split(",") if args.models else [base.model, "ngram"]
+
+    rows = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as output_dir:
+        for name in models:
+            config = build_config(imdb.ImdbConfig, profile=args.profile, overrides=dict(
+                overrides, model=name, baseline=False, output_dir=output_dir, run_id=name))
+            imdb.train(config)
+            result = read_json(Path(output_dir) / "imdb" / name / "metrics.json")["results"][name]
+            length = config.ngram_sequence_length if name == "ngram" else config.sequence_length
+            rows[f"{name}/{args.profile}"] = {
+                "model": name, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),
+                "params": result["params"], "epochs": result["epochs"], "train time (s)": result["train_time_s"],
+                "time per epoch (s)": round(result["time_per_epoch_s"], 1), "sequence length": length,
+                "command": f"`python -m tasks.imdb --profile {args.profile} --model {name}`"}
+            print(rows[f"{name}/{args.profile}"], flush=True)
+    total = time.perf_counter() - started
+    ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
+    ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
+    body = ("## IMDB (`tasks/imdb.py`)\n\n" + facts_block(command_line("benchmarks.imdb"))
+            + f"- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42)\n"
+            + f"- this run: {', '.join(models)} on the {args.profile} profile in {total / 60:.1f} min "
+              "(each model's own time below; the rest is loading and adapting the vocabulary)\n\n"
+            + format_table(ordered, COLUMNS) + "\n")
+    write_section("imdb", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Text data: labelled review folders -> tf.data string batches, and the TextVectorization that turns raw
+text into token ids (or n-gram counts) inside the model.
+
+The folder layout is the Large Movie Review Dataset's (`<split>/<class>/*.txt`); `class_names` picks the
+labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read.
+
+Standardisation: lower-case, HTML line breaks (`<br />`) to spaces, punctuation stripped, and bytes that
+are not valid UTF-8 replaced by U+FFFD instead of failing mid-epoch. It is a registered function, so a
+saved model carries it and takes raw strings.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from common.errors import UserError
+
+PUNCTUATION = re.escape("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+def standardize_review(text):
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    text = tf.strings.lower(text, encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    return tf.strings.regex_replace(text, f"[{PUNCTUATION}]", " ")
+
+
+@dataclasses.dataclass
+class TextSplits:
+    """Batched (text, label) datasets and what the model factory needs to know."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list
+    vectorizer: keras.layers.TextVectorization = None
+
+    @property
+    def vocabulary_size(self):
+        return self.vectorizer.vocabulary_size()
+
+
+def check_tree(root, splits=("train", "test"), class_names=("neg", "pos")):
+    """Every split must hold a non-empty folder per class; say which one is missing or empty."""
+    for split in splits:
+        for name in class_names:
+            folder = Path(root) / split / name
+            if not folder.is_dir():
+                raise UserError(f"{folder} is missing; expected {root}/{split}/{{{','.join(class_names)}}}/ "
+                                "with one .txt file per review.")
+            if not any(folder.glob("*.txt")):
+                raise UserError(f"{folder} has no .txt files; expected one file per review.")
+
+
+def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "pos"), max_batches=None):
+    """train / validation (carved from train with `seed`) / test datasets of (string, int label) batches."""
+    check_tree(root, class_names=class_names)
+    common = dict(class_names=list(class_names), batch_size=batch_size, verbose=False)
+    train, val = keras.utils.text_dataset_from_directory(
+        Path(root) / "train", validation_split=val_fraction, subset="both", seed=seed, **common)
+    # The test files are shuffled once too (seeded, then cached), so a subset (`max_batches`) has both classes.
+    test = keras.utils.text_dataset_from_directory(Path(root) / "test", seed=seed, **common)
+    if max_batches:
+        train, val, test = (d.take(max_batches) for d in (train, val, test))
+    # The loader shuffled the file list once; reshuffle the (cached) training batches every epoch.
+    train = train.cache().shuffle(64, seed=seed).prefetch(tf.data.AUTOTUNE)
+    val, test = (d.cache().prefetch(tf.data.AUTOTUNE) for d in (val, test))
+    return TextSplits(train, val, test, list(class_names))
+
+
+def adapt_vectorizer(train, vocabulary_size, sequence_length):
+    """A TextVectorization adapted on the training texts only (never validation or test): each review
+    becomes `sequence_length` token ids (0 = padding, at the end; 1 = out of vocabulary)."""
+    layer = keras.layers.TextVectorization(max_tokens=vocabulary_size, standardize=standardize_review,
+                                           output_sequence_length=sequence_length, name="vectorize")
+    layer.adapt(train.map(lambda text, label: text))
+    return layer
+
+
+def string_batch(texts):
+    """A batch of raw strings shaped like the models' input, (n, 1)."""
+    return tf.constant([[t] for t in texts])

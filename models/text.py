@@ -1,0 +1,154 @@
+"""Text classifiers on raw strings: recurrent networks and a bag-of-n-grams reference.
+
+    raw review -> TextVectorization (inside the model) -> Embedding (mask_zero: padding is ignored)
+               -> SimpleRNN / LSTM / GRU (1 or more layers), optionally Bidirectional,
+                  or a BiLSTM whose outputs are pooled by additive attention
+               -> Dense(1, sigmoid)
+
+    raw review -> token ids -> mean of the word and hashed-bigram embeddings (fastText) -> Dense(1, sigmoid)
+
+Parameters per recurrent layer with H units on I inputs (Keras keeps one bias vector; PyTorch two):
+SimpleRNN H*I + H^2 + H, LSTM 4(H*I + H^2 + H), GRU with reset_after=True 3(H*I + H^2 + 2H); a
+Bidirectional layer doubles them.
+
+The fast (cuDNN) kernels on a GPU need the defaults: tanh activation, sigmoid recurrent activation,
+recurrent_dropout=0, unroll=False, use_bias=True, reset_after=True (GRU) and right-padded sequences (which
+TextVectorization produces). `--recurrent-dropout` > 0 turns them off; SimpleRNN has no cuDNN kernel.
+"""
+
+import keras
+from keras import ops
+
+from models import registry
+
+RECURRENT = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "ngram")
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class AttentionPooling(keras.layers.Layer):
+    """Additive (Bahdanau-style) attention pooling over time: score_t = v^T tanh(W h_t + b), weights =
+    softmax of the scores over the unmasked steps, output = sum_t weight_t h_t.
+
+    Returns (pooled, weights) so the lesson can show which words the model looked at.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.project = keras.layers.Dense(self.units, activation="tanh", name="project")
+        self.project.build(input_shape)
+        self.score = keras.layers.Dense(1, use_bias=False, name="score")
+        self.score.build((*input_shape[:-1], self.units))
+
+    def call(self, sequence, mask=None):
+        scores = ops.squeeze(self.score(self.project(sequence)), axis=-1)
+        if mask is not None:
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=-1)
+        pooled = ops.sum(sequence * ops.expand_dims(weights, -1), axis=1)
+        return pooled, weights
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1]), input_shape[:-1]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class NgramEmbeddingAverage(keras.layers.Layer):
+    """fastText's sentence vector: the mean embedding of every word and every bigram of the review.
+
+    Bigrams are hashed into `buckets` extra rows of the table (Joulin et al. 2016 use the same trick):
+    bigram (a, b) -> vocabulary_size + (a * 7919 + b) mod buckets. Padding (id 0) and bigrams touching it
+    are left out of the mean.
+    """
+
+    def __init__(self, vocabulary_size, buckets, embedding_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.buckets = buckets
+        self.embedding_dim = embedding_dim
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            shape=(self.vocabulary_size + self.buckets, self.embedding_dim),
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05), name="embeddings")
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int32")
+        first, second = ids[:, :-1], ids[:, 1:]
+        bigrams = self.vocabulary_size + (first * 7919 + second) % self.buckets
+        all_ids = ops.concatenate([ids, bigrams], axis=1)
+        mask = ops.concatenate([ids > 0, (first > 0) & (second > 0)], axis=1)
+        mask = ops.expand_dims(ops.cast(mask, self.compute_dtype), -1)
+        vectors = ops.take(self.embeddings, all_ids, axis=0)
+        return ops.sum(vectors * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.embedding_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "buckets": self.buckets,
+                "embedding_dim": self.embedding_dim}
+
+
+def build_text_classifier(config, data):
+    """A sentiment classifier taking raw strings. Reads from config: model, embedding_dim, units,
+    num_layers, dropout, recurrent_dropout, initializer; from data: vectorizer (adapted, inside the model).
+    """
+    inputs = keras.Input(shape=(1,), dtype="string", name="review")
+    tokens = data.vectorizer(inputs)
+    if config.model == "ngram":
+        x = NgramEmbeddingAverage(data.vectorizer.vocabulary_size(), config.ngram_buckets, config.embedding_dim,
+                                  name="ngram_embedding")(tokens)
+    else:
+        x = keras.layers.Embedding(data.vectorizer.vocabulary_size(), config.embedding_dim, mask_zero=True,
+                                   name="embedding")(tokens)
+        x = recurrent_stack(x, config)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="positive")(x)
+    return keras.Model(inputs, outputs, name=config.model)
+
+
+def recurrent_stack(x, config):
+    """`num_layers` recurrent layers; all but the last return sequences (attention needs every step)."""
+    kind = config.model
+    cell = "lstm" if kind.startswith("bilstm") else "gru" if kind == "bigru" else kind
+    for i in range(1, config.num_layers + 1):
+        last = i == config.num_layers
+        layer = RECURRENT[cell](config.units, return_sequences=not last or kind == "bilstm_attention",
+                                dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
+                                kernel_initializer=registry.initializer(config.initializer), name=f"{cell}_{i}")
+        if kind.startswith("bi"):
+            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
+        x = layer(x)
+    if kind == "bilstm_attention":
+        x, _ = AttentionPooling(config.units, name="attention")(x)
+    return x
+
+
+def recurrent_parameter_count(kind, units, inputs):
+    """Trainable parameters of one (unidirectional) Keras recurrent layer."""
+    if kind == "simple_rnn":
+        return units * inputs + units * units + units
+    if kind == "lstm":
+        return 4 * (units * inputs + units * units + units)
+    if kind == "gru":  # reset_after=True: separate input and recurrent biases
+        return 3 * (units * inputs + units * units + 2 * units)
+    raise ValueError(kind)
+
+
+def attention_weights_model(model):
+    """A model from raw strings to (token ids, attention weights) for the attention view."""
+    vectorize = model.get_layer("vectorize")
+    attention = model.get_layer("attention")
+    return keras.Model(model.inputs, [vectorize.output, attention.output[1]])

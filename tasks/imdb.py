@@ -1,0 +1,228 @@
+"""IMDB sentiment: recurrent networks (SimpleRNN, LSTM, GRU, bidirectional, attention) on raw review text.
+
+The data: the Large Movie Review Dataset (Maas et al. 2011), 25,000 training and 25,000 test reviews,
+half positive, half negative, as one text file each (`aclImdb/{train,test}/{pos,neg}/*.txt`). The 50,000
+unlabelled reviews in `train/unsup/` are not read. A validation part is carved from the training reviews
+with a fixed seed; the test reviews are used once, for the final number.
+
+What the lesson shows:
+
+1. `TextVectorization` adapted on training text only (lower-case, `<br />` and punctuation stripped), kept
+   inside the model, so the saved model takes raw strings: `python -m tasks.imdb predict "what a film"`.
+2. Embedding with `mask_zero=True`: padding is masked, so appending padding never changes a prediction.
+3. The recurrent family from `models.text` (`--model simple_rnn|lstm|gru|bilstm|bigru|bilstm_attention`,
+   `--num-layers`, `--units`, `--dropout`, `--recurrent-dropout`, `--clipnorm`), and the parameter count of
+   each layer checked against its formula (see models/text.py).
+4. The strong non-recurrent reference beside it: a fastText-style bag of uni- and bigrams (`ngram`).
+5. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
+   (attention.html and attention.png in the run folder).
+
+    python -m tasks.imdb                            # quick profile: BiGRU + n-gram baseline on CPU
+    python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
+    python -m tasks.imdb --profile smoke            # seconds, a few batches
+    python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
+"""
+
+import dataclasses
+import html
+import sys
+import typing
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tasks/imdb.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run, task_main
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from common import text, training  # noqa: E402
+from common.config import TrainConfig  # noqa: E402
+from common.data_root import extract_once, find_dataset  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from models import text as text_models  # noqa: E402
+
+CLASS_NAMES = ["neg", "pos"]
+ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+
+
+@dataclasses.dataclass
+class ImdbConfig(TrainConfig):
+    TASK: typing.ClassVar[str] = "imdb"
+    PROFILES: typing.ClassVar[dict] = {
+        "smoke": dict(epochs=2, max_batches=4, vocabulary_size=2000, ngram_buckets=5000,
+                      sequence_length=64, embedding_dim=16, units=16, tensorboard=False, verbose=0),
+        "quick": dict(),
+        "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
+    }
+
+    model: str = dataclasses.field(default="bigru", metadata=dict(
+        help="architecture", choices=text_models.ARCHITECTURES))
+    baseline: bool = dataclasses.field(default=True, metadata=dict(
+        help="also train the bag-of-n-grams (fastText-style) reference"))
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    clipnorm: typing.Optional[float] = 1.0
+    loss: str = dataclasses.field(default="binary_crossentropy", metadata={"registry": "loss"})
+    vocabulary_size: int = 20000
+    ngram_buckets: int = dataclasses.field(default=200000, metadata=dict(
+        help="hash buckets for the bigrams of the n-gram model"))
+    ngram_sequence_length: int = dataclasses.field(default=500, metadata=dict(
+        help="tokens kept per review by the n-gram model (it is cheap, so it reads more)"))
+    sequence_length: int = dataclasses.field(default=200, metadata=dict(help="tokens kept per review"))
+    embedding_dim: int = 64
+    units: int = 64
+    num_layers: int = 1
+    dropout: float = 0.0
+    recurrent_dropout: float = dataclasses.field(default=0.0, metadata=dict(
+        help="dropout inside the recurrence; > 0 disables the fast cuDNN kernels on GPU"))
+    initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
+    val_fraction: float = 0.1
+    split_seed: int = 42
+    max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use only this many batches of each split (smoke tests)"))
+
+    def validate(self):
+        super().validate()
+        if self.model not in text_models.ARCHITECTURES:
+            raise UserError(f"unknown model '{self.model}'; valid: {', '.join(text_models.ARCHITECTURES)}.")
+        if not (0 <= self.dropout < 1 and 0 <= self.recurrent_dropout < 1):
+            raise UserError("--dropout and --recurrent-dropout must be in [0, 1).")
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}.")
+        for name in ("vocabulary_size", "sequence_length", "embedding_dim", "units", "num_layers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1.")
+
+
+def find_reviews(data_dir=None):
+    """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
+    def download():
+        import keras
+
+        return Path(keras.utils.get_file("aclImdb_v1.tar.gz", ARCHIVE_URL, cache_subdir="datasets/imdb")).parent
+
+    folder = find_dataset("imdb", data_dir, fallback=download)
+    if (folder / "aclImdb").is_dir():
+        return folder / "aclImdb"
+    archive = folder / "aclImdb.tar.gz"
+    if not archive.is_file():
+        archive = folder / "aclImdb_v1.tar.gz"
+    if not archive.is_file():
+        raise UserError(f"{folder} has neither aclImdb/ nor aclImdb.tar.gz; expected the IMDB reviews there.")
+    root = extract_once(archive, "imdb") / "aclImdb"
+    if not root.is_dir():
+        raise UserError(f"{archive} does not contain an aclImdb/ folder.")
+    return root
+
+
+def load_data(config):
+    root = find_reviews(config.data_dir)
+    splits = text.review_datasets(root, config.batch_size, config.val_fraction, config.split_seed,
+                                  CLASS_NAMES, config.max_batches)
+    return splits, root
+
+
+def train_one(config, data, folder):
+    """Adapt the vectoriser this model needs on the training text, build, train, evaluate."""
+    length = config.ngram_sequence_length if config.model == "ngram" else config.sequence_length
+    data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, length)
+    model = training.build_seeded(text_models.build_text_classifier, config, data)
+    labels = np.concatenate([y.numpy() for _, y in data.test])
+    steps = sum(1 for _ in data.train)
+    result = training.train_classifier(model, config, folder, data.train, data.val, data.test, labels,
+                                       data.class_names, steps)
+    if config.model == "bilstm_attention":
+        samples = [t.decode("utf-8", "replace") for t in next(iter(data.test.unbatch().batch(4)))[0].numpy()]
+        write_attention_view(model, samples, folder)
+    return result
+
+
+def write_attention_view(model, reviews, folder):
+    """The first words of each review shaded by attention weight, as HTML and PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vocabulary = model.get_layer("vectorize").get_vocabulary()
+    token_ids, weights = text_models.attention_weights_model(model).predict(text.string_batch(reviews), verbose=0)
+    probabilities = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    blocks, shown = [], 60
+    fig, axes = plt.subplots(len(reviews), 1, figsize=(14, 1.6 * len(reviews)))
+    for ax, ids, weight, p in zip(np.atleast_1d(axes), token_ids, weights, probabilities):
+        words = [vocabulary[i] for i in ids if i != 0]
+        weight = weight[:len(words)] / max(weight[:len(words)].max(), 1e-9)
+        spans = "".join(f'<span style="background: rgba(255,80,0,{w:.2f})">{html.escape(word)}</span> '
+                        for word, w in zip(words, weight))
+        blocks.append(f"<p><b>P(positive) = {p:.3f}</b><br>{spans}</p>")
+        x, y = 0.0, 0.8
+        for word, w in zip(words[:shown], weight[:shown]):
+            ax.text(x, y, word, fontsize=9, transform=ax.transAxes,
+                           bbox=dict(facecolor=(1, 0.3, 0, float(w)), edgecolor="none", pad=1))
+            x += 0.0085 * (len(word) + 1)
+            if x > 0.97:
+                x, y = 0.0, y - 0.3
+        ax.set_title(f"P(positive) = {p:.3f} (first {min(shown, len(words))} words)", fontsize=9, loc="left")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(Path(folder) / "attention.png", dpi=100)
+    plt.close(fig)
+    (Path(folder) / "attention.html").write_text(
+        "<html><meta charset='utf-8'><body style='font-family: sans-serif; max-width: 60em'>"
+        "<h2>Attention weights (darker = more weight)</h2>" + "\n".join(blocks) + "</body></html>\n")
+
+
+def train(config):
+    training.setup_precision(config)
+    data, root = load_data(config)
+    print(f"data: {root}")
+    run_ = training.start_run(config)
+    plan = {config.model: (config, run_.folder())}
+    if config.baseline and config.model != "ngram":
+        plan["ngram"] = (dataclasses.replace(config, model="ngram"), run_.folder("baseline"))
+    results, summary = {}, []
+    for name, (model_config, folder) in plan.items():
+        results[name] = train_one(model_config, data, folder)
+        summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
+                        "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
+    training.finish_run(run_, config, results, summary)
+    return 0
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("reviews", nargs="*", help="review texts")
+    parser.add_argument("--run", required=True, help="a finished imdb run folder (holds model.keras)")
+    parser.add_argument("--file", help="a text file with one review per line")
+
+
+def predict(args):
+    """Print the sentiment and P(positive) of each review with a trained run's model."""
+    import keras
+
+    model_path = Path(args.run) / "model.keras"
+    if not model_path.is_file():
+        raise UserError(f"{model_path} does not exist; --run must be a finished imdb run folder.")
+    reviews = list(args.reviews)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserError(f"{path} does not exist; expected a text file with one review per line.")
+        reviews += [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if not reviews:
+        raise UserError("no reviews given: pass texts as arguments or --file with one review per line.")
+    model = keras.saving.load_model(model_path)
+    probabilities = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    for review, p in zip(reviews, probabilities):
+        label = "positive" if p > 0.5 else "negative"
+        print(f"{label}\t{p:.3f}\t{review[:80]}")
+    return 0
+
+
+main = task_main(ImdbConfig, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,155 @@
+"""The IMDB lesson: loader, vectoriser, recurrent factories (parameters, masking), saving, predict, learning."""
+
+import dataclasses
+import json
+import types
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from common import text
+from common.config import build_config
+from common.errors import UserError
+from conftest import write_imdb_archive
+from models import text as text_models
+from tasks import imdb
+from tasks.imdb import ImdbConfig
+
+
+def smoke_config(tmp_path, root, **overrides):
+    return build_config(ImdbConfig, profile="smoke", overrides=dict(
+        data_dir=str(root), output_dir=str(tmp_path / "runs"), **overrides))
+
+
+def test_loader_reads_labelled_reviews_only(tmp_path, imdb_root):
+    config = smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16)
+    data, root = imdb.load_data(config)
+    assert root.name == "aclImdb" and (root / "train" / "unsup").is_dir()  # there, but not read
+    train = sum(int(y.shape[0]) for _, y in data.train)
+    val = sum(int(y.shape[0]) for _, y in data.val)
+    labels = np.concatenate([y.numpy() for _, y in data.test])
+    assert train + val == 80 and len(labels) == 80 and sorted(set(labels)) == [0, 1]
+    texts = [t.decode() for batch, _ in data.train for t in batch.numpy()]
+    assert not any("unlabelled" in t for t in texts)
+
+
+def test_empty_and_non_utf8_reviews_are_read_with_replacement(tmp_path):
+    root = tmp_path / "data"
+    write_imdb_archive(root, per_class=10, extra={"train/pos/empty_1.txt": b"",
+                                                  "train/neg/latin1_1.txt": b"caf\xe9 awful \xff film"})
+    data, _ = imdb.load_data(smoke_config(tmp_path, root, max_batches=None))
+    texts = [t for batch, _ in data.train.concatenate(data.val) for t in batch.numpy()]
+    assert b"" in texts
+    standardized = text.standardize_review(np.array([b"caf\xe9 Awful<br />\xff FILM!"])).numpy()[0].decode()
+    assert standardized.split() == ["caf\ufffd", "awful", "\ufffd", "film"]
+
+
+def test_missing_class_folder_is_a_clear_error(tmp_path, imdb_root, cli):
+    tree = tmp_path / "root" / "imdb" / "aclImdb"  # an extracted tree is used in place
+    for split, label in [("train", "pos"), ("train", "neg"), ("test", "pos")]:
+        (tree / split / label).mkdir(parents=True)
+        (tree / split / label / "1_1.txt").write_text("fine")
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "root")])
+    assert code == 2 and "test/neg is missing" in err and "Traceback" not in err
+
+
+def test_vectorizer_is_adapted_on_training_text_only(tmp_path, imdb_root):
+    data, _ = imdb.load_data(smoke_config(tmp_path, imdb_root))
+    vectorizer = text.adapt_vectorizer(data.train, 1000, 16)
+    vocabulary = set(vectorizer.get_vocabulary())
+    train_words = {w for batch, _ in data.train for t in batch.numpy()
+                   for w in text.standardize_review(np.array([t])).numpy()[0].decode().split()}
+    assert vocabulary - {"", "[UNK]"} <= train_words
+    assert "unlabelled" not in vocabulary
+
+
+def tiny_data(vocabulary_size=50, length=12):
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocabulary_size, standardize=text.standardize_review,
+                                                output_sequence_length=length, name="vectorize")
+    words = [f"w{i}" for i in range(vocabulary_size - 2)]
+    vectorizer.adapt(np.array([" ".join(words)]))
+    return types.SimpleNamespace(vectorizer=vectorizer)
+
+
+def model_config(kind, **overrides):
+    values = dict(model=kind, embedding_dim=8, units=6, num_layers=1, dropout=0.0, recurrent_dropout=0.0,
+                  initializer="glorot_uniform", ngram_buckets=64)
+    return types.SimpleNamespace(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("kind,cell,directions", [
+    ("simple_rnn", "simple_rnn", 1), ("lstm", "lstm", 1), ("gru", "gru", 1), ("bilstm", "lstm", 2),
+    ("bigru", "gru", 2)])
+def test_recurrent_parameter_counts_match_the_formulas(kind, cell, directions):
+    model = text_models.build_text_classifier(model_config(kind, num_layers=2), tiny_data())
+    recurrent = [layer for layer in model.layers if "bidirectional" in layer.name or cell in layer.name]
+    first = directions * text_models.recurrent_parameter_count(cell, 6, 8)
+    second = directions * text_models.recurrent_parameter_count(cell, 6, 6 * directions)
+    assert [layer.count_params() for layer in recurrent] == [first, second]
+    assert model.count_params() == 50 * 8 + first + second + (6 * directions + 1)
+
+
+@pytest.mark.parametrize("kind", list(text_models.ARCHITECTURES))
+def test_appended_padding_does_not_change_the_prediction(kind):
+    short = text_models.build_text_classifier(model_config(kind), tiny_data(length=12))
+    long = text_models.build_text_classifier(model_config(kind), tiny_data(length=30))
+    long.set_weights(short.get_weights())
+    review = text.string_batch(["w3 w7 w1 w22 w9 w4 w4"])
+    np.testing.assert_allclose(long.predict(review, verbose=0), short.predict(review, verbose=0), atol=1e-6)
+
+
+def test_attention_weights_sum_to_one_and_skip_padding():
+    model = text_models.build_text_classifier(model_config("bilstm_attention"), tiny_data(length=12))
+    ids, weights = text_models.attention_weights_model(model).predict(text.string_batch(["w1 w2 w3 w4"]),
+                                                                      verbose=0)
+    assert weights.shape == (1, 12)
+    assert weights[0].sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(weights[0, 4:], 0, atol=1e-6)
+
+
+def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
+    config = smoke_config(tmp_path, imdb_root, run_id="s", model="bilstm_attention", epochs=8, max_batches=None,
+                          batch_size=16, learning_rate=0.01)
+    assert imdb.train(config) == 0
+    run = tmp_path / "runs" / "imdb" / "s"
+    metrics = json.loads((run / "metrics.json").read_text())["results"]
+    assert metrics["bilstm_attention"]["test_accuracy"] >= 0.8  # chance is 0.5
+    assert metrics["ngram"]["test_accuracy"] >= 0.7
+    for name in ["model.keras", "history.csv", "attention.png", "attention.html", "confusion_matrix.png",
+                 "baseline/model.keras"]:
+        assert (run / name).is_file(), name
+
+    model = keras.saving.load_model(run / "model.keras")
+    reviews = ["great wonderful superb film", "awful boring terrible waste"]
+    loaded = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    assert loaded[0] > 0.5 > loaded[1]
+
+    review_file = tmp_path / "reviews.txt"
+    review_file.write_text("awful dull worst plot\n\n")
+    code, out, _ = cli(imdb.main, ["predict", "--run", str(run), "brilliant moving story", "--file",
+                                   str(review_file)])
+    lines = [line for line in out.splitlines() if line.startswith(("positive\t", "negative\t"))]
+    assert code == 0 and len(lines) == 2
+    assert lines[0].startswith("positive\t") and lines[1].startswith("negative\t")
+    code, _, err = cli(imdb.main, ["predict", "--run", str(run)])
+    assert code == 2 and "no reviews given" in err
+
+
+def test_bad_flags_exit_2(tmp_path, imdb_root, cli):
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(imdb_root), "--model", "transformer"])
+    assert code == 2 and "invalid choice" in err
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(imdb_root), "--units", "0"])
+    assert code == 2 and "--units must be at least 1" in err
+
+
+def test_real_reviews_load(tmp_path, real_data_root):
+    """The shared archive extracts and loads with the right split sizes (a few batches are trained)."""
+    config = build_config(ImdbConfig, profile="smoke", overrides=dict(
+        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", baseline=False))
+    imdb.train(config)
+    data, root = imdb.load_data(dataclasses.replace(config, max_batches=None))
+    assert sum(int(y.shape[0]) for _, y in data.val) == 2500
+    assert len(list((root / "test" / "pos").glob("*.txt"))) == 12500
+    assert Path(tmp_path, "imdb", "real", "metrics.json").is_file()
