@@ -147,6 +147,28 @@ def recurrent_parameter_count(kind, units, inputs):
     raise ValueError(kind)
 
 
+def parameter_table(model):
+    """Rows {layer, params, formula} explaining where a text model's parameters are."""
+    rows = []
+    for layer in model.layers:
+        count = layer.count_params()
+        if not count:
+            continue
+        inner = getattr(layer, "forward_layer", layer)
+        formula = ""
+        kind = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}.get(type(inner).__name__)
+        if kind:
+            formula = {"simple_rnn": "H*I + H^2 + H", "lstm": "4(H*I + H^2 + H)",
+                       "gru": "3(H*I + H^2 + 2H)"}[kind] + f" with H={inner.units}, I={inner.cell.kernel.shape[0]}"
+            formula = f"2 x {formula}" if layer is not inner else formula
+        elif isinstance(layer, keras.layers.Embedding):
+            formula = f"vocabulary {layer.input_dim} x {layer.output_dim}"
+        elif isinstance(layer, keras.layers.Dense):
+            formula = f"{layer.kernel.shape[0]} x {layer.units} + {layer.units}"
+        rows.append({"layer": layer.name, "params": count, "formula": formula})
+    return rows
+
+
 def attention_weights_model(model):
     """A model from raw strings to (token ids, attention weights) for the attention view."""
     vectorize = model.get_layer("vectorize")

@@ -42,6 +42,7 @@ from common import text, training  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.data_root import extract_once, find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
+from common.tables import format_table  # noqa: E402
 from models import text as text_models  # noqa: E402
 
 CLASS_NAMES = ["neg", "pos"]
@@ -52,8 +53,9 @@ ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(epochs=2, max_batches=4, vocabulary_size=2000, ngram_buckets=5000,
-                      sequence_length=64, embedding_dim=16, units=16, tensorboard=False, verbose=0),
+        "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_buckets=5000,
+                      sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16, early_stopping=0,
+                      tensorboard=False, verbose=0),
         "quick": dict(),
         "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
     }
@@ -62,21 +64,25 @@ class ImdbConfig(TrainConfig):
         help="architecture", choices=text_models.ARCHITECTURES))
     baseline: bool = dataclasses.field(default=True, metadata=dict(
         help="also train the bag-of-n-grams (fastText-style) reference"))
-    epochs: int = 3
+    epochs: int = 4
+    early_stopping: int = 1
     batch_size: int = 64
     learning_rate: float = 1e-3
     clipnorm: typing.Optional[float] = 1.0
     loss: str = dataclasses.field(default="binary_crossentropy", metadata={"registry": "loss"})
     vocabulary_size: int = 20000
-    ngram_buckets: int = dataclasses.field(default=200000, metadata=dict(
+    ngram_buckets: int = dataclasses.field(default=100000, metadata=dict(
         help="hash buckets for the bigrams of the n-gram model"))
+    ngram_embedding_dim: int = dataclasses.field(default=32, metadata=dict(
+        help="embedding size of the n-gram model (its table is large: keep it small)"))
+    ngram_epochs: int = dataclasses.field(default=5, metadata=dict(help="epochs of the n-gram model"))
     ngram_sequence_length: int = dataclasses.field(default=500, metadata=dict(
         help="tokens kept per review by the n-gram model (it is cheap, so it reads more)"))
-    sequence_length: int = dataclasses.field(default=200, metadata=dict(help="tokens kept per review"))
+    sequence_length: int = dataclasses.field(default=300, metadata=dict(help="tokens kept per review"))
     embedding_dim: int = 64
     units: int = 64
     num_layers: int = 1
-    dropout: float = 0.0
+    dropout: float = 0.3
     recurrent_dropout: float = dataclasses.field(default=0.0, metadata=dict(
         help="dropout inside the recurrence; > 0 disables the fast cuDNN kernels on GPU"))
     initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
@@ -132,13 +138,20 @@ def train_one(config, data, folder):
     data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, length)
     model = training.build_seeded(text_models.build_text_classifier, config, data)
     labels = np.concatenate([y.numpy() for _, y in data.test])
-    steps = sum(1 for _ in data.train)
     result = training.train_classifier(model, config, folder, data.train, data.val, data.test, labels,
-                                       data.class_names, steps)
+                                       data.class_names, steps_per_epoch(data))
+    (Path(folder) / "parameters.md").write_text(
+        f"# {model.name}: {model.count_params():,} parameters\n\n"
+        + format_table(text_models.parameter_table(model), ["layer", "params", "formula"]) + "\n")
     if config.model == "bilstm_attention":
         samples = [t.decode("utf-8", "replace") for t in next(iter(data.test.unbatch().batch(4)))[0].numpy()]
         write_attention_view(model, samples, folder)
     return result
+
+
+def steps_per_epoch(data):
+    steps = int(data.train.cardinality())
+    return steps if steps > 0 else sum(1 for _ in data.train)
 
 
 def write_attention_view(model, reviews, folder):
@@ -176,14 +189,20 @@ def write_attention_view(model, reviews, folder):
         "<h2>Attention weights (darker = more weight)</h2>" + "\n".join(blocks) + "</body></html>\n")
 
 
+def ngram_config(config):
+    """The n-gram model keeps its own (small) embedding size and number of epochs."""
+    return dataclasses.replace(config, model="ngram", embedding_dim=config.ngram_embedding_dim,
+                               epochs=config.ngram_epochs)
+
+
 def train(config):
     training.setup_precision(config)
     data, root = load_data(config)
     print(f"data: {root}")
     run_ = training.start_run(config)
-    plan = {config.model: (config, run_.folder())}
+    plan = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
     if config.baseline and config.model != "ngram":
-        plan["ngram"] = (dataclasses.replace(config, model="ngram"), run_.folder("baseline"))
+        plan["ngram"] = (ngram_config(config), run_.folder("baseline"))
     results, summary = {}, []
     for name, (model_config, folder) in plan.items():
         results[name] = train_one(model_config, data, folder)

@@ -89,6 +89,10 @@ def test_recurrent_parameter_counts_match_the_formulas(kind, cell, directions):
     second = directions * text_models.recurrent_parameter_count(cell, 6, 6 * directions)
     assert [layer.count_params() for layer in recurrent] == [first, second]
     assert model.count_params() == 50 * 8 + first + second + (6 * directions + 1)
+    table = {row["layer"]: row for row in text_models.parameter_table(model)}
+    assert table[recurrent[0].name]["params"] == first and "H=6, I=8" in table[recurrent[0].name]["formula"]
+    assert table[recurrent[1].name]["formula"].startswith("2 x " if directions == 2 else ("4(", "3(", "H*I")[
+        ["lstm", "gru", "simple_rnn"].index(cell)])
 
 
 @pytest.mark.parametrize("kind", list(text_models.ARCHITECTURES))
@@ -110,15 +114,15 @@ def test_attention_weights_sum_to_one_and_skip_padding():
 
 
 def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
-    config = smoke_config(tmp_path, imdb_root, run_id="s", model="bilstm_attention", epochs=8, max_batches=None,
-                          batch_size=16, learning_rate=0.01)
+    config = smoke_config(tmp_path, imdb_root, run_id="s", model="bilstm_attention", epochs=8, ngram_epochs=8,
+                          max_batches=None, batch_size=16, learning_rate=0.01)
     assert imdb.train(config) == 0
     run = tmp_path / "runs" / "imdb" / "s"
     metrics = json.loads((run / "metrics.json").read_text())["results"]
     assert metrics["bilstm_attention"]["test_accuracy"] >= 0.8  # chance is 0.5
     assert metrics["ngram"]["test_accuracy"] >= 0.7
     for name in ["model.keras", "history.csv", "attention.png", "attention.html", "confusion_matrix.png",
-                 "baseline/model.keras"]:
+                 "parameters.md", "baseline/model.keras"]:
         assert (run / name).is_file(), name
 
     model = keras.saving.load_model(run / "model.keras")

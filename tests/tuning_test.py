@@ -9,6 +9,7 @@ import keras_tuner
 import pytest
 
 from common.config import build_config
+from tasks.imdb import ImdbConfig
 from tasks.phone_price import PhonePriceConfig
 from tuning import report, search, spaces
 from tuning.hypermodel import TaskHyperModel
@@ -144,3 +145,23 @@ def test_mirrored_strategy_runs_trials(tmp_path, phone_root, cli):
     trial = json.loads(next((tmp_path / "tuning" / "phone_price" / "random-smoke").glob("trial_*/trial.json"))
                        .read_text())
     assert code == 0 and trial["status"] == "COMPLETED"
+
+
+def test_imdb_hypermodel_and_search(tmp_path, imdb_root, cli):
+    """The same search code drives the IMDB lesson: its own space (architecture, width) and comparisons."""
+    base = build_config(ImdbConfig, profile="smoke", overrides=dict(data_dir=str(imdb_root), epochs=1))
+    hypermodel = TaskHyperModel("imdb", base)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("model", "bilstm_attention")
+    assert hypermodel.build(hp).get_layer("attention") is not None
+    assert "activation" not in hp.values and "batch_size" not in hp.values
+
+    args = ["--task", "imdb", "--profile", "smoke", "--data-dir", str(imdb_root), "--directory",
+            str(tmp_path / "tuning"), "--epochs", "1", "--verbose", "0"]
+    code, _, err = cli(search.main, args + ["--compare", "activation"])
+    assert code == 2 and "not offered for imdb" in err
+    code, _, _ = cli(search.main, args + ["--max-trials", "2"])
+    best = json.loads((tmp_path / "tuning" / "imdb" / "random-smoke" / "best.json").read_text())
+    assert code == 0 and best["task"] == "imdb"
+    assert build_config(ImdbConfig, config_file=tmp_path / "tuning" / "imdb" / "random-smoke" / "best.json"
+                        ).model == best["model"]

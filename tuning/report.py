@@ -59,7 +59,9 @@ def best_config(meta, trial):
 
     from tuning import spaces, tasks
 
-    space = spaces.comparison(meta["compare"]) if meta.get("compare") else tasks.get(meta["task"]).space
+    spec = tasks.get(meta["task"])
+    name = meta.get("compare")
+    space = spaces.comparison(name, spec.comparisons[name]) if name else spec.space
     hp = keras_tuner.HyperParameters.from_config(trial["hyperparameters"])
     values = space(hp)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

@@ -37,7 +37,7 @@ TUNERS = ("random", "hyperband", "bayesian", "grid")
 
 
 def build_parser():
-    from tuning import spaces, tasks
+    from tuning import tasks
 
     parser = argparse.ArgumentParser(prog="python -m tuning.search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,8 +48,8 @@ def build_parser():
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--config", help="JSON of fixed settings for every trial (task config format)")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the profile's)")
-    parser.add_argument("--compare", choices=sorted(spaces.COMPARISONS),
-                        help="grid over every value of one hyperparameter, several seeds each")
+    parser.add_argument("--compare", help="grid over every value of one hyperparameter, several seeds each: "
+                        "activation, initializer, optimizer, dropout (imdb: model, not activation)")
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds per value")
     parser.add_argument("--executions-per-trial", type=int, default=1,
                         help="train each configuration this many times (next seed each) and average")
@@ -69,7 +69,10 @@ def build_parser():
 def check_args(args):
     from tuning import tasks
 
-    tasks.get(args.task)
+    spec = tasks.get(args.task)
+    if args.compare and args.compare not in spec.comparisons:
+        raise UserError(f"--compare {args.compare} is not offered for {args.task}; "
+                        f"choose one of: {', '.join(spec.comparisons)}.")
     if args.tuner not in TUNERS:
         raise UserError(f"unknown tuner '{args.tuner}'; valid tuners: {', '.join(TUNERS)}.")
     if args.max_trials < 1:
@@ -129,7 +132,7 @@ def main(argv=None):
         overrides["data_dir"] = args.data_dir
     base = build_config(spec.config_cls, profile=args.profile, config_file=args.config, overrides=overrides)
     folder = project_dir(args)
-    space = spaces.comparison(args.compare) if args.compare else None
+    space = spaces.comparison(args.compare, spec.comparisons[args.compare]) if args.compare else None
     hypermodel = TaskHyperModel(args.task, base, space=space, curves_dir=folder / "curves")
     tuner = make_tuner(args, hypermodel, folder)  # with --overwrite this empties the folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "swish", "gelu"]
 INITIALIZERS = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal"]
 OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
 
-# `--compare NAME`: every value of one hyperparameter, everything else at the task's defaults.
+# `--compare NAME`: every value of one hyperparameter, everything else at the task's defaults (a task may
+# offer fewer or more, see tuning/tasks.py).
 COMPARISONS = {
     "activation": ACTIVATIONS,
     "initializer": INITIALIZERS,
@@ -19,17 +20,18 @@ COMPARISONS = {
 }
 
 
-def shared(hp):
-    """The hyperparameters every task tunes."""
-    values = {
-        "activation": hp.Choice("activation", ACTIVATIONS),
-        "initializer": hp.Choice("initializer", INITIALIZERS),
-        "dropout": hp.Float("dropout", 0.0, 0.6, step=0.1),
-        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
-        "optimizer": hp.Choice("optimizer", OPTIMIZERS),
-        "weight_decay": hp.Choice("weight_decay", [0.0, 1e-5, 1e-4, 1e-3]),
-        "batch_size": hp.Choice("batch_size", [32, 64, 128]),
+def shared(hp, skip=()):
+    """The hyperparameters every task tunes (minus those in `skip` that a task cannot vary)."""
+    choices = {
+        "activation": lambda: hp.Choice("activation", ACTIVATIONS),
+        "initializer": lambda: hp.Choice("initializer", INITIALIZERS),
+        "dropout": lambda: hp.Float("dropout", 0.0, 0.6, step=0.1),
+        "learning_rate": lambda: hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
+        "optimizer": lambda: hp.Choice("optimizer", OPTIMIZERS),
+        "weight_decay": lambda: hp.Choice("weight_decay", [0.0, 1e-5, 1e-4, 1e-3]),
+        "batch_size": lambda: hp.Choice("batch_size", [32, 64, 128]),
     }
+    values = {name: sample() for name, sample in choices.items() if name not in skip}
     # Momentum exists only for the momentum optimizer: a conditional hyperparameter, so the tuner neither
     # samples nor reports it for the others.
     with hp.conditional_scope("optimizer", ["momentum"]):
@@ -53,9 +55,21 @@ def phone_price(hp):
     return values
 
 
-def comparison(name):
-    """A space of one hyperparameter, for `--compare NAME` (a grid over COMPARISONS[name])."""
-    choices = COMPARISONS[name]
+def imdb(hp):
+    """Shared space plus the recurrent architecture, its width and the embedding size.
+
+    Not tuned here: the activation (the recurrent cells keep tanh, which their fast cuDNN kernels need) and
+    the batch size (the review pipeline is batched once, when the data is loaded).
+    """
+    values = shared(hp, skip=("activation", "batch_size"))
+    values["model"] = hp.Choice("model", ["lstm", "gru", "bilstm", "bigru", "bilstm_attention"])
+    values["units"] = hp.Choice("units", [32, 64, 128])
+    values["embedding_dim"] = hp.Choice("embedding_dim", [32, 64, 128])
+    return values
+
+
+def comparison(name, choices):
+    """A space of one hyperparameter, for `--compare NAME`: a grid over `choices`."""
 
     def space(hp):
         return {name: hp.Choice(name, choices)}

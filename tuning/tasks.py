@@ -18,6 +18,7 @@ class TaskSpec:
     build_model: Callable  # (config, data) -> keras.Model (a models/ factory)
     make_datasets: Callable  # (config, data) -> (train, val, test, steps_per_epoch)
     space: Callable  # hp -> {config field: value}
+    comparisons: dict  # --compare NAME -> the values compared
 
 
 def _phone_price():
@@ -26,10 +27,30 @@ def _phone_price():
     from tuning import spaces
 
     return TaskSpec("phone_price", phone_price.PhonePriceConfig, lambda c: phone_price.load_data(c)[0],
-                    build_fnn, phone_price.make_datasets, spaces.phone_price)
+                    build_fnn, phone_price.make_datasets, spaces.phone_price, spaces.COMPARISONS)
 
 
-TASKS = {"phone_price": _phone_price}
+def _imdb():
+    from common import text
+    from models.text import build_text_classifier
+    from tasks import imdb
+    from tuning import spaces
+
+    def load_data(config):
+        data, _ = imdb.load_data(config)
+        data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, config.sequence_length)
+        return data
+
+    def make_datasets(config, data):
+        return data.train, data.val, data.test, imdb.steps_per_epoch(data)
+
+    comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
+    comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention"]
+    return TaskSpec("imdb", imdb.ImdbConfig, load_data, build_text_classifier, make_datasets, spaces.imdb,
+                    comparisons)
+
+
+TASKS = {"phone_price": _phone_price, "imdb": _imdb}
 
 
 def get(name):
