@@ -9,10 +9,12 @@ in this order:
 4. whatever fallback the loader has: the official download for online users, or a copy shipped in this
    repo (the phone-price CSVs are small enough).
 
-Archives are never unpacked in place (the shared root is read-only): `extract_once` unpacks into
-`~/.cache/keras-tutorials/` (or `$KERAS_TUTORIALS_CACHE`) and reuses the result.
+Archives are never unpacked in place (the shared root is read-only): `extract_once` checks an archive
+against the `SHA256SUMS` beside it (when there is one), unpacks it into `~/.cache/keras-tutorials/` (or
+`$KERAS_TUTORIALS_CACHE`) and reuses the result.
 """
 
+import hashlib
 import os
 import shutil
 import tarfile
@@ -79,6 +81,7 @@ def extract_once(archive, subdir):
     marker = target / ".extracted"
     if marker.is_file() and marker.read_text() == _archive_stamp(archive):
         return target
+    verify_checksum(archive)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -90,6 +93,25 @@ def extract_once(archive, subdir):
         raise UserError(f"could not extract {archive} ({error}); expected a readable tar archive.") from None
     marker.write_text(_archive_stamp(archive))
     return target
+
+
+def verify_checksum(path):
+    """If a SHA256SUMS file lies beside `path` and lists it, the file must match (checked before extracting)."""
+    path = Path(path)
+    sums = path.parent / "SHA256SUMS"
+    if not sums.is_file():
+        return
+    expected = {line.split()[-1].lstrip("*"): line.split()[0] for line in sums.read_text().splitlines()
+                if len(line.split()) >= 2}
+    if path.name not in expected:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected[path.name]:
+        raise UserError(f"{path} does not match its checksum in {sums} (a truncated or altered copy); "
+                        "copy the file again.")
 
 
 def _archive_stamp(archive):

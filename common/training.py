@@ -73,6 +73,7 @@ def start_run(config):
     path.mkdir(parents=True, exist_ok=True)
     config.run_id = path.name
     config.save(path / "config.json")
+    print(f"{'resuming' if resumed else 'run'}: {path}")
     return Run(path, resumed)
 
 

@@ -1,3 +1,5 @@
+import hashlib
+import os
 import tarfile
 
 import pytest
@@ -67,6 +69,20 @@ def test_extract_once_unpacks_into_the_cache_and_reuses_it(tmp_path):
     assert (first / "inner" / "a.txt").read_text() == "hello"
     (first / "inner" / "a.txt").write_text("changed")  # a second call must not extract again
     assert (extract_once(archive, "demo") / "inner" / "a.txt").read_text() == "changed"
+
+
+def test_extract_once_checks_sha256sums(tmp_path):
+    (tmp_path / "a.txt").write_text("data")
+    archive = tmp_path / "data.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "a.txt", arcname="a.txt")
+    good = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{good}  data.tar\n")
+    assert (extract_once(archive, "checked") / "a.txt").is_file()
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  data.tar\n")
+    os.utime(archive, (1, 1))  # a changed archive is extracted (and checked) again
+    with pytest.raises(UserError, match="does not match its checksum"):
+        extract_once(archive, "checked")
 
 
 def test_extract_once_reports_a_broken_archive(tmp_path):
