@@ -10,6 +10,7 @@ Writes the imdb section of RESULTS.md (one row per model; rows of earlier runs o
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from tasks import imdb  # noqa: E402
 COLUMNS = ["model", "profile", "test accuracy", "params", "epochs", "train time (s)", "time per epoch (s)",
            "sequence length", "command"]
 ROWS_FILE = Path(__file__).resolve().parent / "imdb_rows.json"
+PLOTS = Path(__file__).resolve().parent / "plots"
 
 
 def main(argv=None):
@@ -46,7 +48,11 @@ def main(argv=None):
             config = build_config(imdb.ImdbConfig, profile=args.profile, overrides=dict(
                 overrides, model=name, baseline=False, output_dir=output_dir, run_id=name))
             imdb.train(config)  # the n-gram model uses its own size and epochs (imdb.ngram_config)
-            result = read_json(Path(output_dir) / "imdb" / name / "metrics.json")["results"][name]
+            run_dir = Path(output_dir) / "imdb" / name
+            result = read_json(run_dir / "metrics.json")["results"][name]
+            if (run_dir / "attention.png").exists():
+                PLOTS.mkdir(exist_ok=True)
+                shutil.copy(run_dir / "attention.png", PLOTS / f"imdb_attention_{args.profile}.png")
             length = config.ngram_sequence_length if name == "ngram" else config.sequence_length
             rows[f"{name}/{args.profile}"] = {
                 "model": name, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),

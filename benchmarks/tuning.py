@@ -3,6 +3,7 @@ retrained on the lesson's split against the hand-set default, and the `--compare
 `--compare initializer` answers with their plots.
 
     python -m benchmarks.tuning            # writes the tuning section of RESULTS.md and benchmarks/plots/
+    python -m benchmarks.tuning --compare-task imdb --compare initializer --seeds 2 --compare-epochs 1
 
 Searches go to tuning_runs/benchmarks/phone_price/ (kept, so `python -m tuning.report` can reread them).
 """
@@ -31,10 +32,9 @@ PLOTS = Path(__file__).resolve().parent / "plots"
 DIRECTORY = Path("tuning_runs") / "benchmarks"
 
 
-def run_search(*args):
+def run_search(task, *args):
     started = time.perf_counter()
-    code = search.main(["--task", "phone_price", "--directory", str(DIRECTORY), "--overwrite", "--verbose", "0",
-                        *args])
+    code = search.main(["--task", task, "--directory", str(DIRECTORY), "--overwrite", "--verbose", "0", *args])
     assert code == 0
     return time.perf_counter() - started
 
@@ -53,15 +53,40 @@ def test_accuracy(config_file, seeds, output_dir):
     return accuracies
 
 
+def compare_sections(task, names, seeds, epochs=None):
+    """Run `--compare NAME` for each name (quick profile); Markdown sections with tables and plots."""
+    sections = []
+    extra = ["--epochs", str(epochs)] if epochs else []
+    for name in names:
+        elapsed = run_search(task, "--compare", name, "--seeds", str(seeds), "--profile", "quick", *extra)
+        compare_dir = DIRECTORY / task / f"compare-{name}-quick"
+        shutil.copy(compare_dir / "compare_curves.png", PLOTS / f"{task}_compare_{name}.png")
+        table = (compare_dir / "compare.md").read_text().split("\n", 2)[2].strip()
+        sections.append(f"### {task}: `--compare {name}` ({seeds} seeds each, quick profile"
+                        + (f", {epochs} epoch(s)" if epochs else "") + f", {elapsed / 60:.1f} min)\n\n"
+                        f"{table}\n\n![{name}](plots/{task}_compare_{name}.png)\n")
+    return sections
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=40, help="epochs per search trial")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--compare-task", help="only run comparisons, for this task (e.g. imdb)")
+    parser.add_argument("--compare", default="initializer", help="with --compare-task: comma-separated names")
+    parser.add_argument("--compare-epochs", type=int, help="with --compare-task: epochs per run")
     args = parser.parse_args(argv)
     PLOTS.mkdir(exist_ok=True)
+    if args.compare_task:
+        sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs)
+        body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(command_line("benchmarks.tuning"))
+                + "\n" + "\n".join(sections))
+        write_section(f"tuning_{args.compare_task}", body)
+        print(body)
+        return 0
 
-    search_time = run_search("--tuner", "random", "--max-trials", str(args.trials), "--epochs", str(args.epochs),
+    search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials), "--epochs", str(args.epochs),
                              "--name", "random")
     folder = DIRECTORY / "phone_price" / "random"
     best = read_json(folder / "best.json")
@@ -70,14 +95,7 @@ def main(argv=None):
         tuned = test_accuracy(folder / "best.json", args.seeds, output_dir)
         default = test_accuracy(None, args.seeds, output_dir)
 
-    sections = []
-    for name in ("activation", "initializer"):
-        elapsed = run_search("--compare", name, "--seeds", str(args.seeds), "--profile", "quick")
-        compare_dir = DIRECTORY / "phone_price" / f"compare-{name}-quick"
-        shutil.copy(compare_dir / "compare_curves.png", PLOTS / f"phone_price_compare_{name}.png")
-        table = (compare_dir / "compare.md").read_text().split("\n", 2)[2].strip()
-        sections.append(f"### `--compare {name}` ({args.seeds} seeds each, quick profile, {elapsed / 60:.1f} min)\n\n"
-                        f"{table}\n\n![{name}](plots/phone_price_compare_{name}.png)\n")
+    sections = compare_sections("phone_price", ("activation", "initializer"), args.seeds)
 
     shown = {k: v for k, v in best.items() if not k.startswith("_") and k != "task"}
     rows = [{"configuration": "hand-set default (quick profile)",

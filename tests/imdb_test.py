@@ -55,6 +55,15 @@ def test_missing_class_folder_is_a_clear_error(tmp_path, imdb_root, cli):
     assert code == 2 and "test/neg is missing" in err and "Traceback" not in err
 
 
+def test_no_data_and_no_network_is_a_clear_error(tmp_path, cli, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--output-dir", str(tmp_path)])
+    assert code == 2 and "data set imdb/ not found" in err and "KERAS_TUTORIALS_DATA" in err
+
+
 def test_vectorizer_is_adapted_on_training_text_only(tmp_path, imdb_root):
     data, _ = imdb.load_data(smoke_config(tmp_path, imdb_root))
     vectorizer = text.adapt_vectorizer(data.train, 1000, 16)

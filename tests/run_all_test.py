@@ -30,7 +30,7 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert Path(rows[("phone_price", "fnn")]["run_dir"], "model.keras").is_file()
     assert "| phone_price | tensorflow | fnn | test_accuracy |" in result.stdout
     assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
-    assert rows[("imdb", "bigru")]["metric"] == "test_accuracy" and ("imdb", "ngram") in rows
+    assert rows[("imdb", "gru")]["metric"] == "test_accuracy" and ("imdb", "ngram") in rows
 
 
 def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):

@@ -158,7 +158,8 @@ def write_comparison(folder, meta, trials):
             length = min(len(c) for c in curves)
             stacked = np.array([c[:length] for c in curves])
             epochs = np.arange(1, length + 1)
-            ax.plot(epochs, stacked.mean(axis=0), label=str(value))
+            # Markers for short runs: a one-epoch curve is a single point.
+            ax.plot(epochs, stacked.mean(axis=0), label=str(value), marker="o" if length <= 20 else None)
             ax.fill_between(epochs, stacked.min(axis=0), stacked.max(axis=0), alpha=0.15)
             ax.set_xlabel("epoch")
             ax.set_ylabel(metric)
