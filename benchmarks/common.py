@@ -59,6 +59,12 @@ def write_section(name, body):
     RESULTS.write_text(text)
 
 
+def publish(name, body):
+    """Write a benchmark's section into RESULTS.md and show it."""
+    write_section(name, body)
+    print(body)
+
+
 def command_line(module):
     """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`."""
     return " ".join(["python -m", module, *sys.argv[1:]])

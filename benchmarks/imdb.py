@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import command_line, facts_block, write_section  # noqa: E402
+from benchmarks.common import command_line, facts_block, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -69,8 +69,7 @@ def main(argv=None):
             + f"- this run: {', '.join(models)} on the {args.profile} profile in {total / 60:.1f} min "
               "(each model's own time below; the rest is loading and adapting the vocabulary)\n\n"
             + format_table(ordered, COLUMNS) + "\n")
-    write_section("imdb", body)
-    print(body)
+    publish("imdb", body)
     return 0
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import command_line, facts_block, write_section  # noqa: E402
+from benchmarks.common import command_line, facts_block, publish  # noqa: E402
 from common import tabular  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
@@ -121,8 +121,7 @@ def main(argv=None):
             + f"- wall time of one whole lesson run (FNN + baseline + predictions, TensorFlow import excluded): "
               f"{np.mean(walls):.1f} s +- {np.std(walls):.1f} s\n\n"
             + format_table(rows, columns) + "\n")
-    write_section("phone_price", body)
-    print(body)
+    publish("phone_price", body)
     return 0
 
 

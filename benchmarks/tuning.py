@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import command_line, facts_block, write_section  # noqa: E402
+from benchmarks.common import command_line, facts_block, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -82,8 +82,7 @@ def main(argv=None):
         sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs)
         body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(command_line("benchmarks.tuning"))
                 + "\n" + "\n".join(sections))
-        write_section(f"tuning_{args.compare_task}", body)
-        print(body)
+        publish(f"tuning_{args.compare_task}", body)
         return 0
 
     search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials), "--epochs", str(args.epochs),
@@ -112,8 +111,7 @@ def main(argv=None):
             + format_table(rows, ["configuration", "test accuracy"])
             + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n"
             + "\n".join(sections))
-    write_section("tuning_phone_price", body)
-    print(body)
+    publish("tuning_phone_price", body)
     return 0
 
 

@@ -37,11 +37,7 @@ class TextSplits:
     val: tf.data.Dataset
     test: tf.data.Dataset
     class_names: list
-    vectorizer: keras.layers.TextVectorization = None
-
-    @property
-    def vocabulary_size(self):
-        return self.vectorizer.vocabulary_size()
+    vectorizer: keras.layers.TextVectorization = None  # set per model: its sequence length may differ
 
 
 def check_tree(root, splits=("train", "test"), class_names=("neg", "pos")):

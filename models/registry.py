@@ -52,7 +52,6 @@ OPTIMIZERS = {
     # AdamW without a decay would be Adam: keep Keras' default 0.004 unless one is given.
     "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004, **kw),
 }
-OPTIMIZERS_WITH_MOMENTUM = ("momentum", "nesterov")
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup")
 
