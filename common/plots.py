@@ -49,3 +49,23 @@ def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test sp
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def image_grid(images, titles, path, columns=8, title=None):
+    """Small images (uint8, n x h x w x c) in a grid, each with its caption (e.g. true / predicted label)."""
+    n = len(images)
+    if n == 0:
+        return
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, titles):
+        ax.imshow(np.asarray(image).squeeze(), cmap="gray" if np.asarray(image).shape[-1] == 1 else None)
+        ax.set_title(caption, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

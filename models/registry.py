@@ -53,7 +53,7 @@ OPTIMIZERS = {
     "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004, **kw),
 }
 
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup")
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle", "warmup")
 
 
 @keras.saving.register_keras_serializable(package="keras_tutorials")
@@ -88,6 +88,25 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing,
                 "from_logits": self.from_logits, "ignore_class": self.ignore_class}
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise linear: 0 -> `peak_rate` at `peak_step`, then down to 0 at `total_steps`."""
+
+    def __init__(self, peak_rate, peak_step, total_steps):
+        self.peak_rate = peak_rate
+        self.peak_step = peak_step
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rising = step / self.peak_step
+        falling = (self.total_steps - step) / max(1, self.total_steps - self.peak_step)
+        return self.peak_rate * ops.clip(ops.minimum(rising, falling), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak_rate": self.peak_rate, "peak_step": self.peak_step, "total_steps": self.total_steps}
 
 
 # ----------------------------------------------------------------------------------------------------- losses
@@ -182,7 +201,9 @@ def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, miles
 
     step: x gamma every `step_epochs` (PyTorch StepLR); multistep: x gamma at each milestone (MultiStepLR);
     exponential: x gamma every epoch (ExponentialLR); cosine: optional linear warm-up, then cosine decay to 0
-    at the last epoch; warmup: linear warm-up, then constant.
+    at the last epoch; onecycle: linear rise to the rate over `warmup_epochs` (default: a quarter of the
+    epochs), then linear fall to 0 at the last epoch (Smith's one-cycle, as ResNet-9 and airbench use it);
+    warmup: linear warm-up, then constant.
     """
     name = check_name("schedule", name)
     schedules = keras.optimizers.schedules
@@ -205,6 +226,9 @@ def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, miles
             return schedules.CosineDecay(0.0, decay_steps=max(1, total_steps - warmup_steps),
                                          warmup_target=learning_rate, warmup_steps=warmup_steps)
         return schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    if name == "onecycle":
+        peak_step = warmup_steps or max(1, total_steps // 4)
+        return OneCycle(learning_rate, peak_step, total_steps)
     # warmup: alpha=1 turns the cosine part into a constant at the warm-up target.
     return schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=learning_rate,
                                  warmup_steps=max(1, warmup_steps))

@@ -111,3 +111,43 @@ def cli(capsys):
         return exit_info.value.code, captured.out, captured.err
 
     return call
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def synthetic_images(per_class, num_classes=10, size=32, seed=0):
+    """Learnable images: class k is a noisy patch of its own colour on a noisy grey background."""
+    palette = np.random.default_rng(1234).integers(0, 256, (num_classes, 3))  # the same for every split
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for k in range(num_classes):
+        for _ in range(per_class):
+            image = rng.normal(128, 30, (size, size, 3))
+            top, left = rng.integers(0, size // 2, 2)
+            image[top:top + size // 2, left:left + size // 2] = palette[k] + rng.normal(0, 20, 3)
+            images.append(np.clip(image, 0, 255).astype("uint8"))
+            labels.append(k)
+    return np.stack(images), np.array(labels)
+
+
+def write_image_tree(folder, per_class, class_names=CIFAR_CLASSES, size=32, seed=0, suffix=".png"):
+    """folder/<class>/<n>.png with synthetic_images; returns (images, labels) in file order."""
+    from PIL import Image
+
+    x, y = synthetic_images(per_class, len(class_names), size, seed)
+    for i, (image, label) in enumerate(zip(x, y)):
+        path = folder / class_names[label] / f"{i % per_class:04d}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    return x, y
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    """A data root with cifar10/train and cifar10/test trees of learnable PNG images, and labels.txt."""
+    root = tmp_path / "data"
+    write_image_tree(root / "cifar10" / "train", per_class=40, seed=0)
+    write_image_tree(root / "cifar10" / "test", per_class=10, seed=1)
+    (root / "cifar10" / "labels.txt").write_text("\n".join(CIFAR_CLASSES) + "\n")
+    return root

@@ -141,3 +141,17 @@ def test_constant_schedule_is_the_rate_itself():
 def test_regularizer_is_none_without_a_penalty():
     assert registry.regularizer() is None
     assert isinstance(registry.regularizer(l2=1e-3), keras.regularizers.L2)
+
+
+def test_onecycle_schedule_rises_linearly_then_falls_to_zero():
+    s = registry.schedule("onecycle", 0.4, steps_per_epoch=10, epochs=10, warmup_epochs=2)
+    assert _lr(s, 10) == pytest.approx(0.2, rel=1e-3)
+    assert _lr(s, 20) == pytest.approx(0.4, rel=1e-3)
+    assert _lr(s, 60) == pytest.approx(0.2, rel=1e-3)
+    assert _lr(s, 100) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_onecycle_schedule_survives_save_and_load():
+    s = registry.schedule("onecycle", 0.4, steps_per_epoch=10, epochs=10)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+    assert _lr(restored, 37) == pytest.approx(_lr(s, 37))

@@ -1,0 +1,226 @@
+"""Image data: class-per-folder trees -> uint8 arrays -> tf.data pipelines with augmentation on the fly.
+
+Small image sets (CIFAR-10 is 180 MB as uint8) are decoded once with `keras.utils.image_dataset_from_directory`
+and kept in memory as arrays; a copy of the arrays is cached beside an extracted archive, so later runs
+skip the 60,000 JPEG decodes. Before that, every file is checked: a corrupt image, an image of the wrong
+size or an empty class folder is a `UserError` naming the file or folder, not a traceback mid-epoch.
+
+Augmentation (`augment_batch`) works on whole batches with stateless random ops seeded per batch from
+`--seed`: the same seed gives the same augmented images on every run (and it is cheap, which matters on
+a 2-core CPU where the input pipeline shares the cores with training):
+
+- random crop after padding 4 pixels (reflect), and horizontal flip: the standard CIFAR augmentation;
+- cutout (DeVries & Taylor 2017): one square of each image set to the mean (zero after normalisation);
+- mixup (Zhang et al. 2018): pairs of images and their one-hot labels blended with a Beta(a, a) weight.
+"""
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from common.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class ImageArrays:
+    """uint8 images (n, height, width, channels) and integer labels per split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    note: str = ""  # where the images came from, said beside the numbers
+
+    @functools.cached_property
+    def channel_stats(self):
+        """Per-channel (mean, variance) of the training images, for the models' Normalization layer."""
+        mean, std = channel_stats(self.x_train)
+        return mean, std**2
+
+    @property
+    def mean(self):
+        return self.channel_stats[0]
+
+    @property
+    def variance(self):
+        return self.channel_stats[1]
+
+    @property
+    def image_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+# --------------------------------------------------------------------------------------------- folder trees
+def class_folders(folder, class_names=None):
+    """The class names of `folder/<class>/`, checked: each class folder exists and holds images."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} does not exist; expected one sub-folder of images per class.")
+    names = list(class_names) if class_names else sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not names:
+        raise UserError(f"{folder} has no class sub-folders; expected {folder}/<class>/<image files>.")
+    for name in names:
+        sub = folder / name
+        if not sub.is_dir():
+            raise UserError(f"{sub} is missing; expected one folder per class ({', '.join(names)}).")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.iterdir()):
+            raise UserError(f"{sub} holds no images; every class folder needs at least one image file.")
+    return names
+
+
+def check_images(paths, image_size):
+    """Decode every file once; raise UserError for the first one that is corrupt or not `image_size`."""
+    paths = [str(p) for p in paths]
+
+    def shape_of(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return path, tf.shape(image)[:2]
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(shape_of, num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = {}
+    for path, shape in dataset.ignore_errors().batch(4096).as_numpy_iterator():
+        decoded.update(zip((p.decode() for p in path), (tuple(s) for s in shape)))
+    broken = [p for p in paths if p not in decoded]
+    if broken:
+        raise UserError(f"{broken[0]} is not a readable image ({len(broken)} such file(s) in all); "
+                        "remove or replace it.")
+    wrong = [(p, s) for p, s in decoded.items() if s != tuple(image_size)]
+    if wrong:
+        path, size = wrong[0]
+        raise UserError(f"{path} is {size[0]}x{size[1]} pixels, expected {image_size[0]}x{image_size[1]} "
+                        f"({len(wrong)} such image(s) in all).")
+
+
+def load_image_folder(folder, image_size, class_names=None):
+    """All images of `folder/<class>/` as (uint8 array, int labels, class names), checked first."""
+    import keras
+
+    names = class_folders(folder, class_names)
+    dataset = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred", label_mode="int", class_names=names, image_size=tuple(image_size),
+        batch_size=2048, shuffle=False, verbose=False)
+    check_images(dataset.file_paths, image_size)
+    images, labels = [], []
+    for x, y in dataset.as_numpy_iterator():  # same size as stored, so no resampling happened
+        images.append(np.round(x).astype("uint8"))
+        labels.append(y.astype("int64"))
+    return np.concatenate(images), np.concatenate(labels), names
+
+
+def cached_arrays(cache_file, build):
+    """`build()` -> dict of arrays, saved to `cache_file` (.npz) the first time and read back after."""
+    cache_file = Path(cache_file)
+    if cache_file.is_file():
+        with np.load(cache_file) as stored:
+            return {k: stored[k] for k in stored.files}
+    arrays = build()
+    partial = cache_file.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)
+    partial.replace(cache_file)  # never leave a half-written cache behind
+    return arrays
+
+
+def split_validation(x, y, val_size, seed):
+    """Hold out `val_size` examples, the same number per class, chosen with `seed`."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < val_size < len(y):
+        raise UserError(f"--val-size must be between 1 and {len(y) - 1}, got {val_size}.")
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_size, stratify=y, random_state=seed)
+    return x_train, y_train, x_val, y_val
+
+
+# ------------------------------------------------------------------------------------------------ pipelines
+def channel_stats(x):
+    """Per-channel mean and standard deviation of uint8 images, on the 0..255 scale."""
+    pixels = x.reshape(-1, x.shape[-1]).astype("float64")
+    return pixels.mean(axis=0), pixels.std(axis=0)
+
+
+def augment_batch(images, seed, crop_padding=4, flip=True, cutout=0):
+    """Random pad-and-crop, horizontal flip and cutout of a float batch (n, h, w, c), from a stateless seed.
+
+    `seed` is a shape-(2,) int tensor; each transformation derives its own from it.
+    """
+    shape = tf.shape(images)
+    n, height, width = shape[0], shape[1], shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if crop_padding:
+        p = crop_padding
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        offsets = tf.random.stateless_uniform((n, 2), seeds[0], 0, 2 * p + 1, dtype=tf.int32)
+        rows = offsets[:, :1] + tf.range(height)[None]
+        cols = offsets[:, 1:] + tf.range(width)[None]
+        images = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if flip:
+        flips = tf.random.stateless_uniform((n, 1, 1, 1), seeds[1]) < 0.5
+        images = tf.where(flips, tf.reverse(images, axis=[2]), images)
+    if cutout:
+        centres = tf.random.stateless_uniform((n, 2), seeds[2], 0, 1) * tf.cast([height, width], tf.float32)
+        row = tf.cast(tf.range(height), tf.float32)[None, :, None]
+        col = tf.cast(tf.range(width), tf.float32)[None, None, :]
+        half = cutout / 2
+        inside = ((tf.abs(row + 0.5 - centres[:, :1, None]) <= half)
+                  & (tf.abs(col + 0.5 - centres[:, 1:, None]) <= half))
+        images = images * tf.cast(~inside, images.dtype)[..., None]
+    return images
+
+
+def mixup_batch(images, one_hot, seed, alpha):
+    """Blend each example with another of the batch (the batch reversed) by a Beta(alpha, alpha) weight."""
+    n = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    a = tf.random.stateless_gamma((n,), seeds[0], alpha)
+    b = tf.random.stateless_gamma((n,), seeds[1], alpha)
+    weight = a / (a + b)
+    weight = tf.maximum(weight, 1 - weight)  # the example keeps the larger share: its own label dominates
+    images = weight[:, None, None, None] * images + (1 - weight[:, None, None, None]) * tf.reverse(images, [0])
+    one_hot = weight[:, None] * one_hot + (1 - weight[:, None]) * tf.reverse(one_hot, [0])
+    return images, one_hot
+
+
+def image_pipeline(x, y, batch_size, num_classes, training, seed=0, one_hot=False, augment=None,
+                   mixup=0.0):
+    """A tf.data pipeline of (float32 images on the 0..255 scale, labels) batches from uint8 arrays.
+
+    Normalisation lives in the model (a `Normalization` layer), so a saved model takes raw pixels.
+    `training` shuffles every epoch (seeded) and applies `augment` (kwargs of `augment_batch`) and
+    `mixup` (its alpha; 0 = off) to each batch. `one_hot` gives one-hot labels (mixup needs them).
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def to_float(images, labels):
+        labels = tf.one_hot(labels, num_classes) if one_hot else labels
+        return tf.cast(images, tf.float32), labels
+
+    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and (augment or mixup):
+        # One stateless seed per batch, different every epoch, the same on every run.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def transform(batch, batch_seed):
+            images, labels = batch
+            batch_seed = tf.cast(batch_seed % (2**31), tf.int32)
+            if augment:
+                images = augment_batch(images, batch_seed, **augment)
+            if mixup:
+                images, labels = mixup_batch(images, labels, batch_seed + 1, mixup)
+            return images, labels
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

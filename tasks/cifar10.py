@@ -1,0 +1,213 @@
+"""CIFAR-10 image classification: from the course's first CNN to residual networks, fast on a CPU.
+
+The data: 60,000 colour images of 32x32 pixels in 10 classes (airplane, automobile, bird, cat, deer, dog,
+frog, horse, ship, truck), 50,000 for training and 10,000 for testing. 5,000 training images (500 per
+class, fixed seed) are held out for validation; the test images are used once, for the final number.
+
+What the lesson shows:
+
+1. A `tf.data` pipeline from uint8 arrays: shuffle every epoch, augment on the fly (random crop after
+   4-pixel padding, horizontal flip; `--cutout 8`, `--mixup 0.2`), prefetch. Normalisation (per-channel
+   mean and variance of the training images) is a layer inside the model, so a saved model takes raw pixels.
+2. The architectures in `models/cnn.py` (`--model`): the course's first CNN (`course_cnn`, 35 k parameters,
+   about 65 %), a VGG-style net with batch norm and dropout, ResNet-20/32/56 as in He et al. (2016), and
+   `fast`, a residual-free net built for time-to-accuracy after airbench: the quick profile trains it to
+   about 87 % in under half an hour on a 2-core CPU (benchmarks/RESULTS.md).
+3. The training recipe that makes it fast: SGD with Nesterov momentum and decoupled weight decay, a
+   one-cycle learning rate (linear up, linear down), label smoothing 0.2, large batches.
+4. Reading the result: learning curves, the confusion matrix, per-class accuracy and a grid of the test
+   images the model gets wrong (misclassified.png): cats and dogs are where most errors are.
+5. Export for serving and devices: SavedModel, TFLite float16 and full-integer int8 (post-training
+   quantisation calibrated on training images). Each file is run on the test set (exports.md).
+
+Things to try: `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant` (the course's
+setting), `--activation relu|leaky_relu|swish`, `--label-smoothing 0`, `--crop-padding 0 --no-flip` (no
+augmentation: watch validation accuracy stall while training accuracy climbs), `--mixup 0.2`,
+`--config recipes/cifar10_resnet20.json` (the paper's recipe, for a GPU).
+
+    python -m tasks.cifar10                     # quick profile: the fast net, ~25 min on a 2-core CPU
+    python -m tasks.cifar10 --profile smoke     # seconds, a few hundred images
+    python -m tasks.cifar10 --model course_cnn --epochs 10
+    python -m tasks.cifar10 predict --run runs/cifar10/<run-id> my_cat.png
+"""
+
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tasks/cifar10.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run, task_main
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from common import export, images, plots, training  # noqa: E402
+from common.cifar10 import load_cifar10  # noqa: E402
+from common.config import TrainConfig  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.tables import format_table  # noqa: E402
+from models import cnn, registry  # noqa: E402
+
+
+@dataclasses.dataclass
+class Cifar10Config(TrainConfig):
+    TASK: typing.ClassVar[str] = "cifar10"
+    PROFILES: typing.ClassVar[dict] = {
+        "smoke": dict(model="course_cnn", limit=600, epochs=2, batch_size=64, learning_rate=0.05,
+                      export=False, tensorboard=False, verbose=0),
+        "quick": dict(),
+        "full": dict(widths=(64, 256, 256), epochs=10, tta=True),
+    }
+
+    model: str = dataclasses.field(default="fast", metadata=dict(help="architecture", choices=cnn.ARCHITECTURES))
+    widths: tuple[int, ...] = dataclasses.field(default=(32, 128, 128), metadata=dict(
+        help="filters per stage of vgg and fast (e.g. 64,128,256); ResNets use the paper's 16,32,64"))
+    stem_width: int = dataclasses.field(default=24, metadata=dict(help="filters of the fast net's 2x2 stem"))
+    logit_scale: float = dataclasses.field(default=0.125, metadata=dict(help="fast net: logits are scaled by this"))
+    activation: str = dataclasses.field(default="gelu", metadata={"registry": "activation"})
+    initializer: str = dataclasses.field(default="he_normal", metadata={"registry": "initializer"})
+    bn_momentum: float = dataclasses.field(default=0.9, metadata=dict(
+        help="batch-norm moving-average momentum (Keras 0.99 = PyTorch 0.01; 0.9 = PyTorch's default 0.1)"))
+    dropout: float = 0.0
+    l2: float = dataclasses.field(default=0.0, metadata=dict(help="L2 penalty on conv/dense kernels (ResNet paper: 1e-4)"))
+    epochs: int = 8
+    batch_size: int = 512
+    optimizer: str = dataclasses.field(default="nesterov", metadata={"registry": "optimizer"})
+    learning_rate: float = 0.2
+    weight_decay: float = 5e-4
+    schedule: str = dataclasses.field(default="onecycle", metadata={"registry": "schedule"})
+    warmup_epochs: float = 1.0
+    loss: str = dataclasses.field(default="categorical_crossentropy", metadata={"registry": "loss"})
+    label_smoothing: float = 0.2
+    crop_padding: int = dataclasses.field(default=4, metadata=dict(help="random crop after padding this many pixels (0 = off)"))
+    flip: bool = dataclasses.field(default=True, metadata=dict(help="random horizontal flips"))
+    cutout: int = dataclasses.field(default=0, metadata=dict(help="side of the cutout square in pixels (0 = off)"))
+    mixup: float = dataclasses.field(default=0.0, metadata=dict(help="mixup Beta(a, a) parameter (0 = off)"))
+    tta: bool = dataclasses.field(default=False, metadata=dict(
+        help="also report test accuracy averaged over each image and its mirror image"))
+    export: bool = dataclasses.field(default=True, metadata=dict(
+        help="export SavedModel, TFLite float16 and int8, and test each file"))
+    representative_size: int = dataclasses.field(default=500, metadata=dict(
+        help="training images used to calibrate int8 quantisation"))
+    val_size: int = 5000
+    split_seed: int = 42
+    limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use only this many images per split (smoke tests)"))
+
+    def validate(self):
+        super().validate()
+        if self.model not in cnn.ARCHITECTURES:
+            raise UserError(f"unknown model '{self.model}'; valid: {', '.join(cnn.ARCHITECTURES)}.")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        if self.mixup < 0 or self.cutout < 0 or self.crop_padding < 0:
+            raise UserError("--mixup, --cutout and --crop-padding must not be negative.")
+        if self.mixup and registry.loss_target(registry.check_name("loss", self.loss)) != "one_hot":
+            raise UserError("--mixup blends one-hot labels: use --loss categorical_crossentropy (or mse, ...).")
+        if self.model in ("vgg", "fast") and not self.widths:
+            raise UserError(f"--widths must name the filters per stage of {self.model}, e.g. 32,128,128.")
+
+
+def pipelines(config, data):
+    """train / validation / test tf.data pipelines; labels one-hot when the loss wants them."""
+    one_hot = registry.loss_target(registry.check_name("loss", config.loss)) == "one_hot"
+    augment = dict(crop_padding=config.crop_padding, flip=config.flip, cutout=config.cutout)
+    common = dict(num_classes=data.num_classes, one_hot=one_hot)
+    train = images.image_pipeline(data.x_train, data.y_train, config.batch_size, training=True, seed=config.seed,
+                                  augment=augment, mixup=config.mixup, **common)
+    val = images.image_pipeline(data.x_val, data.y_val, 1000, training=False, **common)
+    test = images.image_pipeline(data.x_test, data.y_test, 1000, training=False, **common)
+    return train, val, test
+
+
+def train(config):
+    training.setup_precision(config)
+    data = load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit)
+    print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images"
+          + (f" ({data.note})" if data.note else ""))
+    run_ = training.start_run(config)
+    folder = run_.folder()
+    train_set, val_set, test_set = pipelines(config, data)
+    model = training.build_seeded(cnn.build_cnn, config, data)
+    steps = int(np.ceil(len(data.y_train) / config.batch_size))
+    result = training.train_classifier(model, config, folder, train_set, val_set, test_set, data.y_test,
+                                       data.class_names, steps)
+    result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
+    result["data"] = data.note or "original images"
+    result["class_names"] = data.class_names
+    x_test = data.x_test.astype("float32")
+    probabilities = model.predict(x_test, batch_size=500, verbose=0)
+    write_misclassified(data, probabilities, folder / "misclassified.png")
+    summary = [{"model": config.model, "metric": "test_accuracy", "value": result["test_accuracy"],
+                "params": result["params"], "train_time_s": result["train_time_s"]}]
+    if config.tta:
+        mirrored = model.predict(x_test[:, :, ::-1], batch_size=500, verbose=0)
+        result["test_accuracy_tta"] = float(np.mean((probabilities + mirrored).argmax(-1) == data.y_test))
+        summary.append({**summary[0], "metric": "test_accuracy_tta", "value": result["test_accuracy_tta"]})
+    if config.export:
+        sample = np.random.default_rng(config.seed).choice(len(data.x_train), config.representative_size)
+        result["exports"] = export.export_classifier(model, folder, data.x_train[sample].astype("float32"),
+                                                     data.x_test, data.y_test)
+        (folder / "exports.md").write_text(format_table(result["exports"], ["format", "file", "size_mb",
+                                                                              "test_accuracy"]) + "\n")
+        print(format_table(result["exports"], ["format", "file", "size_mb", "test_accuracy"]))
+        summary += [{"model": f"{config.model} ({row['format']})", "metric": "test_accuracy",
+                     "value": row["test_accuracy"], "params": result["params"], "train_time_s": ""}
+                    for row in result["exports"][2:]]
+    training.finish_run(run_, config, {config.model: result}, summary)
+    return 0
+
+
+def write_misclassified(data, probabilities, path, count=32):
+    """The test images the model is most sure about and still gets wrong, with true and predicted labels."""
+    predicted = probabilities.argmax(-1)
+    wrong = np.flatnonzero(predicted != data.y_test)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    names = data.class_names
+    titles = [f"{names[data.y_test[i]]} -> {names[predicted[i]]}\n{probabilities[i, predicted[i]]:.2f}"
+              for i in wrong]
+    plots.image_grid(data.x_test[wrong], titles, path, title="Misclassified test images (true -> predicted)")
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("images", nargs="+", help="image files (any size: resized to 32x32)")
+    parser.add_argument("--run", required=True, help="a finished cifar10 run folder (holds model.keras)")
+
+
+def predict(args):
+    """Print the three most likely classes of each image with a trained run's model."""
+    import json
+
+    import keras
+
+    model_path = Path(args.run) / "model.keras"
+    if not model_path.is_file():
+        raise UserError(f"{model_path} does not exist; --run must be a finished cifar10 run folder.")
+    metrics = Path(args.run) / "metrics.json"
+    names = (list(json.loads(metrics.read_text())["results"].values())[0].get("class_names")
+             if metrics.is_file() else None)
+    model = keras.saving.load_model(model_path)
+    height, width = model.input_shape[1:3]
+    batch = []
+    for path in args.images:
+        try:
+            image = keras.utils.load_img(path, target_size=(height, width))
+        except (OSError, ValueError) as error:
+            raise UserError(f"{path} is not a readable image ({error}).") from None
+        batch.append(keras.utils.img_to_array(image))
+    probabilities = model.predict(np.stack(batch), verbose=0)
+    for path, p in zip(args.images, probabilities):
+        top = np.argsort(-p)[:3]
+        shown = ", ".join(f"{names[i] if names else i} {p[i]:.2f}" for i in top)
+        print(f"{path}\t{shown}")
+    return 0
+
+
+main = task_main(Cifar10Config, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
+
+if __name__ == "__main__":
+    run(main)
