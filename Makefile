@@ -11,7 +11,7 @@ export KERAS_TUTORIALS_DATA := $(abspath ../shared/datasets)
 endif
 endif
 
-.PHONY: setup run test clean
+.PHONY: setup setup-compare run test clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Optional extras for the framework comparison (PyTorch twins); the tests that need them skip without them.
+setup-compare: $(VENV)/.installed-compare
+
+$(VENV)/.installed-compare: requirements-compare.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r requirements-compare.txt
 	touch $@
 
 run: setup

@@ -4,6 +4,8 @@ retrained on the lesson's split against the hand-set default, and the `--compare
 
     python -m benchmarks.tuning            # writes the tuning section of RESULTS.md and benchmarks/plots/
     python -m benchmarks.tuning --compare-task imdb --compare initializer --seeds 2 --compare-epochs 1
+    python -m benchmarks.tuning --compare-task cifar10 --compare activation,initializer --seeds 2 \
+        --compare-epochs 3 --compare-config recipes/cifar10_course_cnn.json
 
 Searches go to tuning_runs/benchmarks/phone_price/ (kept, so `python -m tuning.report` can reread them).
 """
@@ -53,17 +55,18 @@ def test_accuracy(config_file, seeds, output_dir):
     return accuracies
 
 
-def compare_sections(task, names, seeds, epochs=None):
+def compare_sections(task, names, seeds, epochs=None, config=None):
     """Run `--compare NAME` for each name (quick profile); Markdown sections with tables and plots."""
     sections = []
-    extra = ["--epochs", str(epochs)] if epochs else []
+    extra = (["--epochs", str(epochs)] if epochs else []) + (["--config", str(config)] if config else [])
     for name in names:
         elapsed = run_search(task, "--compare", name, "--seeds", str(seeds), "--profile", "quick", *extra)
         compare_dir = DIRECTORY / task / f"compare-{name}-quick"
         shutil.copy(compare_dir / "compare_curves.png", PLOTS / f"{task}_compare_{name}.png")
         table = (compare_dir / "compare.md").read_text().split("\n", 2)[2].strip()
         sections.append(f"### {task}: `--compare {name}` ({seeds} seeds each, quick profile"
-                        + (f", {epochs} epoch(s)" if epochs else "") + f", {elapsed / 60:.1f} min)\n\n"
+                        + (f", {epochs} epoch(s)" if epochs else "") + (f", `--config {config}`" if config else "")
+                        + f", {elapsed / 60:.1f} min)\n\n"
                         f"{table}\n\n![{name}](plots/{task}_compare_{name}.png)\n")
     return sections
 
@@ -76,10 +79,12 @@ def main(argv=None):
     parser.add_argument("--compare-task", help="only run comparisons, for this task (e.g. imdb)")
     parser.add_argument("--compare", default="initializer", help="with --compare-task: comma-separated names")
     parser.add_argument("--compare-epochs", type=int, help="with --compare-task: epochs per run")
+    parser.add_argument("--compare-config", help="with --compare-task: a --config file fixed for every run")
     args = parser.parse_args(argv)
     PLOTS.mkdir(exist_ok=True)
     if args.compare_task:
-        sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs)
+        sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs,
+                                    args.compare_config)
         body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(command_line("benchmarks.tuning"))
                 + "\n" + "\n".join(sections))
         publish(f"tuning_{args.compare_task}", body)

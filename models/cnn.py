@@ -68,7 +68,13 @@ def batch_norm(x, config, name=None):
 
 def conv_bn_act(x, filters, config, name, strides=1):
     """conv (no bias: BN has its own shift) -> batch norm -> activation."""
-    x = conv(x, filters, config, strides=strides, name=f"{name}_conv")
+    if strides > 1:
+        # Pad 1 on every side, as PyTorch's padding=1 does. Keras' "same" would pad only bottom/right for a
+        # stride-2 conv on an even size, shifting every window by a pixel against a PyTorch twin.
+        x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+        x = conv(x, filters, config, strides=strides, padding="valid", name=f"{name}_conv")
+    else:
+        x = conv(x, filters, config, name=f"{name}_conv")
     x = batch_norm(x, config, name=f"{name}_bn")
     return registry.activation(config.activation)(x)
 

@@ -33,6 +33,7 @@ augmentation: watch validation accuracy stall while training accuracy climbs), `
 
 import dataclasses
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -112,8 +113,12 @@ class Cifar10Config(TrainConfig):
             raise UserError(f"--widths must name the filters per stage of {self.model}, e.g. 32,128,128.")
 
 
-def pipelines(config, data):
-    """train / validation / test tf.data pipelines; labels one-hot when the loss wants them."""
+def load_data(config):
+    return load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit)
+
+
+def make_datasets(config, data):
+    """train / validation / test tf.data pipelines (labels one-hot when the loss wants them), steps per epoch."""
     one_hot = registry.loss_target(registry.check_name("loss", config.loss)) == "one_hot"
     augment = dict(crop_padding=config.crop_padding, flip=config.flip, cutout=config.cutout)
     common = dict(num_classes=data.num_classes, one_hot=one_hot)
@@ -121,19 +126,18 @@ def pipelines(config, data):
                                   augment=augment, mixup=config.mixup, **common)
     val = images.image_pipeline(data.x_val, data.y_val, 1000, training=False, **common)
     test = images.image_pipeline(data.x_test, data.y_test, 1000, training=False, **common)
-    return train, val, test
+    return train, val, test, int(np.ceil(len(data.y_train) / config.batch_size))
 
 
 def train(config):
     training.setup_precision(config)
-    data = load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit)
+    data = load_data(config)
     print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images"
           + (f" ({data.note})" if data.note else ""))
     run_ = training.start_run(config)
     folder = run_.folder()
-    train_set, val_set, test_set = pipelines(config, data)
+    train_set, val_set, test_set, steps = make_datasets(config, data)
     model = training.build_seeded(cnn.build_cnn, config, data)
-    steps = int(np.ceil(len(data.y_train) / config.batch_size))
     result = training.train_classifier(model, config, folder, train_set, val_set, test_set, data.y_test,
                                        data.class_names, steps)
     result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
@@ -150,8 +154,10 @@ def train(config):
         summary.append({**summary[0], "metric": "test_accuracy_tta", "value": result["test_accuracy_tta"]})
     if config.export:
         sample = np.random.default_rng(config.seed).choice(len(data.x_train), config.representative_size)
+        started = time.perf_counter()
         result["exports"] = export.export_classifier(model, folder, data.x_train[sample].astype("float32"),
                                                      data.x_test, data.y_test)
+        result["export_time_s"] = round(time.perf_counter() - started, 1)
         (folder / "exports.md").write_text(format_table(result["exports"], ["format", "file", "size_mb",
                                                                               "test_accuracy"]) + "\n")
         print(format_table(result["exports"], ["format", "file", "size_mb", "test_accuracy"]))

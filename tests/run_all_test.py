@@ -6,17 +6,19 @@ import sys
 from pathlib import Path
 
 import run_all
-from conftest import write_imdb_archive
+from conftest import write_image_tree, write_imdb_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_lists_every_task_script():
-    assert {"phone_price", "imdb"} <= set(run_all.available_tasks())
+    assert {"phone_price", "imdb", "cifar10"} <= set(run_all.available_tasks())
 
 
 def test_smoke_profile_end_to_end(tmp_path, phone_root):
     write_imdb_archive(phone_root, per_class=20)  # one data root with every task's data set
+    for split, count in (("train", 20), ("test", 5)):
+        write_image_tree(phone_root / "cifar10" / split, per_class=count)
     result = subprocess.run(
         [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
          "--data-dir", str(phone_root)],
@@ -31,6 +33,7 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert "| phone_price | tensorflow | fnn | test_accuracy |" in result.stdout
     assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
     assert rows[("imdb", "gru")]["metric"] == "test_accuracy" and ("imdb", "ngram") in rows
+    assert rows[("cifar10", "course_cnn")]["metric"] == "test_accuracy"
 
 
 def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
@@ -40,6 +43,6 @@ def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 1
     summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
-    assert summary["failed"] == ["imdb [tensorflow]", "phone_price [tensorflow]"]
+    assert summary["failed"] == ["cifar10 [tensorflow]", "imdb [tensorflow]", "phone_price [tensorflow]"]
     assert "is not a folder" in result.stderr
     assert "FAILED" in result.stdout

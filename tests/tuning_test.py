@@ -165,3 +165,23 @@ def test_imdb_hypermodel_and_search(tmp_path, imdb_root, cli):
     assert code == 0 and best["task"] == "imdb"
     assert build_config(ImdbConfig, config_file=tmp_path / "tuning" / "imdb" / "random-smoke" / "best.json"
                         ).model == best["model"]
+
+
+def test_cifar10_hypermodel_and_compare(tmp_path, cifar_root, cli):
+    """CIFAR-10 joins through the same code: its space builds every sampled architecture, and --compare runs."""
+    from tasks.cifar10 import Cifar10Config
+
+    base = build_config(Cifar10Config, profile="smoke", overrides=dict(data_dir=str(cifar_root), epochs=1))
+    hypermodel = TaskHyperModel("cifar10", base)
+    for model in ("vgg", "resnet20", "fast"):
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("model", model)
+        assert hypermodel.build(hp).name == model
+        assert hp.values["batch_size"] in (128, 256, 512)
+    args = ["--task", "cifar10", "--profile", "smoke", "--data-dir", str(cifar_root), "--directory",
+            str(tmp_path / "tuning"), "--epochs", "1", "--verbose", "0"]
+    code, _, _ = cli(search.main, args + ["--compare", "initializer", "--seeds", "1"])
+    assert code == 0
+    folder = tmp_path / "tuning" / "cifar10" / "compare-initializer-smoke"
+    assert (folder / "compare_curves.png").is_file()
+    assert all(name in (folder / "compare.md").read_text() for name in ("he_normal", "glorot_uniform"))

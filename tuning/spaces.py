@@ -68,6 +68,17 @@ def imdb(hp):
     return values
 
 
+def cifar10(hp):
+    """Shared space (batch sizes for images) plus the architecture and the regularisers of the recipe."""
+    values = shared(hp, skip=("batch_size",))
+    values["batch_size"] = hp.Choice("batch_size", [128, 256, 512])
+    values["model"] = hp.Choice("model", ["vgg", "resnet20", "fast"])
+    values["schedule"] = hp.Choice("schedule", ["onecycle", "cosine", "constant"])
+    values["label_smoothing"] = hp.Choice("label_smoothing", [0.0, 0.1, 0.2])
+    values["cutout"] = hp.Choice("cutout", [0, 8])
+    return values
+
+
 def comparison(name, choices):
     """A space of one hyperparameter, for `--compare NAME`: a grid over `choices`."""
 

@@ -50,7 +50,17 @@ def _imdb():
                     comparisons)
 
 
-TASKS = {"phone_price": _phone_price, "imdb": _imdb}
+def _cifar10():
+    from models.cnn import build_cnn
+    from tasks import cifar10
+    from tuning import spaces
+
+    comparisons = dict(spaces.COMPARISONS, model=["course_cnn", "vgg", "resnet20", "fast"])
+    return TaskSpec("cifar10", cifar10.Cifar10Config, cifar10.load_data, build_cnn, cifar10.make_datasets,
+                    spaces.cifar10, comparisons)
+
+
+TASKS = {"phone_price": _phone_price, "imdb": _imdb, "cifar10": _cifar10}
 
 
 def get(name):

@@ -1,0 +1,146 @@
+"""CIFAR-10 benchmark: time to accuracy of the lesson's models, exported-file accuracy, and CPU time per epoch
+of the GPU-profile models.
+
+    python -m benchmarks.cifar10                          # the quick profile (fast net), wall time included
+    python -m benchmarks.cifar10 --models course_cnn --epochs 10 --extra "--optimizer adam --learning-rate 1e-3 --schedule constant --label-smoothing 0"
+    python -m benchmarks.cifar10 --epoch-times            # seconds per epoch here for every full-profile model
+
+Writes the cifar10 section of RESULTS.md. Rows of earlier runs (other models, profiles) are kept in
+benchmarks/cifar10_rows.json; the wall time of a row runs from the start of the lesson (data loading
+included) to its final test number, exports excluded.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import command_line, facts_block, publish  # noqa: E402
+from common.config import build_config  # noqa: E402
+from common.tables import format_table  # noqa: E402
+from common.training import read_json  # noqa: E402
+from tasks import cifar10  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROWS_FILE = HERE / "cifar10_rows.json"
+PLOTS = HERE / "plots"
+COLUMNS = ["model", "profile", "test accuracy", "params", "epochs", "wall time (min)", "time per epoch (s)",
+           "images/s", "command"]
+EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy"]
+# Full-profile recipes whose epochs are too slow to run to the end here: timed for a few steps instead.
+FULL_MODELS = {"fast (64,256,256)": dict(model="fast", widths=(64, 256, 256), batch_size=512),
+               "resnet20": dict(model="resnet20", batch_size=128), "resnet56": dict(model="resnet56", batch_size=128),
+               "vgg (64,128,256)": dict(model="vgg", widths=(64, 128, 256), batch_size=128),
+               "course_cnn": dict(model="course_cnn", batch_size=64)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--models", help="comma-separated (default: the profile's model)")
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--extra", default="", help="further task flags, e.g. \"--cutout 8\"")
+    parser.add_argument("--epoch-times", action="store_true", help="time a few steps of every full-profile model")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}, "exports": [], "epochs": []}
+    if args.epoch_times:
+        state["epochs"] = epoch_times()
+    else:
+        run_models(args, state)
+    ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    publish("cifar10", render(state))
+    return 0
+
+
+def run_models(args, state):
+    base = build_config(cifar10.Cifar10Config, profile=args.profile)
+    for name in (args.models.split(",") if args.models else [base.model]):
+        flags = ["--profile", args.profile, "--model", name, "--tensorboard", "false", "--verbose", "2"]
+        flags += (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.extra)
+        with tempfile.TemporaryDirectory() as output_dir:
+            started = time.perf_counter()
+            code = cifar10.main(flags + ["--output-dir", output_dir, "--run-id", "bench"]
+                                + (["--data-dir", args.data_dir] if args.data_dir else []))
+            run_dir = Path(output_dir) / "cifar10" / "bench"
+            result = read_json(run_dir / "metrics.json")["results"][name]
+            config = read_json(run_dir / "config.json")
+            wall = time.perf_counter() - started - result.get("export_time_s", 0)
+            PLOTS.mkdir(exist_ok=True)
+            for plot in ("misclassified.png", "learning_curves.png", "confusion_matrix.png"):
+                shutil.copy(run_dir / plot, PLOTS / f"cifar10_{name}_{args.profile}_{plot}")
+        assert code == 0
+        accuracy = f"{result['test_accuracy']:.4f}" + (
+            f" ({result['test_accuracy_tta']:.4f} with flip TTA)" if "test_accuracy_tta" in result else "")
+        key = f"{name}/{args.profile}" + (f"/{args.epochs}ep" if args.epochs else "") + (
+            f"/{args.extra}" if args.extra else "")
+        state["rows"][key] = {
+            "model": name + (f" ({','.join(map(str, config['widths']))})" if name in ("fast", "vgg") else ""),
+            "profile": args.profile, "test accuracy": accuracy, "params": result["params"],
+            "epochs": result["epochs"], "wall time (min)": f"{wall / 60:.1f}",
+            "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}", "images/s": f"{result['images_per_s']:.0f}",
+            "command": "`" + " ".join(["python -m tasks.cifar10"] + flags[:4]
+                                      + (flags[8:] if len(flags) > 8 else [])) + "`"}
+        if result.get("exports"):
+            state["exports"] = [dict(row, model=key) for row in result["exports"]]
+        state["data"] = result.get("data", "")
+        print(state["rows"][key], flush=True)
+
+
+def epoch_times(steps=12):
+    """Seconds per epoch (45,000 training images) on this machine, from `steps` timed training steps."""
+    import numpy as np
+
+    from common import training
+    from models import cnn
+
+    rows = []
+    for name, overrides in FULL_MODELS.items():
+        config = build_config(cifar10.Cifar10Config, profile="full", overrides=overrides)
+        data = _FakeData()
+        model = training.build_seeded(cnn.build_cnn, config, data)
+        training.compile_model(model, config, steps_per_epoch=100)
+        x = np.random.default_rng(0).uniform(0, 255, (config.batch_size, 32, 32, 3)).astype("float32")
+        y = np.eye(10, dtype="float32")[np.arange(config.batch_size) % 10]
+        model.train_on_batch(x, y)  # compile the step function first
+        started = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        per_step = (time.perf_counter() - started) / steps
+        rows.append({"model": name, "params": model.count_params(), "batch size": config.batch_size,
+                     "s per epoch (CPU here)": f"{per_step * np.ceil(45000 / config.batch_size):.0f}"})
+        print(rows[-1], flush=True)
+    return rows
+
+
+class _FakeData:
+    image_shape, num_classes = (32, 32, 3), 10
+    mean, variance = [125.0, 123.0, 114.0], [3900.0, 3800.0, 4400.0]
+
+
+def render(state):
+    body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n" + facts_block(command_line("benchmarks.cifar10"))
+            + "- data: " + (state.get("data") or "CIFAR-10") + "; 45,000 training images, 5,000 held out for "
+              "validation (seed 42), all 10,000 test images for the number below\n\n")
+    if state["rows"]:
+        body += format_table(list(state["rows"].values()), COLUMNS) + "\n\n"
+    if state.get("exports"):
+        body += (f"Exported files of `{state['exports'][0]['model']}`, each run on the 10,000 test images:\n\n"
+                 + format_table(state["exports"], EXPORT_COLUMNS) + "\n\n")
+    if state.get("epochs"):
+        body += ("CPU time per epoch here of the full-profile recipes (timed training steps, "
+                 "`python -m benchmarks.cifar10 --epoch-times`):\n\n"
+                 + format_table(state["epochs"], ["model", "params", "batch size", "s per epoch (CPU here)"]) + "\n")
+    return body
+
+
+if __name__ == "__main__":
+    sys.exit(main())

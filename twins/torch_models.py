@@ -1,0 +1,193 @@
+"""Plain PyTorch versions of the Keras factories, written the way PyTorch course code writes them.
+
+Each class takes the same config as its Keras factory, so `twins.transfer.keras_to_torch` can copy a
+trained Keras model's weights into it and the two give the same outputs (tests/twins_test.py). The
+modules are registered in the order of the Keras layers that own weights; that order is what the
+transfer pairs them by.
+
+Where the two frameworks differ by default, the twin follows Keras (the transfer sets the values):
+- inputs are normalised by a fixed per-channel mean and standard deviation (Keras' `Normalization` layer);
+- batch norm: Keras' momentum 0.99 is PyTorch's 0.01 (one minus it), Keras' epsilon 1e-3 vs PyTorch 1e-5;
+- LeakyReLU: the registry already uses PyTorch's slope 0.01 (Keras' own default is 0.3);
+- models end in logits (PyTorch losses take logits); `probabilities()` applies softmax / sigmoid.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid,
+               "tanh": nn.Tanh, "swish": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "selu": nn.SELU,
+               "linear": nn.Identity}
+
+
+def activation(name):
+    from models.registry import check_name
+
+    return ACTIVATIONS[check_name("activation", name)]()
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with fixed statistics of the training data: Keras' Normalization layer."""
+
+    def __init__(self, num_features, channel_dim=-1):
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+
+    def forward(self, x):
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = -1
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+class Classifier(nn.Module):
+    """Shared: `probabilities()` turns the logits into what the Keras model outputs."""
+
+    def probabilities(self, *inputs):
+        logits = self(*inputs)
+        return torch.sigmoid(logits) if logits.shape[-1] == 1 else torch.softmax(logits, dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------------- FNN
+class FNN(Classifier):
+    """models.fnn.build_fnn: Standardize -> [Linear -> BatchNorm1d? -> activation -> Dropout?]* -> Linear."""
+
+    def __init__(self, config, num_features, num_classes, hidden_units=None):
+        super().__init__()
+        units = tuple(config.hidden_units if hidden_units is None else hidden_units)
+        self.normalize = Standardize(num_features)
+        layers, fan_in = [], num_features
+        for width in units:
+            layers.append(nn.Linear(fan_in, width, bias=not config.batch_norm))
+            if config.batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(activation(config.activation))
+            if config.dropout:
+                layers.append(nn.Dropout(config.dropout))
+            fan_in = width
+        self.hidden = nn.Sequential(*layers)
+        self.logits = nn.Linear(fan_in, num_classes)
+
+    def forward(self, x):
+        return self.logits(self.hidden(self.normalize(x)))
+
+
+# ---------------------------------------------------------------------------------------------- course CNN
+class CourseCNN(Classifier):
+    """The course's first CNN on NCHW images: conv 16 5x5 -> act -> pool -> conv 32 5x5 -> act -> pool -> fc."""
+
+    def __init__(self, config, in_channels=3, num_classes=10, size=32):
+        super().__init__()
+        self.normalize = Standardize(in_channels, channel_dim=1)
+        self.conv1 = nn.Conv2d(in_channels, 16, 5, padding=2)
+        self.act1 = activation(config.activation)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
+        self.act2 = activation(config.activation)
+        self.pool2 = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+        self.fc = nn.Linear(32 * (size // 4) ** 2, num_classes)
+        # PyTorch flattens (channels, rows, cols), Keras (rows, cols, channels): the transfer reorders.
+        self.fc.flattened_from = (32, size // 4, size // 4)
+
+    def forward(self, x):
+        x = self.pool1(self.act1(self.conv1(self.normalize(x))))
+        x = self.pool2(self.act2(self.conv2(x)))
+        return self.fc(self.dropout(torch.flatten(x, 1)))
+
+
+# --------------------------------------------------------------------------------------------------- ResNet
+class ShortcutA(nn.Module):
+    """Every other pixel, new channels zero-padded on both sides (He et al.'s option A)."""
+
+    def __init__(self, filters):
+        super().__init__()
+        self.filters = filters
+
+    def forward(self, x):
+        extra = self.filters - x.shape[1]
+        return nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+
+class BasicBlock(nn.Module):
+    """conv3x3 -> BN -> act -> conv3x3 -> BN, plus the shortcut, then act."""
+
+    def __init__(self, in_channels, filters, stride, config):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, filters, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters)
+        self.act1 = activation(config.activation)
+        self.conv2 = nn.Conv2d(filters, filters, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(filters)
+        self.act2 = activation(config.activation)
+        self.shortcut = ShortcutA(filters) if stride != 1 or in_channels != filters else nn.Identity()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act2(self.shortcut(x) + y)
+
+
+class ResNetCIFAR(Classifier):
+    """ResNet-(6n+2) for CIFAR: conv 16 -> 3 stages of n blocks (16, 32, 64) -> global average pool -> fc."""
+
+    def __init__(self, config, blocks_per_stage, in_channels=3, num_classes=10):
+        super().__init__()
+        self.normalize = Standardize(in_channels, channel_dim=1)
+        self.conv = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.act = activation(config.activation)
+        blocks, fan_in = [], 16
+        for stage, filters in enumerate((16, 32, 64)):
+            for block in range(blocks_per_stage):
+                blocks.append(BasicBlock(fan_in, filters, 2 if stage and not block else 1, config))
+                fan_in = filters
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.act(self.bn(self.conv(self.normalize(x)))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+# ---------------------------------------------------------------------------------------------------- text
+RECURRENT = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class TextRNN(Classifier):
+    """Embedding -> (bi)directional SimpleRNN/LSTM/GRU layers -> Linear(1), on token ids (0 = padding).
+
+    Padding is handled with `pack_padded_sequence`: every sequence stops at its own length, which is what
+    Keras' `mask_zero=True` does for padding at the end.
+
+    PyTorch's LSTM and RNN add two bias vectors where Keras has one; both receive the same gradient, so
+    the pair learns twice as fast as Keras' single bias. With `single_bias` (the default) the second
+    one stays at zero and frozen, so the twin also *trains* like the Keras model. The GRU keeps both:
+    Keras' GRU (reset_after=True) has two as well.
+    """
+
+    def __init__(self, config, vocabulary_size, single_bias=True):
+        super().__init__()
+        kind = config.model
+        cell = "lstm" if kind.startswith("bilstm") else "gru" if kind == "bigru" else kind
+        if cell not in RECURRENT or kind == "bilstm_attention":
+            raise ValueError(f"no PyTorch twin for text model {kind!r}")
+        self.embedding = nn.Embedding(vocabulary_size, config.embedding_dim)
+        self.rnn = RECURRENT[cell](config.embedding_dim, config.units, num_layers=config.num_layers,
+                                   batch_first=True, bidirectional=kind.startswith("bi"))
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+        self.fc = nn.Linear(config.units * (2 if kind.startswith("bi") else 1), 1)
+        if single_bias and cell != "gru":
+            for name, parameter in self.rnn.named_parameters():
+                if name.startswith("bias_hh"):
+                    nn.init.zeros_(parameter)
+                    parameter.requires_grad_(False)
+
+    def forward(self, ids):
+        lengths = (ids != 0).sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
+        last = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
+        return self.fc(self.dropout(last))
