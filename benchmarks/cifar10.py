@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import command_line, facts_block, publish  # noqa: E402
+from benchmarks.common import facts_block, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -64,7 +64,7 @@ def main(argv=None):
 def run_models(args, state):
     base = build_config(cifar10.Cifar10Config, profile=args.profile)
     for name in (args.models.split(",") if args.models else [base.model]):
-        flags = ["--profile", args.profile, "--model", name, "--tensorboard", "false", "--verbose", "2"]
+        flags = ["--profile", args.profile, "--model", name, "--no-tensorboard", "--verbose", "2"]
         flags += (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.extra)
         with tempfile.TemporaryDirectory() as output_dir:
             started = time.perf_counter()
@@ -88,7 +88,7 @@ def run_models(args, state):
             "epochs": result["epochs"], "wall time (min)": f"{wall / 60:.1f}",
             "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}", "images/s": f"{result['images_per_s']:.0f}",
             "command": "`" + " ".join(["python -m tasks.cifar10"] + flags[:4]
-                                      + (flags[8:] if len(flags) > 8 else [])) + "`"}
+                                      + flags[7:]) + "`"}
         if result.get("exports"):
             state["exports"] = [dict(row, model=key) for row in result["exports"]]
         state["data"] = result.get("data", "")
@@ -127,7 +127,8 @@ class _FakeData:
 
 
 def render(state):
-    body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n" + facts_block(command_line("benchmarks.cifar10"))
+    body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n"
+            + facts_block("python -m benchmarks.cifar10 [--models ...] (rows), --epoch-times (last table)")
             + "- data: " + (state.get("data") or "CIFAR-10") + "; 45,000 training images, 5,000 held out for "
               "validation (seed 42), all 10,000 test images for the number below\n\n")
     if state["rows"]:

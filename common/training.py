@@ -38,6 +38,14 @@ def seed_everything(seed, deterministic=True):
         tf.config.experimental.enable_op_determinism()
 
 
+def require_backend(task, supported, why):
+    """Refuse to start on a Keras backend the lesson cannot run on, saying why (before any work is done)."""
+    backend = keras.backend.backend()
+    if backend not in supported:
+        raise UserError(f"the {task} lesson cannot run on the {backend} backend: {why} "
+                        f"Run it with KERAS_BACKEND={supported[0]}.")
+
+
 def setup_precision(config):
     """Mixed precision computes in float16 and keeps float32 weights; factories keep outputs in float32."""
     keras.mixed_precision.set_dtype_policy("mixed_float16" if config.mixed_precision else "float32")

@@ -105,18 +105,28 @@ def build_text_classifier(config, data):
     num_layers, dropout, recurrent_dropout, initializer; from data: vectorizer (adapted, inside the model).
     """
     inputs = keras.Input(shape=(1,), dtype="string", name="review")
-    tokens = data.vectorizer(inputs)
+    outputs = classifier_head(data.vectorizer(inputs), config, data.vectorizer.vocabulary_size())
+    return keras.Model(inputs, outputs, name=config.model)
+
+
+def build_token_classifier(config, vocabulary_size, sequence_length):
+    """The same classifier on token ids (0 = padding), without the vectoriser: what runs on every Keras
+    backend (TextVectorization needs TensorFlow) and what the PyTorch twins mirror."""
+    inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
+    return keras.Model(inputs, classifier_head(inputs, config, vocabulary_size), name=config.model)
+
+
+def classifier_head(tokens, config, vocabulary_size):
+    """token ids -> embedding (padding masked) -> recurrent stack or n-gram average -> dropout -> sigmoid."""
     if config.model == "ngram":
-        x = NgramEmbeddingAverage(data.vectorizer.vocabulary_size(), config.ngram_buckets, config.embedding_dim,
+        x = NgramEmbeddingAverage(vocabulary_size, config.ngram_buckets, config.embedding_dim,
                                   name="ngram_embedding")(tokens)
     else:
-        x = keras.layers.Embedding(data.vectorizer.vocabulary_size(), config.embedding_dim, mask_zero=True,
-                                   name="embedding")(tokens)
+        x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
         x = recurrent_stack(x, config)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="positive")(x)
-    return keras.Model(inputs, outputs, name=config.model)
+    return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="positive")(x)
 
 
 def recurrent_stack(x, config):

@@ -201,6 +201,8 @@ def ngram_config(config):
 
 
 def train(config):
+    training.require_backend("imdb", ("tensorflow",), "its models keep TextVectorization inside, so that a "
+                             "saved model takes raw strings, and only TensorFlow runs string tensors.")
     training.setup_precision(config)
     data, root = load_data(config)
     print(f"data: {root}")

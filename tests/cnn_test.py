@@ -1,24 +1,11 @@
-import dataclasses
 from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
+from conftest import CnnConfig as Config
 from models import cnn
-
-
-@dataclasses.dataclass
-class Config:
-    model: str = "course_cnn"
-    widths: tuple = (8, 16, 16)
-    stem_width: int = 8
-    logit_scale: float = 0.125
-    activation: str = "relu"
-    initializer: str = "he_normal"
-    bn_momentum: float = 0.9
-    dropout: float = 0.0
-    l2: float = 0.0
 
 
 DATA = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0), variance=np.full(3, 3600.0))

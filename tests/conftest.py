@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated environment per test, tiny generated data sets, and a CLI runner."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -151,3 +152,18 @@ def cifar_root(tmp_path):
     write_image_tree(root / "cifar10" / "test", per_class=10, seed=1)
     (root / "cifar10" / "labels.txt").write_text("\n".join(CIFAR_CLASSES) + "\n")
     return root
+
+
+@dataclasses.dataclass
+class CnnConfig:
+    """The fields models.cnn reads, small: for building CNNs without a lesson config."""
+
+    model: str = "course_cnn"
+    widths: tuple = (8, 16, 16)
+    stem_width: int = 8
+    logit_scale: float = 0.125
+    activation: str = "relu"
+    initializer: str = "he_normal"
+    bn_momentum: float = 0.9
+    dropout: float = 0.0
+    l2: float = 0.0

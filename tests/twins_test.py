@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is optional: pip install -r requirements-compare.txt")
 
+from conftest import CnnConfig  # noqa: E402
 from models import cnn, fnn  # noqa: E402
 from models import text as text_models  # noqa: E402
 from twins import torch_models, transfer  # noqa: E402
@@ -25,19 +26,6 @@ class FnnConfig:
     batch_norm: bool = True
     l2: float = 0.0
     input_l1: float = 0.0
-
-
-@dataclasses.dataclass
-class CnnConfig:
-    model: str = "course_cnn"
-    widths: tuple = ()
-    stem_width: int = 8
-    logit_scale: float = 1.0
-    activation: str = "relu"
-    initializer: str = "he_normal"
-    bn_momentum: float = 0.9
-    dropout: float = 0.0
-    l2: float = 0.0
 
 
 @dataclasses.dataclass
@@ -76,13 +64,13 @@ def fnn_pair(config=None):
 
 def cnn_pair(name="course_cnn", **overrides):
     seeded()
-    config = CnnConfig(model=name, **overrides)
+    config = CnnConfig(model=name, **{"widths": (), "logit_scale": 1.0, **overrides})
     data = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.array([120.0, 110, 100]),
                            variance=np.array([3600.0, 3000, 2500]))
     model = cnn.build_cnn(config, data)
     randomize_statistics(model)
-    twin = (torch_models.CourseCNN(config) if name == "course_cnn"
-            else torch_models.ResNetCIFAR(config, cnn.RESNET_BLOCKS[name]))
+    twin = (torch_models.CourseCNN(config) if name == "course_cnn" else torch_models.FastNet(config)
+            if name == "fast" else torch_models.ResNetCIFAR(config, cnn.RESNET_BLOCKS[name]))
     x = RNG.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     return model, transfer.keras_to_torch(model, twin), x
 
@@ -91,10 +79,7 @@ def text_pair(kind, num_layers=1):
     """A text model on token ids: the Keras model from the embedding on (the vectoriser stays outside)."""
     seeded()
     config = TextConfig(model=kind, num_layers=num_layers)
-    vectorizer = keras.layers.TextVectorization(vocabulary=[f"w{i}" for i in range(30)], name="vectorize",
-                                                output_sequence_length=12)
-    full = text_models.build_text_classifier(config, SimpleNamespace(vectorizer=vectorizer))
-    model = keras.Model(full.get_layer("embedding").input, full.output)
+    model = text_models.build_token_classifier(config, vocabulary_size=32, sequence_length=12)
     ids = RNG.integers(1, 32, (5, 12))
     for row, length in enumerate([12, 9, 5, 3, 1]):
         ids[row, length:] = 0  # padding at the end, as TextVectorization writes it
@@ -118,9 +103,9 @@ def test_fnn_outputs_agree():
     np.testing.assert_allclose(torch_output(twin, x), model.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["course_cnn", "resnet20"])
+@pytest.mark.parametrize("name", ["course_cnn", "resnet20", "fast"])
 def test_cnn_outputs_agree(name):
-    model, twin, x = cnn_pair(name)
+    model, twin, x = cnn_pair(name, **({"widths": (8, 16, 16), "logit_scale": 0.125} if name == "fast" else {}))
     np.testing.assert_allclose(torch_output(twin, nchw(x)), model.predict(x, verbose=0), atol=1e-5)
 
 

@@ -151,6 +151,32 @@ class ResNetCIFAR(Classifier):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+# ------------------------------------------------------------------------------------------------- fast net
+class FastNet(Classifier):
+    """models.cnn's `fast` net: 2x2 stem -> [conv -> pool -> BN -> act -> conv -> BN -> act] x 3 -> max -> fc."""
+
+    def __init__(self, config, in_channels=3, num_classes=10):
+        super().__init__()
+        self.normalize = Standardize(in_channels, channel_dim=1)
+        self.stem = nn.Conv2d(in_channels, config.stem_width, 2)
+        self.stem_act = activation(config.activation)
+        blocks, fan_in = [], config.stem_width
+        for filters in config.widths:
+            blocks += [nn.Conv2d(fan_in, filters, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                       nn.BatchNorm2d(filters), activation(config.activation),
+                       nn.Conv2d(filters, filters, 3, padding=1, bias=False), nn.BatchNorm2d(filters),
+                       activation(config.activation)]
+            fan_in = filters
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+        self.fc = nn.Linear(fan_in, num_classes, bias=False)
+        self.logit_scale = config.logit_scale
+
+    def forward(self, x):
+        x = self.blocks(self.stem_act(self.stem(self.normalize(x))))
+        return self.fc(self.dropout(x.amax(dim=(2, 3)))) * self.logit_scale
+
+
 # ---------------------------------------------------------------------------------------------------- text
 RECURRENT = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -1,0 +1,64 @@
+"""Every model factory builds and takes one training step on each Keras backend (a subprocess per backend)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Builds every factory with its lesson's smoke config and runs one train_on_batch; prints one JSON line.
+SCRIPT = r"""
+import json, keras, numpy as np
+from types import SimpleNamespace
+from common.config import build_config
+from models import cnn, fnn, text
+from tasks.cifar10 import Cifar10Config
+from tasks.imdb import ImdbConfig
+from tasks.phone_price import PhonePriceConfig
+
+rng = np.random.default_rng(0)
+losses = {}
+
+def step(name, model, x, y, loss):
+    model.compile(keras.optimizers.Adam(1e-3), loss)
+    losses[name] = float(model.train_on_batch(x, y))
+
+phone = build_config(PhonePriceConfig, profile="smoke")
+x = rng.normal(size=(16, 20)).astype("float32")
+data = SimpleNamespace(num_features=20, num_classes=4, x_train=x)
+step("fnn", fnn.build_fnn(phone, data), x, np.arange(16) % 4, "sparse_categorical_crossentropy")
+step("softmax_regression", fnn.build_softmax_regression(phone, data), x, np.arange(16) % 4,
+     "sparse_categorical_crossentropy")
+images = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0), variance=np.full(3, 3600.0))
+x = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+for name in cnn.ARCHITECTURES:
+    config = build_config(Cifar10Config, profile="smoke", overrides=dict(model=name, widths=(8, 16, 16)))
+    step(name, cnn.build_cnn(config, images), x, np.arange(4), "sparse_categorical_crossentropy")
+ids = rng.integers(0, 50, (4, 12)).astype("int32")
+for name in text.ARCHITECTURES:
+    config = build_config(ImdbConfig, profile="smoke", overrides=dict(model=name, ngram_buckets=20))
+    step(name, text.build_token_classifier(config, 50, 12), ids, np.array([[0.0], [1], [0], [1]]),
+         "binary_crossentropy")
+print(json.dumps({"backend": keras.backend.backend(), "losses": losses}))
+"""
+
+EXPECTED = 2 + 6 + 7  # FNN and baseline, the CNNs, the text models
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_every_factory_trains_one_step(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (optional: pip install -r requirements-compare.txt)")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == backend
+    assert len(report["losses"]) == EXPECTED
+    assert all(v == v and v < 1e3 for v in report["losses"].values())  # finite, not NaN
