@@ -212,6 +212,18 @@ def parameter_tables():
     return "\n\n".join(sections)
 
 
+def _versions():
+    from importlib import metadata
+
+    found = []
+    for name in ("torch", "jax", "jaxlib"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
@@ -243,8 +255,10 @@ def main(argv=None):
     from common.tables import format_table
 
     body = ("## Frameworks: Keras backends vs PyTorch native\n\n" + facts_block(command_line("benchmarks.frameworks"))
+            + f"- comparison libraries: {_versions()}\n"
             + f"- {args.steps} timed training steps after {args.warmup} warm-up steps; latency: median of 20 "
-              "forward passes in inference mode\n\n"
+              "forward passes in inference mode (compiled predict step for Keras, `torch.no_grad` for PyTorch); "
+              "batch sizes are the lessons': phone price 64, CIFAR-10 256, IMDB 64\n\n"
             + format_table(rows, COLUMNS) + "\n\n"
             + ("Failed: " + "; ".join(failures) + "\n\n" if failures else "")
             + "### Parameter counts, Keras vs PyTorch\n\n" + parameter_tables() + "\n")
