@@ -236,6 +236,7 @@ def evaluate_classifier(model, dataset, labels, class_names, folder):
         "test_accuracy": float(np.mean(predicted == labels)),
         "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class)},
         "confusion_matrix": matrix.tolist(),
+        "probabilities": probabilities,
     }
 
 
@@ -253,8 +254,9 @@ def build_seeded(factory, config, data):
 
 
 def train_classifier(model, config, folder, train, val, test, test_labels, class_names, steps_per_epoch,
-                     extra_callbacks=()):
-    """fit + evaluate_classifier for one model; returns the metrics a run reports for it."""
+                     extra_callbacks=(), keep_probabilities=False):
+    """fit + evaluate_classifier for one model; returns the metrics a run reports for it (and, with
+    `keep_probabilities`, the test predictions under "probabilities": pop them before writing JSON)."""
     outcome = fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks)
     metrics = evaluate_classifier(model, test, test_labels, class_names, folder)
     return {
@@ -268,6 +270,7 @@ def train_classifier(model, config, folder, train, val, test, test_labels, class
         "per_class_accuracy": metrics["per_class_accuracy"],
         "confusion_matrix": metrics["confusion_matrix"],
         "folder": str(folder),
+        **({"probabilities": metrics["probabilities"]} if keep_probabilities else {}),
     }
 
 

@@ -18,6 +18,7 @@ so a saved model takes raw 0..255 pixels, and ends in a float32 softmax.
 import keras
 from keras import layers
 
+from common.errors import UserError
 from models import registry
 
 ARCHITECTURES = ("course_cnn", "vgg", "resnet20", "resnet32", "resnet56", "fast")
@@ -28,8 +29,6 @@ def build_cnn(config, data):
     """The architecture named by `config.model`, for `data` (image_shape, num_classes, mean, variance)."""
     name = config.model
     if name not in ARCHITECTURES:
-        from common.errors import UserError
-
         raise UserError(f"unknown model '{name}'; valid: {', '.join(ARCHITECTURES)}.")
     inputs = keras.Input(shape=data.image_shape, name="pixels")
     x = layers.Normalization(mean=data.mean, variance=data.variance, name="normalize")(inputs)

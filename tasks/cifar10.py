@@ -144,17 +144,16 @@ def train(config):
     train_set, val_set, test_set, steps = make_datasets(config, data)
     model = training.build_seeded(cnn.build_cnn, config, data)
     result = training.train_classifier(model, config, folder, train_set, val_set, test_set, data.y_test,
-                                       data.class_names, steps)
+                                       data.class_names, steps, keep_probabilities=True)
+    probabilities = result.pop("probabilities")
     result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
     result["data"] = data.note or "original images"
     result["class_names"] = data.class_names
-    x_test = data.x_test.astype("float32")
-    probabilities = model.predict(x_test, batch_size=500, verbose=0)
     write_misclassified(data, probabilities, folder / "misclassified.png")
     summary = [{"model": config.model, "metric": "test_accuracy", "value": result["test_accuracy"],
                 "params": result["params"], "train_time_s": result["train_time_s"]}]
     if config.tta:
-        mirrored = model.predict(x_test[:, :, ::-1], batch_size=500, verbose=0)
+        mirrored = model.predict(data.x_test[:, :, ::-1].astype("float32"), batch_size=500, verbose=0)
         result["test_accuracy_tta"] = float(np.mean((probabilities + mirrored).argmax(-1) == data.y_test))
         summary.append({**summary[0], "metric": "test_accuracy_tta", "value": result["test_accuracy_tta"]})
     if config.export:
@@ -163,9 +162,9 @@ def train(config):
         result["exports"] = export.export_classifier(model, folder, data.x_train[sample].astype("float32"),
                                                      data.x_test, data.y_test)
         result["export_time_s"] = round(time.perf_counter() - started, 1)
-        (folder / "exports.md").write_text(format_table(result["exports"], ["format", "file", "size_mb",
-                                                                              "test_accuracy"]) + "\n")
-        print(format_table(result["exports"], ["format", "file", "size_mb", "test_accuracy"]))
+        table = format_table(result["exports"], ["format", "file", "size_mb", "test_accuracy"])
+        (folder / "exports.md").write_text(table + "\n")
+        print(table)
         summary += [{"model": f"{config.model} ({row['format']})", "metric": "test_accuracy",
                      "value": row["test_accuracy"], "params": result["params"], "train_time_s": ""}
                     for row in result["exports"][2:]]
