@@ -80,8 +80,9 @@ def class_folders(folder, class_names=None):
     return names
 
 
-def check_images(paths, image_size):
-    """Decode every file once; raise UserError for the first one that is corrupt or not `image_size`."""
+def check_images(paths, image_size=None):
+    """Decode every file once; raise UserError for the first one that is corrupt or (when `image_size` is
+    given) not that size."""
     paths = [str(p) for p in paths]
 
     def shape_of(path):
@@ -96,7 +97,7 @@ def check_images(paths, image_size):
     if broken:
         raise UserError(f"{broken[0]} is not a readable image ({len(broken)} such file(s) in all); "
                         "remove or replace it.")
-    wrong = [(p, s) for p, s in decoded.items() if s != tuple(image_size)]
+    wrong = [(p, s) for p, s in decoded.items() if image_size and s != tuple(image_size)]
     if wrong:
         path, size = wrong[0]
         raise UserError(f"{path} is {size[0]}x{size[1]} pixels, expected {image_size[0]}x{image_size[1]} "

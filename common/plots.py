@@ -69,3 +69,53 @@ def image_grid(images, titles, path, columns=8, title=None):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def captioned_images(images, captions, path, columns=4, title=None):
+    """Images with several lines of text under each (generated and reference captions)."""
+    import textwrap
+
+    n = len(images)
+    if n == 0:
+        return
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 4.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, text in zip(axes.ravel(), images, captions):
+        ax.imshow(np.asarray(image).astype("uint8"))
+        lines = [textwrap.fill(line, 44) for line in text.split("\n")]
+        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def attention_maps(image, words, weights, path, columns=5):
+    """One panel per generated word: the image with that word's attention weights laid over it.
+
+    `weights` is (words, positions) over a square grid of positions (7x7 for EfficientNet at 224 pixels),
+    stretched over the image as a smooth heat map.
+    """
+    image = np.asarray(image).astype("uint8")
+    grid = int(round(np.sqrt(weights.shape[-1])))
+    height, width = image.shape[:2]
+    n = len(words)
+    columns = min(columns, n + 1)
+    rows = int(np.ceil((n + 1) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes.ravel()[0].imshow(image)
+    axes.ravel()[0].set_title("input", fontsize=9)
+    for ax, word, weight in zip(axes.ravel()[1:], words, weights):
+        ax.imshow(image)
+        ax.imshow(weight.reshape(grid, grid), cmap="inferno", alpha=0.6, interpolation="bilinear",
+                  extent=(0, width, height, 0))
+        ax.set_title(word, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -115,8 +115,9 @@ def _json_default(value):
 
 
 # ------------------------------------------------------------------------------------------------------ compile
-def compile_model(model, config, steps_per_epoch, metrics=("accuracy",)):
-    """Compile with the optimizer, schedule, loss and clipping named in the config."""
+def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=None):
+    """Compile with the optimizer, schedule, loss and clipping named in the config (`loss`: a loss function
+    that replaces the config's, for models whose loss is not a registry name, such as the captioner's)."""
     learning_rate = registry.schedule(
         config.schedule, config.learning_rate, steps_per_epoch, config.epochs,
         step_epochs=config.step_epochs, milestones=config.milestones, gamma=config.gamma,
@@ -126,9 +127,11 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",)):
     loss_name = getattr(config, "loss", "sparse_categorical_crossentropy")
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
     outputs = model.output_shape[-1]
-    metric_objects = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
-    model.compile(optimizer=optimizer, loss=registry.loss(loss_name, config.label_smoothing),
-                  metrics=metric_objects, jit_compile=jit)
+    if loss is None:
+        metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
+        loss = registry.loss(loss_name, config.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=list(metrics), jit_compile=jit)
     return model
 
 
@@ -166,7 +169,8 @@ def callbacks(config, folder, monitor="val_loss", extra=()):
 
 
 # ---------------------------------------------------------------------------------------------------------- fit
-def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=()):
+def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), loss=None,
+        metrics=("accuracy",)):
     """Train `model` (already built) on tf.data splits and return what happened.
 
     `val` may be None (no validation split, e.g. cross-validation folds without early stopping): the
@@ -176,7 +180,7 @@ def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=()):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    compile_model(model, config, steps_per_epoch)
+    compile_model(model, config, steps_per_epoch, metrics, loss)
     monitor = "val_loss" if val is not None else "loss"
     started = time.perf_counter()
     # shuffle=False: the tf.data pipeline shuffles (seeded) itself.

