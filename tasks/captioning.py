@@ -108,6 +108,8 @@ class CaptioningConfig(TrainConfig):
         super().validate()
         if self.dataset not in DATASETS:
             raise UserError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}.")
+        if self.data_dir and not Path(self.data_dir).expanduser().is_dir():
+            raise UserError(f"--data-dir {self.data_dir} is not a folder; expected a data root with flickr8k/ in it.")
         if self.dataset == "folder" and not (self.images and self.captions):
             raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
         if self.encoder not in ("auto", "cnn") + encoders.PRETRAINED:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_lists_every_task_script():
-    assert {"phone_price", "imdb", "cifar10"} <= set(run_all.available_tasks())
+    assert {"phone_price", "imdb", "cifar10", "captioning"} <= set(run_all.available_tasks())
 
 
 def test_smoke_profile_end_to_end(tmp_path, phone_root):
@@ -34,6 +34,7 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
     assert rows[("imdb", "gru")]["metric"] == "test_accuracy" and ("imdb", "ngram") in rows
     assert rows[("cifar10", "course_cnn")]["metric"] == "test_accuracy"
+    assert rows[("captioning", "captioner_lstm (greedy)")]["metric"] == "bleu1"  # the shapes data set
 
 
 def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
@@ -43,6 +44,6 @@ def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 1
     summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
-    assert summary["failed"] == ["cifar10 [tensorflow]", "imdb [tensorflow]", "phone_price [tensorflow]"]
+    assert summary["failed"] == ["captioning [tensorflow]", "cifar10 [tensorflow]", "imdb [tensorflow]", "phone_price [tensorflow]"]
     assert "is not a folder" in result.stderr
     assert "FAILED" in result.stdout
