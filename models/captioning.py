@@ -167,7 +167,7 @@ def small_cnn_encoder(inputs, widths=(32, 64, 128)):
     x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
     for i, width in enumerate(widths):
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"cnn{i}_conv")(x)
-        x = layers.BatchNormalization(name=f"cnn{i}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"cnn{i}_bn")(x)  # few steps per epoch
         x = layers.ReLU(name=f"cnn{i}_relu")(x)
         x = layers.MaxPooling2D(name=f"cnn{i}_pool")(x)
     return x

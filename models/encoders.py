@@ -81,11 +81,8 @@ def cached_features(paths, name, image_size, key):
         return np.load(path), time.perf_counter() - started, True
     check_images(paths)  # a corrupt file: one sentence naming it, before an hour of encoding
     encoder = pretrained_encoder(name, image_size)
-    chunks = []
-    for batch in read_images(paths, image_size).as_numpy_iterator():
-        grid = np.asarray(encoder(batch, training=False))
-        chunks.append(grid.reshape(len(grid), -1, grid.shape[-1]).astype("float16"))
-    features = np.concatenate(chunks)
+    grids = encoder.predict(read_images(paths, image_size), verbose=0)  # compiled: ~30 ms per image on a CPU
+    features = grids.reshape(len(grids), -1, grids.shape[-1]).astype("float16")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(f"{path}.partial.npy")
     np.save(partial, features)

@@ -80,21 +80,21 @@ class CaptioningConfig(TrainConfig):
         help="--encoder cnn: filters of each conv block (each block halves the grid)"))
     cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell", choices=("lstm", "gru")))
     embedding_dim: int = 256
-    units: int = dataclasses.field(default=512, metadata=dict(help="decoder cell units"))
+    units: int = dataclasses.field(default=384, metadata=dict(help="decoder cell units"))
     attention_units: int = 256
-    feature_units: int = dataclasses.field(default=512, metadata=dict(help="encoder features are projected to this"))
+    feature_units: int = dataclasses.field(default=384, metadata=dict(help="encoder features are projected to this"))
     feature_dropout: float = 0.2
     dropout: float = dataclasses.field(default=0.5, metadata=dict(help="dropout before the next-word layer"))
     attention_penalty: float = dataclasses.field(default=1.0, metadata=dict(
         help="weight of the doubly stochastic attention penalty (0 = off)"))
     min_count: int = dataclasses.field(default=5, metadata=dict(help="words seen fewer times become [UNK]"))
-    max_words: int = dataclasses.field(default=20, metadata=dict(help="captions are cut to this many words"))
+    max_words: int = dataclasses.field(default=16, metadata=dict(help="captions are cut to this many words"))
     beam_size: int = 3
     length_penalty: float = dataclasses.field(default=0.0, metadata=dict(
         help="beam search ranks finished captions by log p / length**this"))
     epochs: int = 8
-    batch_size: int = 64
-    learning_rate: float = 5e-4
+    batch_size: int = 128
+    learning_rate: float = 1e-3
     clipnorm: typing.Optional[float] = 5.0
     val_fraction: float = dataclasses.field(default=0.1, metadata=dict(help="images held out when there are no split lists"))
     test_fraction: float = 0.1
@@ -186,6 +186,7 @@ def train(config):
     outcome = training.fit(model, config, folder, batches["train"], batches["val"], len(batches["train"]),
                            loss=masked_crossentropy, metrics=(masked_accuracy,))
     result = {"model": model.name, "params": int(model.count_params()), **info, "vocabulary": len(words),
+              "decoder_params": int(model.get_layer("decoder").count_params()),
               "train_captions": int(sum(len(data.captions[i]) for i in data.splits["train"])),
               "epochs": outcome["epochs"], "train_time_s": outcome["train_time_s"],
               "time_per_epoch_s": outcome["time_per_epoch_s"], "data": data.note or "original images"}

@@ -44,10 +44,22 @@ for name in text.ARCHITECTURES:
     config = build_config(ImdbConfig, profile="smoke", overrides=dict(model=name, ngram_buckets=20))
     step(name, text.build_token_classifier(config, 50, 12), ids, np.array([[0.0], [1], [0], [1]]),
          "binary_crossentropy")
+from models import captioning, efficientnet_lite
+from tasks.captioning import CaptioningConfig
+
+config = build_config(CaptioningConfig, profile="smoke", overrides=dict(max_words=5))
+tokens = rng.integers(1, 20, (4, 7)).astype("int32")
+for name, shape in (("captioner_cnn", (32, 32, 3)), ("captioner_features", (9, 24))):
+    model = captioning.build_captioner(config, 20, shape)
+    x = rng.uniform(0, 255, (4,) + shape).astype("float32")
+    step(name, model, (x, tokens[:, :-1]), tokens[:, 1:], captioning.masked_crossentropy)
+model = efficientnet_lite.build_efficientnet_lite0(input_shape=(64, 64, 3))
+step("efficientnet_lite0", model, rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32"), np.arange(2),
+     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 print(json.dumps({"backend": keras.backend.backend(), "losses": losses}))
 """
 
-EXPECTED = 2 + 6 + 7  # FNN and baseline, the CNNs, the text models
+EXPECTED = 2 + 6 + 7 + 3  # FNN and baseline, the CNNs, the text models, captioners and EfficientNet-Lite0
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])

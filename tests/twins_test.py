@@ -195,3 +195,64 @@ def test_parameter_table_explains_each_difference():
     resnet, resnet_twin, _ = cnn_pair("resnet20")
     total = sum(p.numel() for p in resnet_twin.parameters())
     assert total == cnn.resnet_parameter_count(3)
+
+
+# ---------------------------------------------------------------------------------------- caption decoder
+def caption_pair(cell):
+    from common.config import build_config
+    from models import captioning
+    from tasks.captioning import CaptioningConfig
+
+    seeded()
+    config = build_config(CaptioningConfig, "smoke", overrides=dict(
+        cell=cell, max_words=5, embedding_dim=6, units=7, attention_units=5, feature_units=8, dropout=0.0,
+        feature_dropout=0.0, attention_penalty=1.0))
+    model = captioning.build_captioner(config, vocabulary_size=11, input_shape=(9, 12))
+    twin = transfer.keras_to_torch(model, torch_models.Captioner(config, 11, feature_dim=12))
+    features = RNG.normal(0, 1, (3, 9, 12)).astype("float32")
+    tokens = np.array([[2, 5, 6, 7, 3, 0, 0], [2, 4, 3, 0, 0, 0, 0], [2, 8, 9, 10, 5, 6, 3]], dtype="int32")
+    return model, twin, features, tokens, config
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_caption_decoder_outputs_agree(cell):
+    model, twin, features, tokens, _ = caption_pair(cell)
+    twin.eval()
+    with torch.no_grad():
+        logits, weights = twin(torch.as_tensor(features), torch.as_tensor(tokens[:, :-1]))
+    np.testing.assert_allclose(logits.numpy(), model.predict((features, tokens[:, :-1]), verbose=0), atol=1e-5)
+    np.testing.assert_allclose(weights.sum(-1).numpy(), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_one_sgd_step_updates_caption_decoder_weights_alike(cell):
+    """Masked cross-entropy plus the doubly stochastic attention penalty, one SGD step on each side."""
+    from models import captioning
+
+    model, twin, features, tokens, config = caption_pair(cell)
+    keras_step(model, (features, tokens[:, :-1]), tokens[:, 1:], captioning.masked_crossentropy)
+
+    def loss(outputs, targets):
+        logits, weights = outputs
+        real = (targets != 0).float()
+        cross_entropy = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.long(), reduction="none")
+        inputs_real = (torch.as_tensor(tokens[:, :-1]) != 0).float().unsqueeze(-1)
+        penalty = ((1.0 - (weights * inputs_real).sum(dim=1)) ** 2).mean()
+        return (cross_entropy * real).sum() / real.sum() + penalty
+
+    twin.train()
+    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    loss(twin(torch.as_tensor(features), torch.as_tensor(tokens[:, :-1])), torch.as_tensor(tokens[:, 1:])).backward()
+    optimizer.step()
+    assert_same_parameters(model, twin, lambda: torch_models.Captioner(config, 11, feature_dim=12))
+
+
+def test_caption_decoder_transfer_back_restores_every_weight():
+    model, twin, _, _, _ = caption_pair("lstm")
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    for w in model.weights:
+        w.assign(np.zeros(w.shape, dtype="float32"))
+    transfer.torch_to_keras(twin, model)
+    for old, new in zip(before, model.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old, rtol=1e-6, atol=1e-6, err_msg=new.path)

@@ -217,3 +217,80 @@ class TextRNN(Classifier):
         h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
         last = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
         return self.fc(self.dropout(last))
+
+
+# ------------------------------------------------------------------------------------------------ captioning
+class BahdanauAttention(nn.Module):
+    """score = v^T tanh(W_f f + W_h h), softmax over positions, context = weighted sum of the features."""
+
+    def __init__(self, feature_dim, state_dim, units):
+        super().__init__()
+        self.feature_projection = nn.Linear(feature_dim, units)
+        self.state_projection = nn.Linear(state_dim, units, bias=False)
+        self.score = nn.Linear(units, 1)
+
+    def forward(self, features, keys, state):
+        scores = self.score(torch.tanh(keys + self.state_projection(state).unsqueeze(1))).squeeze(-1)
+        weights = torch.softmax(scores, dim=-1)
+        return (weights.unsqueeze(-1) * features).sum(dim=1), weights
+
+
+class Captioner(nn.Module):
+    """models.captioning.build_captioner on cached features: Linear+ReLU projection, then the show-attend-tell
+    decoder (embedding, Bahdanau attention, context gate, LSTMCell/GRUCell, next-word Linear), unrolled with
+    teacher forcing. `forward` returns the logits and the attention weights (for the doubly stochastic penalty).
+
+    The LSTMCell's second bias is frozen at zero (`single_bias`), as in TextRNN, so the twin trains like Keras.
+    """
+
+    def __init__(self, config, vocabulary_size, feature_dim, single_bias=True):
+        super().__init__()
+        self.encoded = nn.Linear(feature_dim, config.feature_units)
+        self.feature_dropout = nn.Dropout(config.feature_dropout)
+        units, width = config.units, config.feature_units
+        self.embedding = nn.Embedding(vocabulary_size, config.embedding_dim)
+        self.attention = BahdanauAttention(width, units, config.attention_units)
+        self.context_gate = nn.Linear(units, 1)
+        self.cell_type = config.cell
+        self.cell = (nn.LSTMCell if config.cell == "lstm" else nn.GRUCell)(config.embedding_dim + width, units)
+        self.init_h = nn.Linear(width, units)
+        self.init_c = nn.Linear(width, units) if config.cell == "lstm" else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.next_word = nn.Linear(units, vocabulary_size)
+        if single_bias and config.cell == "lstm":
+            nn.init.zeros_(self.cell.bias_hh)
+            self.cell.bias_hh.requires_grad_(False)
+
+    def layer_pairs(self, keras_model):
+        """(Keras layer, module, name) for every weight-holding layer, paired by name (for twins.transfer)."""
+        decoder = keras_model.get_layer("decoder")
+        attention = decoder.attention
+        pairs = [(keras_model.get_layer("encoded"), self.encoded, "encoded"),
+                 (decoder.embedding, self.embedding, "embedding"),
+                 (attention.feature_projection, self.attention.feature_projection, "attention.feature_projection"),
+                 (attention.state_projection, self.attention.state_projection, "attention.state_projection"),
+                 (attention.score, self.attention.score, "attention.score"),
+                 (decoder.gate, self.context_gate, "context_gate"), (decoder.cell, self.cell, "cell"),
+                 (decoder.init_state[0], self.init_h, "init_h")]
+        if self.init_c is not None:
+            pairs.append((decoder.init_state[1], self.init_c, "init_c"))
+        return pairs + [(decoder.classifier, self.next_word, "next_word")]
+
+    def forward(self, features, tokens):
+        features = self.feature_dropout(torch.relu(self.encoded(features)))
+        keys = self.attention.feature_projection(features)
+        mean = features.mean(dim=1)
+        h = torch.tanh(self.init_h(mean))
+        c = torch.tanh(self.init_c(mean)) if self.init_c is not None else None
+        logits, weights = [], []
+        for t in range(tokens.shape[1]):
+            context, step_weights = self.attention(features, keys, h)
+            context = torch.sigmoid(self.context_gate(h)) * context
+            inputs = torch.cat([self.embedding(tokens[:, t]), context], dim=-1)
+            if c is not None:
+                h, c = self.cell(inputs, (h, c))
+            else:
+                h = self.cell(inputs, h)
+            logits.append(self.next_word(self.dropout(h)))
+            weights.append(step_weights)
+        return torch.stack(logits, dim=1), torch.stack(weights, dim=1)

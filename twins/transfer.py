@@ -14,6 +14,7 @@ parameters or statistics (see twins/torch_models.py). For each pair:
 | GRU (reset_after=True) kernel (in, 3H), recurrent, bias (2, 3H) | weight_ih, weight_hh, bias_ih, bias_hh | gate order z, r, h in Keras vs r, z, n in PyTorch; the two biases map one to one |
 | SimpleRNN kernel, recurrent, bias | weight_ih, weight_hh, bias_ih, bias_hh | transposed; bias_hh = 0 |
 | Bidirectional(forward, backward) | the `_reverse` parameters of a bidirectional RNN | one Keras layer per direction |
+| LSTMCell / GRUCell (inside the caption decoder) | nn.LSTMCell / nn.GRUCell | as LSTM / GRU |
 
 A shape that does not match raises `TransferError` naming both sides.
 """
@@ -79,7 +80,14 @@ def keras_leaves(keras_model):
 
 
 def pairs(keras_model, torch_model):
-    """[(keras variable, [(torch name, tensor)], to_torch(array) -> [arrays], to_keras([arrays]) -> array)]."""
+    """[(keras variable, [(torch name, tensor)], to_torch(array) -> [arrays], to_keras([arrays]) -> array)].
+
+    A twin with a `layer_pairs(keras_model)` method (the captioner, whose decoder is one custom Keras layer)
+    names its pairs itself; the others are paired by order.
+    """
+    if hasattr(torch_model, "layer_pairs"):
+        return [p for layer, module, name in torch_model.layer_pairs(keras_model)
+                for p in _layer_pairs(layer, module, name)]
     k_layers = keras_leaves(keras_model)
     result = []
     for name, module in torch_leaves(torch_model):
@@ -145,6 +153,11 @@ def _layer_pairs(layer, module, name):
     if isinstance(module, nn.Embedding):
         _expect(layer, module, keras.layers.Embedding, name)
         return [(layer.embeddings, [(f"{name}.weight", module.weight)], *same)]
+    if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+        _expect(layer, module, keras.layers.LSTMCell if isinstance(module, nn.LSTMCell) else keras.layers.GRUCell,
+                name)
+        return _cell_pairs(layer, lambda kind: (f"{name}.{kind}", getattr(module, kind)),
+                           4 if isinstance(module, nn.LSTMCell) else 3, isinstance(module, nn.GRUCell), name)
     raise TransferError(f"no transfer rule for {name} ({type(module).__name__})")
 
 
@@ -169,30 +182,33 @@ def _recurrent_pairs(layer, module, name, index):
         layer, keras.layers.Bidirectional) else [(layer, "")]
     if (len(directions) == 2) != module.bidirectional:
         raise TransferError(f"Keras layer '{layer.name}' and {name} differ in direction (bidirectional or not).")
-    gates = GATES[type(module)]
-    is_gru = isinstance(module, nn.GRU)
+    result = []
+    for keras_rnn, suffix in directions:
+        expected = {nn.RNN: keras.layers.SimpleRNN, nn.LSTM: keras.layers.LSTM, nn.GRU: keras.layers.GRU}
+        _expect(keras_rnn, module, expected[type(module)], name)
+        p = lambda kind: (f"{name}.{kind}_l{index}{suffix}", getattr(module, f"{kind}_l{index}{suffix}"))  # noqa: E731
+        result += _cell_pairs(keras_rnn.cell, p, GATES[type(module)], isinstance(module, nn.GRU), keras_rnn.name)
+    return result
+
+
+def _cell_pairs(cell, parameter, gates, is_gru, keras_name):
+    """A Keras recurrent cell <-> PyTorch weight_ih, weight_hh, bias_ih, bias_hh (`parameter(kind)` gives
+    (name, tensor)): kernels transposed, gate blocks reordered for the GRU."""
+    if is_gru and not cell.reset_after:
+        raise TransferError(f"Keras GRU '{keras_name}' has reset_after=False; PyTorch's GRU is reset_after.")
     # Keras GRU blocks are (z, r, h); PyTorch's are (r, z, n).
     order = [1, 0, 2] if is_gru else list(range(gates))
     reorder = lambda a: np.concatenate([np.split(a, gates, axis=0)[i] for i in order], axis=0)  # noqa: E731
     restore = lambda a: np.concatenate([np.split(a, gates, axis=0)[order.index(i)] for i in range(gates)],  # noqa: E731
                                        axis=0)
-    result = []
-    for keras_rnn, suffix in directions:
-        expected = {nn.RNN: keras.layers.SimpleRNN, nn.LSTM: keras.layers.LSTM, nn.GRU: keras.layers.GRU}
-        _expect(keras_rnn, module, expected[type(module)], name)
-        if is_gru and not keras_rnn.cell.reset_after:
-            raise TransferError(f"Keras GRU '{keras_rnn.name}' has reset_after=False; PyTorch's GRU is reset_after.")
-        cell = keras_rnn.cell
-        p = lambda kind: (f"{name}.{kind}_l{index}{suffix}", getattr(module, f"{kind}_l{index}{suffix}"))  # noqa: E731
-        result.append((cell.kernel, [p("weight_ih")], lambda a: [reorder(a.T)], lambda b: restore(b[0]).T))
-        result.append((cell.recurrent_kernel, [p("weight_hh")], lambda a: [reorder(a.T)],
-                       lambda b: restore(b[0]).T))
-        if is_gru:  # bias (2, 3H): input bias, recurrent bias
-            result.append((cell.bias, [p("bias_ih"), p("bias_hh")], lambda a: [reorder(a[0]), reorder(a[1])],
-                           lambda b: np.stack([restore(b[0]), restore(b[1])])))
-        else:  # one Keras bias = PyTorch's two summed
-            result.append((cell.bias, [p("bias_ih"), p("bias_hh")], lambda a: [reorder(a), np.zeros_like(a)],
-                           lambda b: restore(b[0] + b[1])))
+    result = [(cell.kernel, [parameter("weight_ih")], lambda a: [reorder(a.T)], lambda b: restore(b[0]).T),
+              (cell.recurrent_kernel, [parameter("weight_hh")], lambda a: [reorder(a.T)], lambda b: restore(b[0]).T)]
+    if is_gru:  # bias (2, 3H): input bias, recurrent bias
+        result.append((cell.bias, [parameter("bias_ih"), parameter("bias_hh")],
+                       lambda a: [reorder(a[0]), reorder(a[1])], lambda b: np.stack([restore(b[0]), restore(b[1])])))
+    else:  # one Keras bias = PyTorch's two summed
+        result.append((cell.bias, [parameter("bias_ih"), parameter("bias_hh")],
+                       lambda a: [reorder(a), np.zeros_like(a)], lambda b: restore(b[0] + b[1])))
     return result
 
 
