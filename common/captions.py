@@ -273,39 +273,25 @@ def fingerprint(paths, extra=""):
 
 # ----------------------------------------------------------------------------------------- batches, BLEU
 def caption_batches(inputs, image_index, tokens, batch_size, shuffle, seed=0):
-    """A keras.utils.PyDataset of ((encoder input, tokens[:-1]), tokens[1:]) batches, one row per caption.
+    """A tf.data pipeline of ((encoder input, tokens[:-1]), tokens[1:]) batches, one row per caption.
 
-    The encoder inputs (cached features or small images) are stored once per image and gathered per batch,
-    so five captions of an image do not hold five copies. With `shuffle` the order changes every epoch,
-    seeded by (seed, epoch): the same seed gives the same batches.
+    The encoder inputs (cached features or small images) are held once per image and gathered per batch,
+    so the five captions of an image do not hold five copies. With `shuffle` the order changes every epoch
+    (seeded: the same seed gives the same batches). tf.data rather than a keras.utils.PyDataset: the batches
+    are assembled in TensorFlow's threads, not Python's, which halved the time per step here.
     """
-    import keras
+    import tensorflow as tf
 
-    class CaptionBatches(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.epoch = 0
-            self.order = self._order()
+    table = tf.constant(inputs)
+    dataset = tf.data.Dataset.from_tensor_slices((image_index, tokens))
+    if shuffle:
+        dataset = dataset.shuffle(len(tokens), seed=seed, reshuffle_each_iteration=True)
 
-        def _order(self):
-            if not shuffle:
-                return np.arange(len(tokens))
-            return np.random.default_rng([seed, self.epoch]).permutation(len(tokens))
+    def assemble(index, batch_tokens):
+        encoder_input = tf.cast(tf.gather(table, index), "float32")
+        return (encoder_input, batch_tokens[:, :-1]), batch_tokens[:, 1:]
 
-        def __len__(self):
-            return int(np.ceil(len(tokens) / batch_size))
-
-        def __getitem__(self, index):
-            rows = self.order[index * batch_size:(index + 1) * batch_size]
-            batch_tokens = tokens[rows]
-            encoder_input = np.asarray(inputs[image_index[rows]], dtype="float32")
-            return (encoder_input, batch_tokens[:, :-1]), batch_tokens[:, 1:]
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
-    return CaptionBatches()
+    return dataset.batch(batch_size).map(assemble, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 def bleu_scores(references, hypotheses):

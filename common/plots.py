@@ -51,17 +51,22 @@ def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test sp
     plt.close(fig)
 
 
-def image_grid(images, titles, path, columns=8, title=None):
-    """Small images (uint8, n x h x w x c) in a grid, each with its caption (e.g. true / predicted label)."""
-    n = len(images)
-    if n == 0:
-        return
-    columns = min(columns, n)
-    rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
+def _blank_grid(count, columns, cell_inches):
+    """A figure with `count` panels in rows of `columns`, axes hidden; returns (figure, flat list of axes)."""
+    columns = min(columns, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(cell_inches[0] * columns, cell_inches[1] * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, caption in zip(axes.ravel(), images, titles):
+    return fig, list(axes.ravel())
+
+
+def image_grid(images, titles, path, columns=8, title=None):
+    """Small images (uint8, n x h x w x c) in a grid, each with its caption (e.g. true / predicted label)."""
+    if len(images) == 0:
+        return
+    fig, axes = _blank_grid(len(images), columns, (1.7, 1.9))
+    for ax, image, caption in zip(axes, images, titles):
         ax.imshow(np.asarray(image).squeeze(), cmap="gray" if np.asarray(image).shape[-1] == 1 else None)
         ax.set_title(caption, fontsize=7)
     if title:
@@ -75,15 +80,10 @@ def captioned_images(images, captions, path, columns=4, title=None):
     """Images with several lines of text under each (generated and reference captions)."""
     import textwrap
 
-    n = len(images)
-    if n == 0:
+    if len(images) == 0:
         return
-    columns = min(columns, n)
-    rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 4.4 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, image, text in zip(axes.ravel(), images, captions):
+    fig, axes = _blank_grid(len(images), columns, (3.6, 4.4))
+    for ax, image, text in zip(axes, images, captions):
         ax.imshow(np.asarray(image).astype("uint8"))
         lines = [textwrap.fill(line, 44) for line in text.split("\n")]
         ax.set_title("\n".join(lines), fontsize=7, loc="left")
@@ -103,15 +103,10 @@ def attention_maps(image, words, weights, path, columns=5):
     image = np.asarray(image).astype("uint8")
     grid = int(round(np.sqrt(weights.shape[-1])))
     height, width = image.shape[:2]
-    n = len(words)
-    columns = min(columns, n + 1)
-    rows = int(np.ceil((n + 1) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.5 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes.ravel()[0].imshow(image)
-    axes.ravel()[0].set_title("input", fontsize=9)
-    for ax, word, weight in zip(axes.ravel()[1:], words, weights):
+    fig, axes = _blank_grid(len(words) + 1, columns, (2.4, 2.5))
+    axes[0].imshow(image)
+    axes[0].set_title("input", fontsize=9)
+    for ax, word, weight in zip(axes[1:], words, weights):
         ax.imshow(image)
         ax.imshow(weight.reshape(grid, grid), cmap="inferno", alpha=0.6, interpolation="bilinear",
                   extent=(0, width, height, 0))

@@ -168,17 +168,21 @@ def test_caption_batches_are_seeded_and_reshuffled():
     inputs = np.arange(5 * 2, dtype="float32").reshape(5, 2)
     tokens = np.arange(10 * 4, dtype="int32").reshape(10, 4)
     image_index = np.arange(10) % 5
+
+    def epoch(dataset):
+        return [(x.numpy(), t_in.numpy(), t_out.numpy()) for (x, t_in), t_out in dataset]
+
     first = captions.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7)
-    second = captions.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7)
-    (x, t_in), t_out = first[0]
-    np.testing.assert_array_equal(t_in, second[0][0][1])
-    np.testing.assert_array_equal(t_in[:, 1:], t_out[:, :-1])  # the target is the input shifted by one
-    np.testing.assert_array_equal(x, inputs[image_index[t_in[:, 0] // 4]])
-    before = np.concatenate([first[i][1] for i in range(len(first))])
-    first.on_epoch_end()
-    after = np.concatenate([first[i][1] for i in range(len(first))])
-    assert len(first) == 3 and not np.array_equal(before, after)
-    assert sorted(map(tuple, before)) == sorted(map(tuple, after))
+    batches = epoch(first)
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    again = epoch(captions.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7))
+    assert all((a[1] == b[1]).all() for a, b in zip(batches, again))  # same seed, same order
+    for x, t_in, t_out in batches:
+        np.testing.assert_array_equal(t_in[:, 1:], t_out[:, :-1])  # the target is the input shifted by one
+        np.testing.assert_array_equal(x, inputs[image_index[t_in[:, 0] // 4]])  # each caption with its image
+    order = np.concatenate([b[1][:, 0] for b in batches])
+    next_epoch = np.concatenate([b[1][:, 0] for b in epoch(first)])
+    assert not np.array_equal(order, next_epoch) and sorted(order) == sorted(next_epoch)
 
 
 def test_bleu_is_library_corpus_bleu():
