@@ -110,8 +110,6 @@ class CaptioningConfig(TrainConfig):
             raise UserError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}.")
         if self.data_dir and not Path(self.data_dir).expanduser().is_dir():
             raise UserError(f"--data-dir {self.data_dir} is not a folder; expected a data root with flickr8k/ in it.")
-        if self.dataset == "folder" and not (self.images and self.captions):
-            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
         if self.encoder not in ("auto", "cnn") + encoders.PRETRAINED:
             raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, {', '.join(encoders.PRETRAINED)}.")
         if self.beam_size < 1 or self.max_words < 1 or self.min_count < 1:
@@ -136,6 +134,8 @@ def load_data(config):
     elif config.dataset == "shapes":
         data = captions.load_shapes(config.shapes_count, config.seed, config.shapes_size, config.split_seed)
     else:
+        if not (config.images and config.captions):
+            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
         data = captions.load_captions(config.images, config.captions, None, config.val_fraction,
                                       config.test_fraction, config.split_seed)
     if config.limit:

