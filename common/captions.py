@@ -124,7 +124,7 @@ def load_captions(images_dir, captions_file, split_lists=None, val_fraction=0.1,
     empty = [split for split in ("train", "val", "test") if not len(splits.get(split, ()))]
     if empty:
         raise UserError(f"the {', '.join(empty)} split(s) of {captions_file} have no images in {images_dir}.")
-    note = (f"{len(missing)} captioned image(s) not in {images_dir} were skipped "
+    note = (f"{len(missing)} captioned image(s) not in the image folder were skipped "
             f"({sum(len(raw[n]) for n in missing)} captions)" if missing else "")
     captions = [[standardize_caption(c) for c in raw[name]] for name in names]
     return CaptionData([images_dir / n for n in names], captions, splits, note)

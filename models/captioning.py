@@ -21,6 +21,7 @@ import numpy as np
 from keras import layers, ops
 
 PACKAGE = "keras_tutorials"
+UNKNOWN = 1  # TextVectorization's id for out-of-vocabulary words (0 is padding)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -203,7 +204,8 @@ def generate(captioner, inputs, start_id, end_id, max_length, beam_size=1, lengt
     """Token ids (n, max_length, 0-padded, `<end>` not included) and attention weights (n, max_length, positions).
 
     `beam_size` 1 is greedy decoding; beam search keeps the `beam_size` best partial captions by summed log
-    probability and picks the finished one with the best score / length**length_penalty.
+    probability and picks the finished one with the best score / length**length_penalty. Padding and
+    [UNK] are never generated: a caption says what it can in known words.
     """
     encoder = encoder_part(captioner)
     decoder = captioner.get_layer("decoder")
@@ -228,7 +230,7 @@ def greedy_decode(captioner, inputs, start_id, end_id, max_length):
     for t in range(max_length):
         logits, state, _ = decoder.step(features, keys, ops.convert_to_tensor(previous), state)
         logits = np.array(logits)  # a writable copy
-        logits[:, 0] = -np.inf  # padding is not a word
+        logits[:, :UNKNOWN + 1] = -np.inf  # padding and [UNK] are never generated
         previous = logits.argmax(axis=-1).astype("int32")
         done |= previous == end_id
         tokens[:, t] = np.where(done, 0, previous)
@@ -254,7 +256,7 @@ def _beam_search(decoder, features, start_id, end_id, max_length, k, length_pena
         # A finished caption may only continue with padding (id 0), at no cost: it keeps its score.
         log_probs[finished] = -np.inf
         log_probs[..., 0][finished] = 0.0
-        log_probs[..., 0][~finished] = -np.inf
+        log_probs[..., :UNKNOWN + 1][~finished] = -np.inf  # padding and [UNK] are never generated
         vocabulary = log_probs.shape[-1]
         total = (scores[..., None] + log_probs).reshape(n, -1)
         best = np.argsort(-total, axis=1, kind="stable")[:, :k]  # ties go to the lower index, as argmax does

@@ -237,20 +237,24 @@ def evaluate(model, config, data, inputs, words, folder):
 
 
 def attention_hits(data, test, hypotheses, weights, image_size):
-    """Shapes only: for each shape word generated, is the attention peak inside the box of the shape named?"""
+    """Shapes only: how often the attention peak for a size, colour or shape word lies on the shape it names.
+
+    The i-th size / colour / shape word of a caption names the i-th shape; a word counts as a hit when the
+    centre of its most-attended grid cell is inside that shape's box (widened by half a cell).
+    """
     boxes = json.loads((Path(data.paths[0]).parent.parent / "boxes.json").read_text())
     grid = int(round(np.sqrt(weights.shape[-1])))
     cell = image_size / grid
-    hits = total = 0
+    groups = {"size": set(captions.SIZES), "colour": set(captions.COLOURS), "shape": set(captions.SHAPES)}
+    hits = {group: [] for group in groups}
     for i, words, image_weights in zip(test, hypotheses, weights):
-        nouns = [t for t, w in enumerate(words) if w in captions.SHAPES]
-        for which, t in enumerate(nouns[:2]):
-            row, column = divmod(int(np.argmax(image_weights[t])), grid)
-            x, y = (column + 0.5) * cell, (row + 0.5) * cell
-            x0, y0, x1, y1 = boxes[Path(data.paths[i]).name][which]
-            total += 1
-            hits += (x0 - cell / 2 <= x <= x1 + cell / 2) and (y0 - cell / 2 <= y <= y1 + cell / 2)
-    return round(hits / max(total, 1), 4)
+        for group, vocabulary in groups.items():
+            for which, t in enumerate([t for t, w in enumerate(words) if w in vocabulary][:2]):
+                row, column = divmod(int(np.argmax(image_weights[t])), grid)
+                x, y = (column + 0.5) * cell, (row + 0.5) * cell
+                x0, y0, x1, y1 = boxes[Path(data.paths[i]).name][which]
+                hits[group].append(x0 - cell / 2 <= x <= x1 + cell / 2 and y0 - cell / 2 <= y <= y1 + cell / 2)
+    return {f"{group}_words": round(float(np.mean(h)), 4) if h else None for group, h in hits.items()}
 
 
 # -------------------------------------------------------------------------------------------------- caption

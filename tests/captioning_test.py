@@ -162,6 +162,7 @@ def test_encoder_gives_positions_and_beam_of_one_is_greedy():
     np.testing.assert_allclose(weights.sum(-1), (np.arange(6) < lengths[:, None]).astype(float), atol=1e-5)
     wide, _ = cap.generate(model, images, start_id=2, end_id=3, max_length=6, beam_size=4)
     assert wide.shape == tokens.shape and (wide != 3).all()  # <end> is never part of the caption
+    assert not (tokens == cap.UNKNOWN).any() and not (wide == cap.UNKNOWN).any()
 
 
 def test_caption_batches_are_seeded_and_reshuffled():
