@@ -34,7 +34,8 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
     assert rows[("imdb", "gru")]["metric"] == "test_accuracy" and ("imdb", "ngram") in rows
     assert rows[("cifar10", "course_cnn")]["metric"] == "test_accuracy"
-    assert rows[("captioning", "captioner_lstm (greedy)")]["metric"] == "bleu1"  # the shapes data set
+    caption_metrics = {(r["model"], r["metric"]) for r in summary["rows"] if r["task"] == "captioning"}
+    assert {("captioner_lstm (greedy)", "bleu1"), ("captioner_lstm (greedy)", "bleu4")} <= caption_metrics
 
 
 def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
