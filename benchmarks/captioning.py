@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import facts_block, publish  # noqa: E402
+from benchmarks.common import facts_block, machine_facts, publish  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
 from tasks import captioning  # noqa: E402
@@ -70,8 +70,10 @@ def main(argv=None):
                      "features (s)": _feature_time(result),
                      "wall time (min)": f"{wall / 60:.1f}" if wall else "(not timed)",
                      "command": f"`{command}`"})
+    facts = machine_facts()
     state["rows"][args.name] = {"rows": rows, "examples": result.get("examples", [])[:4],
-                                "attention_on_named_shape": result.get("attention_on_named_shape")}
+                                "attention_on_named_shape": result.get("attention_on_named_shape"),
+                                "measured": f"{facts['date']}, {facts['machine']}, commit {facts['commit']}"}
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
     publish("captioning", render(state, command))
     return 0
@@ -85,7 +87,8 @@ def _feature_time(result):
 
 def render(state, command):
     rows = [row for entry in state["rows"].values() for row in entry["rows"]]
-    body = ["## Captioning (tasks/captioning.py)", "", facts_block(command), "",
+    body = ["## Captioning (tasks/captioning.py)", "", "Last run:", "", facts_block(command),
+            "Rows of earlier runs are kept; each run's date, machine and commit are listed below the table.", "",
             "Corpus BLEU (NLTK `corpus_bleu`, no smoothing) on the test split against every reference caption; "
             "captions are lower-cased words without punctuation. Flickr8k: the official 1,000 test images, "
             "224x224 JPEG re-encodings (see ../shared/datasets/flickr8k/SOURCE.txt), so numbers are comparable "
@@ -94,6 +97,7 @@ def render(state, command):
             "computing them for the 8,091 Flickr8k images took 396 s here) and evaluation.", "",
             format_table(rows, COLUMNS), ""]
     for name, entry in state["rows"].items():
+        body.append(f"- {name}: measured {entry.get('measured', '(date and machine not recorded)')}.")
         hits = entry.get("attention_on_named_shape")
         if hits:
             shares = ", ".join(f"{group.replace('_', ' ')} {share:.0%}" for group, share in hits.items() if share is not None)
