@@ -122,7 +122,38 @@ def keras_worker(steps, warmup):
         rows.append(_measure(spec, f"Keras {keras.backend.backend()}", lambda: model.train_on_batch(x, y),
                              lambda batch: model.predict_on_batch(batch), x, steps, warmup,
                              model.count_params()))
+        rows.append(_measure_fit(spec, model, config, x, y, steps))
     return rows
+
+
+def _measure_fit(spec, model, config, x, y, steps):
+    """What a lesson does: `fit` over `steps` batches, with `steps_per_execution` = all of them, so the
+    Python loop runs once per call instead of once per step (a compiled inner loop, Keras' own feature)."""
+    import dataclasses
+
+    import numpy as np
+
+    from common import training
+
+    training.compile_model(model, dataclasses.replace(config, steps_per_execution=steps), steps_per_epoch=100)
+    xs, ys = np.concatenate([x] * steps), np.concatenate([y] * steps)
+    model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)  # compiles
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)
+        times.append(time.perf_counter() - started)
+    row = {"model": spec["name"], "implementation": f"Keras {keras_backend()} fit, {steps} steps per execution",
+           "train examples/s": round(steps * spec["batch"] / statistics.median(times), 1), "batch": spec["batch"],
+           "params": int(model.count_params())}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def keras_backend():
+    import keras
+
+    return keras.backend.backend()
 
 
 def torch_worker(steps, warmup):

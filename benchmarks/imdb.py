@@ -19,14 +19,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import command_line, facts_block, publish  # noqa: E402
+from benchmarks.common import command_line, facts_block, machine_facts, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
 from tasks import imdb  # noqa: E402
 
 COLUMNS = ["model", "profile", "test accuracy", "params", "epochs", "train time (s)", "time per epoch (s)",
-           "sequence length", "command"]
+           "sequence length", "measured", "command"]
 ROWS_FILE = Path(__file__).resolve().parent / "imdb_rows.json"
 PLOTS = Path(__file__).resolve().parent / "plots"
 
@@ -42,6 +42,7 @@ def main(argv=None):
     models = args.models.split(",") if args.models else [base.model, "ngram"]
 
     rows = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
+    facts = machine_facts()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         for name in models:
@@ -59,6 +60,7 @@ def main(argv=None):
                 "params": result["params"], "epochs": result["epochs"],
                 "train time (s)": f"{result['train_time_s']:.0f}",
                 "time per epoch (s)": f"{result['time_per_epoch_s']:.1f}", "sequence length": length,
+                "measured": f"{facts['date']}, {facts['machine'].split(',')[0]}, {facts['commit']}",
                 "command": f"`python -m tasks.imdb --profile {args.profile} --model {name}`"}
             print(rows[f"{name}/{args.profile}"], flush=True)
     total = time.perf_counter() - started
@@ -67,7 +69,8 @@ def main(argv=None):
     body = ("## IMDB (`tasks/imdb.py`)\n\n" + facts_block(command_line("benchmarks.imdb"))
             + f"- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42)\n"
             + f"- this run: {', '.join(models)} on the {args.profile} profile in {total / 60:.1f} min "
-              "(each model's own time below; the rest is loading and adapting the vocabulary)\n\n"
+              "(each model's own time below; the rest is loading and adapting the vocabulary); rows of earlier "
+              "runs are kept, with their date, machine and commit\n\n"
             + format_table(ordered, COLUMNS) + "\n")
     publish("imdb", body)
     return 0

@@ -74,7 +74,8 @@ def compare_sections(task, names, seeds, epochs=None, config=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=40, help="epochs per search trial")
+    parser.add_argument("--epochs", type=int, help="epochs per search trial (default: the quick recipe's, "
+                        "so the search ranks the recipe that is retrained)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--compare-task", help="only run comparisons, for this task (e.g. imdb)")
     parser.add_argument("--compare", default="initializer", help="with --compare-task: comma-separated names")
@@ -90,8 +91,11 @@ def main(argv=None):
         publish(f"tuning_{args.compare_task}", body)
         return 0
 
-    search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials), "--epochs", str(args.epochs),
+    epochs_flag = ["--epochs", str(args.epochs)] if args.epochs else []
+    search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials), *epochs_flag,
                              "--name", "random")
+    recipe = build_config(phone_price.PhonePriceConfig, profile="quick")
+    trial_epochs = args.epochs or recipe.epochs
     folder = DIRECTORY / "phone_price" / "random"
     best = read_json(folder / "best.json")
     shutil.copy(folder / "objective_vs_hyperparameters.png", PLOTS / "phone_price_random_search.png")
@@ -107,12 +111,13 @@ def main(argv=None):
             {"configuration": "best of the search, retrained (quick profile + best.json)",
              "test accuracy": f"{np.mean(tuned):.4f} +- {np.std(tuned):.4f}"}]
     body = ("## Tuning: phone price\n\n" + facts_block(command_line("benchmarks.tuning"))
-            + f"\n### Random search, {args.trials} trials of {args.epochs} epochs: "
+            + f"\n### Random search, {args.trials} trials of {trial_epochs} epochs: "
               f"{search_time / 60:.1f} min wall time\n\n"
             + f"Search command: `python -m tuning.search --task phone_price --tuner random --max-trials "
-              f"{args.trials} --epochs {args.epochs} --name random --directory {DIRECTORY}`. Best trial "
+              f"{' '.join([str(args.trials), *epochs_flag])} --name random --directory {DIRECTORY}`. Best trial "
               f"(validation accuracy {best['_val_accuracy']:.4f}): `{shown}`\n\n"
-            + f"Retrained with the quick profile's 150 epochs on the lesson's split, seeds 0..{args.seeds - 1}:\n\n"
+            + f"Retrained with the quick profile's {recipe.epochs} epochs on the lesson's split, seeds "
+              f"0..{args.seeds - 1}:\n\n"
             + format_table(rows, ["configuration", "test accuracy"])
             + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n"
             + "\n".join(sections))

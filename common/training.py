@@ -23,7 +23,8 @@ from common.errors import UserError
 from models import registry
 
 # Settings that may differ when an interrupted run is resumed (they do not change the result).
-RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile"}
+RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile",
+                     "steps_per_execution"}
 
 
 def seed_everything(seed, deterministic=True):
@@ -130,8 +131,8 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=No
     if loss is None:
         metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
         loss = registry.loss(loss_name, config.label_smoothing)
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=list(metrics), jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit,
+                  steps_per_execution=getattr(config, "steps_per_execution", 1))
     return model
 
 

@@ -13,11 +13,15 @@ What the lesson shows:
 3. The recurrent family from `models.text` (`--model simple_rnn|lstm|gru|bilstm|bigru|bilstm_attention`,
    `--num-layers`, `--units`, `--dropout`, `--recurrent-dropout`, `--clipnorm`), and the parameter count of
    each layer checked against its formula (see models/text.py).
-4. The strong non-recurrent reference beside it: a fastText-style bag of uni- and bigrams (`ngram`).
+4. The strong non-recurrent reference beside it: a fastText-style bag of uni- and bigrams (`ngram`):
+   every word and every hashed bigram gets a 32-d vector, the review is their mean. With 50,000 words and
+   a million bigram rows it reaches 0.90 in four minutes, ahead of every recurrent model here (0.87):
+   on reviews this long, which phrases occur says more than their order, and order is what a small
+   recurrent network spends its capacity on.
 5. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
-    python -m tasks.imdb                            # quick profile: GRU + n-gram reference, ~7 min on CPU
+    python -m tasks.imdb                            # quick profile: GRU + n-gram reference, ~10 min on CPU
     python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
     python -m tasks.imdb --profile smoke            # seconds, a few batches
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
@@ -53,7 +57,8 @@ ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_buckets=5000,
+        "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_vocabulary_size=2000,
+                      ngram_buckets=5000,
                       sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16, early_stopping=0,
                       tensorboard=False, verbose=0),
         "quick": dict(),
@@ -71,12 +76,16 @@ class ImdbConfig(TrainConfig):
     clipnorm: typing.Optional[float] = 1.0
     loss: str = dataclasses.field(default="binary_crossentropy", metadata={"registry": "loss"})
     vocabulary_size: int = 20000
-    ngram_buckets: int = dataclasses.field(default=100000, metadata=dict(
-        help="hash buckets for the bigrams of the n-gram model"))
+    ngram_vocabulary_size: int = dataclasses.field(default=50000, metadata=dict(
+        help="words known to the n-gram model (it is cheap per word, so it can know more)"))
+    ngram_buckets: int = dataclasses.field(default=1000000, metadata=dict(
+        help="hash buckets for the bigrams of the n-gram model (fewer buckets = more bigrams share a row)"))
     ngram_embedding_dim: int = dataclasses.field(default=32, metadata=dict(
         help="embedding size of the n-gram model (its table is large: keep it small)"))
     ngram_epochs: int = dataclasses.field(default=5, metadata=dict(help="epochs of the n-gram model"))
-    ngram_sequence_length: int = dataclasses.field(default=500, metadata=dict(
+    ngram_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(
+        help="learning rate of the n-gram model"))
+    ngram_sequence_length: int = dataclasses.field(default=800, metadata=dict(
         help="tokens kept per review by the n-gram model (it is cheap, so it reads more)"))
     sequence_length: int = dataclasses.field(default=300, metadata=dict(help="tokens kept per review"))
     embedding_dim: int = 64
@@ -195,9 +204,10 @@ def write_attention_view(model, reviews, folder):
 
 
 def ngram_config(config):
-    """The n-gram model keeps its own (small) embedding size and number of epochs."""
+    """The n-gram model keeps its own vocabulary, (small) embedding size, epochs and learning rate."""
     return dataclasses.replace(config, model="ngram", embedding_dim=config.ngram_embedding_dim,
-                               epochs=config.ngram_epochs)
+                               epochs=config.ngram_epochs, vocabulary_size=config.ngram_vocabulary_size,
+                               learning_rate=config.ngram_learning_rate)
 
 
 def train(config):

@@ -165,6 +165,21 @@ def test_one_sgd_step_updates_course_cnn_weights_alike():
     assert_same_parameters(model, twin, lambda: torch_models.CourseCNN(CnnConfig()))
 
 
+@pytest.mark.parametrize("name", ["resnet20", "fast"])
+def test_one_sgd_step_updates_residual_and_fast_net_weights_alike(name):
+    """Trainable weights only: in training mode PyTorch updates its running variance with the unbiased
+    batch variance (n - 1) and Keras with the biased one (n), and those are buffers, not parameters."""
+    overrides = {"widths": (8, 16, 16), "logit_scale": 0.125} if name == "fast" else {}
+    model, twin, x = cnn_pair(name, **overrides)
+    y = RNG.integers(0, 10, 4)
+    keras_step(model, x, y, "sparse_categorical_crossentropy")
+    torch_step(twin, nchw(x), y, torch.nn.CrossEntropyLoss())
+    config = CnnConfig(model=name, **{"widths": (), "logit_scale": 1.0, **overrides})
+    make = (lambda: torch_models.FastNet(config)) if name == "fast" else (
+        lambda: torch_models.ResNetCIFAR(config, cnn.RESNET_BLOCKS[name]))
+    assert_same_parameters(model, twin, make)
+
+
 def test_one_sgd_step_updates_bilstm_weights_alike():
     model, twin, ids = text_pair("bilstm")
     y = np.array([1, 0, 1, 1, 0], dtype="float32")[:, None]
