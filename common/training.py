@@ -131,8 +131,9 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=No
     if loss is None:
         metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
         loss = registry.loss(loss_name, config.label_smoothing)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit,
-                  steps_per_execution=getattr(config, "steps_per_execution", 1))
+    # Keras' PyTorch backend runs one step per call only; several steps per call never change the numbers.
+    steps = 1 if keras.backend.backend() == "torch" else getattr(config, "steps_per_execution", 1)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit, steps_per_execution=steps)
     return model
 
 
