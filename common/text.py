@@ -4,8 +4,9 @@ text into token ids (or n-gram counts) inside the model.
 The folder layout is the Large Movie Review Dataset's (`<split>/<class>/*.txt`); `class_names` picks the
 labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read.
 
-Standardisation: lower-case, HTML line breaks (`<br />`) to spaces, punctuation stripped, and bytes that
-are not valid UTF-8 replaced by U+FFFD instead of failing mid-epoch. It is a registered function, so a
+Standardisation: lower-case, HTML line breaks (`<br />`), Unicode separators and control characters to
+spaces, punctuation stripped, and bytes that are not valid UTF-8 replaced by U+FFFD instead of failing
+mid-epoch. It is a registered function, so a
 saved model carries it and takes raw strings.
 """
 
@@ -26,6 +27,10 @@ def standardize_review(text):
     text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
     text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    # Unicode separators and control/format characters (U+0085, U+2028, zero-width space...) become spaces:
+    # the split is on ASCII whitespace only, and a word holding a line separator would break the saved
+    # vocabulary file into two lines (a model with such a word in its vocabulary fails to load).
+    text = tf.strings.regex_replace(text, r"[\p{Z}\p{Cc}\p{Cf}]", " ")
     return tf.strings.regex_replace(text, f"[{PUNCTUATION}]", " ")
 
 

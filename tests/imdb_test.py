@@ -46,6 +46,19 @@ def test_empty_and_non_utf8_reviews_are_read_with_replacement(tmp_path):
     assert standardized.split() == ["caf\ufffd", "awful", "\ufffd", "film"]
 
 
+def test_unicode_separators_split_words_and_the_vocabulary_survives_saving(tmp_path):
+    odd = ["good\x85film", "fine\u2028acting", "zero\u200bwidth", "tab\x0bbed", "nbsp\xa0here"]
+    standardized = [text.standardize_review(np.array([t.encode()])).numpy()[0].decode().split() for t in odd]
+    assert standardized == [["good", "film"], ["fine", "acting"], ["zero", "width"], ["tab", "bed"], ["nbsp", "here"]]
+    vectorizer = keras.layers.TextVectorization(standardize=text.standardize_review, output_sequence_length=4)
+    vectorizer.adapt(np.array(odd * 3))
+    inputs = keras.Input(shape=(1,), dtype="string")
+    model = keras.Model(inputs, vectorizer(inputs))
+    model.save(tmp_path / "vectorizer.keras")
+    loaded = keras.saving.load_model(tmp_path / "vectorizer.keras")
+    assert loaded.get_layer(vectorizer.name).get_vocabulary() == vectorizer.get_vocabulary()
+
+
 def test_missing_class_folder_is_a_clear_error(tmp_path, imdb_root, cli):
     tree = tmp_path / "root" / "imdb" / "aclImdb"  # an extracted tree is used in place
     for split, label in [("train", "pos"), ("train", "neg"), ("test", "pos")]:
