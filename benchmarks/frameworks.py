@@ -25,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
+CAPTION_POSITIONS, CAPTION_FEATURES = 49, 1280  # EfficientNet-Lite0's 7x7 grid of 1280 features
+CAPTION_VOCABULARY = 2533  # Flickr8k: 2,529 training-caption words seen 5 times or more, padding, [UNK], <start>, <end>
 BACKENDS = ("tensorflow", "jax", "torch")
 COLUMNS = ["model", "implementation", "train examples/s", "vs PyTorch", "latency 1 example (ms)",
            "latency 1 batch (ms)", "params"]
@@ -35,6 +37,7 @@ def models_to_compare():
     import numpy as np
 
     from common.config import build_config
+    from tasks.captioning import CaptioningConfig
     from tasks.cifar10 import Cifar10Config
     from tasks.imdb import ImdbConfig
     from tasks.phone_price import PhonePriceConfig
@@ -43,7 +46,13 @@ def models_to_compare():
     phone = build_config(PhonePriceConfig, profile="quick")
     cifar = build_config(Cifar10Config, profile="quick")
     imdb = build_config(ImdbConfig, profile="quick")
+    caption = build_config(CaptioningConfig, profile="quick")
     x_phone = rng.normal(1000, 500, (phone.batch_size, 20)).astype("float32")
+    # The captioning decoder on cached EfficientNet-Lite0 features (7x7 positions of 1280), captions of
+    # <start> + max_words + <end> token ids, padded at the end.
+    features = rng.normal(0, 1, (caption.batch_size, CAPTION_POSITIONS, CAPTION_FEATURES)).astype("float32")
+    captions = _token_ids(rng, caption.batch_size, caption.max_words + 2, CAPTION_VOCABULARY)
+    captions[:, 0] = 2
     specs = [  # fit_repeats: a fit call covers the timed batches this many times (a tiny model needs more)
         dict(name="phone_price fnn", config=phone, batch=phone.batch_size, classes=4,
              inputs=lambda: x_phone, channels_first=False, fit_repeats=20),
@@ -53,6 +62,8 @@ def models_to_compare():
         dict(name="imdb gru", config=imdb, batch=imdb.batch_size, classes=1,
              inputs=lambda: _token_ids(rng, imdb.batch_size, imdb.sequence_length, imdb.vocabulary_size),
              channels_first=False),
+        dict(name="captioning lstm decoder", config=caption, batch=caption.batch_size, classes=CAPTION_VOCABULARY,
+             inputs=lambda: (features, captions[:, :-1]), targets=lambda: captions[:, 1:], channels_first=False),
     ]
     return specs
 
@@ -69,10 +80,12 @@ def keras_model(spec):
 
     import numpy as np
 
-    from models import cnn, fnn
+    from models import captioning, cnn, fnn
     from models import text as text_models
 
     config = spec["config"]
+    if spec["name"].startswith("captioning"):
+        return captioning.build_captioner(config, CAPTION_VOCABULARY, (CAPTION_POSITIONS, CAPTION_FEATURES))
     if spec["name"].startswith("phone"):
         return fnn.build_fnn(config, SimpleNamespace(num_features=20, num_classes=4, x_train=spec["inputs"]()))
     if spec["name"].startswith("cifar"):
@@ -86,6 +99,8 @@ def torch_model(spec):
     from twins import torch_models
 
     config = spec["config"]
+    if spec["name"].startswith("captioning"):
+        return torch_models.Captioner(config, CAPTION_VOCABULARY, CAPTION_FEATURES)
     if spec["name"].startswith("phone"):
         return torch_models.FNN(config, 20, 4)
     if spec["name"].startswith("cifar"):
@@ -96,6 +111,8 @@ def torch_model(spec):
 def labels(spec):
     import numpy as np
 
+    if "targets" in spec:
+        return spec["targets"]()
     y = np.arange(spec["batch"]) % max(2, spec["classes"])
     return y.astype("float32")[:, None] if spec["classes"] == 1 else y
 
@@ -113,7 +130,7 @@ def keras_worker(steps, warmup):
         keras.utils.set_random_seed(0)
         model = keras_model(spec)
         config = spec["config"]
-        training.compile_model(model, config, steps_per_epoch=100)
+        training.compile_model(model, config, steps_per_epoch=100, **_compile_arguments(spec))
         y = labels(spec)
         one_hot = registry.loss_target(registry.check_name("loss", getattr(config, "loss", "ce"))) == "one_hot"
         if spec["classes"] > 1 and one_hot:  # the CIFAR recipe's loss takes one-hot rows
@@ -137,9 +154,10 @@ def _measure_fit(spec, model, config, x, y, steps):
     from common import training
 
     per_call = 1 if keras_backend() == "torch" else steps
-    training.compile_model(model, dataclasses.replace(config, steps_per_execution=per_call), steps_per_epoch=100)
+    training.compile_model(model, dataclasses.replace(config, steps_per_execution=per_call), steps_per_epoch=100,
+                           **_compile_arguments(spec))
     batches = steps * spec.get("fit_repeats", 1)
-    xs, ys = np.concatenate([x] * batches), np.concatenate([y] * batches)
+    xs, ys = _map(lambda a: np.concatenate([a] * batches), x), np.concatenate([y] * batches)
     model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)  # compiles
     times = []
     for _ in range(3):
@@ -159,6 +177,20 @@ def keras_backend():
     return keras.backend.backend()
 
 
+def _compile_arguments(spec):
+    """The captioner's loss is the lesson's masked cross-entropy (its attention penalty is a model loss)."""
+    if not spec["name"].startswith("captioning"):
+        return {}
+    from models import captioning
+
+    return dict(loss=captioning.masked_crossentropy, metrics=())
+
+
+def _map(function, x):
+    """Apply to an input array, or to each array of a multi-input tuple."""
+    return tuple(function(a) for a in x) if isinstance(x, tuple) else function(x)
+
+
 def torch_worker(steps, warmup):
     import numpy as np
     import torch
@@ -172,26 +204,48 @@ def torch_worker(steps, warmup):
         x = spec["inputs"]()
         if spec["channels_first"]:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        x_t = torch.as_tensor(x)
+        x_t = _map(torch.as_tensor, x)
         y_t = torch.as_tensor(labels(spec))
-        loss_fn = torch.nn.BCEWithLogitsLoss() if spec["classes"] == 1 else torch.nn.CrossEntropyLoss(
-            label_smoothing=getattr(config, "label_smoothing", 0.0))
+        if spec["name"].startswith("captioning"):
+            loss_fn = _caption_loss(config, x_t[1])
+        elif spec["classes"] == 1:
+            loss_fn = torch.nn.BCEWithLogitsLoss()
+        else:
+            loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=getattr(config, "label_smoothing", 0.0))
+
+        def call(inputs):
+            return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
 
         def step():
             model.train()
             optimizer.zero_grad()
-            loss = loss_fn(model(x_t), y_t)
+            loss = loss_fn(call(x_t), y_t)
             loss.backward()
             optimizer.step()
 
         def forward(batch):
             model.eval()
             with torch.no_grad():
-                return model(torch.as_tensor(batch))
+                return call(_map(torch.as_tensor, batch))
 
         rows.append(_measure(spec, "PyTorch native", step, forward, x, steps, warmup,
                              sum(p.numel() for p in model.parameters())))
     return rows
+
+
+def _caption_loss(config, input_tokens):
+    """The lesson's loss, written the PyTorch way: cross-entropy over real words plus the doubly stochastic
+    attention penalty (every position attended about once over the caption)."""
+    import torch
+
+    def loss(outputs, targets):
+        logits, weights = outputs
+        real = (targets != 0).float()
+        cross_entropy = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.long(), reduction="none")
+        attended = (weights * (input_tokens != 0).float().unsqueeze(-1)).sum(dim=1)
+        return (cross_entropy * real).sum() / real.sum() + config.attention_penalty * ((1.0 - attended) ** 2).mean()
+
+    return loss
 
 
 def _torch_optimizer(model, config):
@@ -212,11 +266,12 @@ def _measure(spec, implementation, train_step, forward, x, steps, warmup, params
         train_step()
     throughput = steps * spec["batch"] / (time.perf_counter() - started)
     one, batch = [], []
+    first = _map(lambda a: a[:1], x)
     for _ in range(3):
-        forward(x[:1]), forward(x)  # warm-up, and tracing for each shape
+        forward(first), forward(x)  # warm-up, and tracing for each shape
     for _ in range(20):
         started = time.perf_counter()
-        forward(x[:1])
+        forward(first)
         one.append(time.perf_counter() - started)
         started = time.perf_counter()
         forward(x)
@@ -238,12 +293,24 @@ def parameter_tables():
     sections = []
     for spec in models_to_compare():
         model, twin = keras_model(spec), torch_model(spec)
-        rows = transfer.parameter_rows(model, twin)
+        rows = _paired_rows(model, twin) if hasattr(twin, "layer_pairs") else transfer.parameter_rows(model, twin)
         sections.append(f"**{spec['name']}** (Keras {model.count_params():,} weights, PyTorch "
                         f"{sum(p.numel() for p in twin.parameters()):,} parameters)\n\n"
                         + format_table(rows, ["keras layer", "keras params", "torch module", "torch params",
                                               "why they differ"]))
     return "\n\n".join(sections)
+
+
+def _paired_rows(model, twin):
+    """Count rows for a twin that names its Keras partner of each module (the caption decoder)."""
+    rows = []
+    for layer, module, name in twin.layer_pairs(model):
+        keras_count, torch_count = layer.count_params(), sum(p.numel() for p in module.parameters())
+        why = ("PyTorch's LSTMCell has a second bias (the twin keeps it at zero)" if keras_count != torch_count
+               and type(module).__name__ == "LSTMCell" else "")
+        rows.append({"keras layer": layer.name, "keras params": keras_count, "torch module": name,
+                     "torch params": torch_count, "why they differ": why})
+    return rows
 
 
 def _versions():
@@ -294,7 +361,7 @@ def main(argv=None):
               f"call per step; the *fit* rows: the median of 3 `fit` calls over {args.steps} batches, 20 times "
               f"that for the phone-price FNN, {args.steps} steps per compiled call); latency: median of 20 "
               "forward passes in inference mode (compiled predict step for Keras, `torch.no_grad` for PyTorch); "
-              "batch sizes are the lessons': phone price 64, CIFAR-10 256, IMDB 64\n\n"
+              "batch sizes are the lessons': phone price 64, CIFAR-10 256, IMDB 64, captioning 128\n\n"
             + format_table(rows, COLUMNS) + "\n\n"
             + ("Failed: " + "; ".join(failures) + "\n\n" if failures else "")
             + "### Parameter counts, Keras vs PyTorch\n\n" + parameter_tables() + "\n")
