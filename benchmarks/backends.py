@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run_all  # noqa: E402
-from benchmarks.common import command_line, facts_block, machine_facts, publish  # noqa: E402
+from benchmarks.common import command_line, facts_block, measured, publish  # noqa: E402
 from common.tables import format_table  # noqa: E402
 
 ROWS_FILE = Path(__file__).resolve().parent / "backends_rows.json"
@@ -37,12 +37,12 @@ def main(argv=None):
         code = run_all.main(["--tasks", args.task, "--backends", args.backends, "--profile", args.profile,
                              "--output-dir", output_dir, "--no-tensorboard", *extra])
         summary = json.loads((Path(output_dir) / "summary.json").read_text())
-    facts = machine_facts()
+    stamp = measured()
     command = " ".join(["python -m tasks." + args.task, "--profile", args.profile, *extra])
     rows = [{"task": r["task"], "backend": r["backend"], "model": r["model"], "metric": r["metric"],
              "value": f"{r['value']:.4f}" if isinstance(r["value"], float) else r["value"],
              "train time (s)": f"{float(r['train_time_s']):.0f}" if r["train_time_s"] != "" else "",
-             "measured": f"{facts['date']}, {facts['machine'].split(',')[0]}, {facts['commit']}",
+             "measured": stamp,
              "command": f"`KERAS_BACKEND={r['backend']} {command}`"} for r in summary["rows"]]
     state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
     state[args.task] = rows

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import facts_block, machine_facts, publish  # noqa: E402
+from benchmarks.common import facts_block, measured, publish  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
 from tasks import captioning  # noqa: E402
@@ -70,10 +70,9 @@ def main(argv=None):
                      "features (s)": _feature_time(result),
                      "wall time (min)": f"{wall / 60:.1f}" if wall else "(not timed)",
                      "command": f"`{command}`"})
-    facts = machine_facts()
     state["rows"][args.name] = {"rows": rows, "examples": result.get("examples", [])[:4],
                                 "attention_on_named_shape": result.get("attention_on_named_shape"),
-                                "measured": f"{facts['date']}, {facts['machine']}, commit {facts['commit']}"}
+                                "measured": measured()}
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
     publish("captioning", render(state, command))
     return 0

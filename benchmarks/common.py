@@ -43,6 +43,12 @@ def _git_commit():
         return "unknown"
 
 
+def measured():
+    """Date, CPU and commit in one line: the provenance of a table row that is kept across runs."""
+    facts = machine_facts()
+    return f"{facts['date']}, {facts['machine'].split(',')[0]}, commit {facts['commit']}"
+
+
 def facts_block(command):
     facts = machine_facts()
     return (f"- date: {facts['date']}\n- machine: {facts['machine']}\n- versions: {facts['versions']}\n"

@@ -37,6 +37,7 @@ def models_to_compare():
     import numpy as np
 
     from common.config import build_config
+    from models.captioning import masked_crossentropy
     from tasks.captioning import CaptioningConfig
     from tasks.cifar10 import Cifar10Config
     from tasks.imdb import ImdbConfig
@@ -52,8 +53,10 @@ def models_to_compare():
     # <start> + max_words + <end> token ids, padded at the end.
     features = rng.normal(0, 1, (caption.batch_size, CAPTION_POSITIONS, CAPTION_FEATURES)).astype("float32")
     captions = _token_ids(rng, caption.batch_size, caption.max_words + 2, CAPTION_VOCABULARY)
-    captions[:, 0] = 2
-    specs = [  # fit_repeats: a fit call covers the timed batches this many times (a tiny model needs more)
+    captions[:, 0] = 2  # <start>
+    # fit_repeats: a fit call covers the timed batches this many times (a tiny model needs more);
+    # compile: what the lesson compiles with besides its config (the captioner's masked loss).
+    specs = [
         dict(name="phone_price fnn", config=phone, batch=phone.batch_size, classes=4,
              inputs=lambda: x_phone, channels_first=False, fit_repeats=20),
         dict(name="cifar10 fast", config=cifar, batch=cifar.batch_size, classes=10,
@@ -63,7 +66,8 @@ def models_to_compare():
              inputs=lambda: _token_ids(rng, imdb.batch_size, imdb.sequence_length, imdb.vocabulary_size),
              channels_first=False),
         dict(name="captioning lstm decoder", config=caption, batch=caption.batch_size, classes=CAPTION_VOCABULARY,
-             inputs=lambda: (features, captions[:, :-1]), targets=lambda: captions[:, 1:], channels_first=False),
+             inputs=lambda: (features, captions[:, :-1]), targets=lambda: captions[:, 1:], channels_first=False,
+             compile=dict(loss=masked_crossentropy, metrics=())),
     ]
     return specs
 
@@ -130,7 +134,7 @@ def keras_worker(steps, warmup):
         keras.utils.set_random_seed(0)
         model = keras_model(spec)
         config = spec["config"]
-        training.compile_model(model, config, steps_per_epoch=100, **_compile_arguments(spec))
+        training.compile_model(model, config, steps_per_epoch=100, **spec.get("compile", {}))
         y = labels(spec)
         one_hot = registry.loss_target(registry.check_name("loss", getattr(config, "loss", "ce"))) == "one_hot"
         if spec["classes"] > 1 and one_hot:  # the CIFAR recipe's loss takes one-hot rows
@@ -149,13 +153,13 @@ def _measure_fit(spec, model, config, x, y, steps):
     allows only 1). A tiny model's fit covers more batches, so the per-call set-up does not dominate."""
     import dataclasses
 
+    import keras
     import numpy as np
 
     from common import training
 
-    per_call = 1 if keras_backend() == "torch" else steps
-    training.compile_model(model, dataclasses.replace(config, steps_per_execution=per_call), steps_per_epoch=100,
-                           **_compile_arguments(spec))
+    training.compile_model(model, dataclasses.replace(config, steps_per_execution=steps), steps_per_epoch=100,
+                           **spec.get("compile", {}))
     batches = steps * spec.get("fit_repeats", 1)
     xs, ys = _map(lambda a: np.concatenate([a] * batches), x), np.concatenate([y] * batches)
     model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)  # compiles
@@ -164,26 +168,12 @@ def _measure_fit(spec, model, config, x, y, steps):
         started = time.perf_counter()
         model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)
         times.append(time.perf_counter() - started)
-    row = {"model": spec["name"], "implementation": f"Keras {keras_backend()} fit, {per_call} step(s) per execution",
+    row = {"model": spec["name"],
+           "implementation": f"Keras {keras.backend.backend()} fit, {model.steps_per_execution} step(s) per execution",
            "train examples/s": round(batches * spec["batch"] / statistics.median(times), 1), "batch": spec["batch"],
            "params": int(model.count_params())}
     print(json.dumps(row), flush=True)
     return row
-
-
-def keras_backend():
-    import keras
-
-    return keras.backend.backend()
-
-
-def _compile_arguments(spec):
-    """The captioner's loss is the lesson's masked cross-entropy (its attention penalty is a model loss)."""
-    if not spec["name"].startswith("captioning"):
-        return {}
-    from models import captioning
-
-    return dict(loss=captioning.masked_crossentropy, metrics=())
 
 
 def _map(function, x):
@@ -207,7 +197,8 @@ def torch_worker(steps, warmup):
         x_t = _map(torch.as_tensor, x)
         y_t = torch.as_tensor(labels(spec))
         if spec["name"].startswith("captioning"):
-            loss_fn = _caption_loss(config, x_t[1])
+            def loss_fn(outputs, targets):
+                return model.loss(outputs, targets, x_t[1], config.attention_penalty)
         elif spec["classes"] == 1:
             loss_fn = torch.nn.BCEWithLogitsLoss()
         else:
@@ -231,21 +222,6 @@ def torch_worker(steps, warmup):
         rows.append(_measure(spec, "PyTorch native", step, forward, x, steps, warmup,
                              sum(p.numel() for p in model.parameters())))
     return rows
-
-
-def _caption_loss(config, input_tokens):
-    """The lesson's loss, written the PyTorch way: cross-entropy over real words plus the doubly stochastic
-    attention penalty (every position attended about once over the caption)."""
-    import torch
-
-    def loss(outputs, targets):
-        logits, weights = outputs
-        real = (targets != 0).float()
-        cross_entropy = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.long(), reduction="none")
-        attended = (weights * (input_tokens != 0).float().unsqueeze(-1)).sum(dim=1)
-        return (cross_entropy * real).sum() / real.sum() + config.attention_penalty * ((1.0 - attended) ** 2).mean()
-
-    return loss
 
 
 def _torch_optimizer(model, config):
@@ -293,24 +269,12 @@ def parameter_tables():
     sections = []
     for spec in models_to_compare():
         model, twin = keras_model(spec), torch_model(spec)
-        rows = _paired_rows(model, twin) if hasattr(twin, "layer_pairs") else transfer.parameter_rows(model, twin)
+        rows = transfer.parameter_rows(model, twin)
         sections.append(f"**{spec['name']}** (Keras {model.count_params():,} weights, PyTorch "
                         f"{sum(p.numel() for p in twin.parameters()):,} parameters)\n\n"
                         + format_table(rows, ["keras layer", "keras params", "torch module", "torch params",
                                               "why they differ"]))
     return "\n\n".join(sections)
-
-
-def _paired_rows(model, twin):
-    """Count rows for a twin that names its Keras partner of each module (the caption decoder)."""
-    rows = []
-    for layer, module, name in twin.layer_pairs(model):
-        keras_count, torch_count = layer.count_params(), sum(p.numel() for p in module.parameters())
-        why = ("PyTorch's LSTMCell has a second bias (the twin keeps it at zero)" if keras_count != torch_count
-               and type(module).__name__ == "LSTMCell" else "")
-        rows.append({"keras layer": layer.name, "keras params": keras_count, "torch module": name,
-                     "torch params": torch_count, "why they differ": why})
-    return rows
 
 
 def _versions():

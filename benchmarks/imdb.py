@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import command_line, facts_block, machine_facts, publish  # noqa: E402
+from benchmarks.common import command_line, facts_block, measured, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -42,7 +42,7 @@ def main(argv=None):
     models = args.models.split(",") if args.models else [base.model, "ngram"]
 
     rows = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
-    facts = machine_facts()
+    stamp = measured()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         for name in models:
@@ -60,7 +60,7 @@ def main(argv=None):
                 "params": result["params"], "epochs": result["epochs"],
                 "train time (s)": f"{result['train_time_s']:.0f}",
                 "time per epoch (s)": f"{result['time_per_epoch_s']:.1f}", "sequence length": length,
-                "measured": f"{facts['date']}, {facts['machine'].split(',')[0]}, {facts['commit']}",
+                "measured": stamp,
                 "command": f"`python -m tasks.imdb --profile {args.profile} --model {name}`"}
             print(rows[f"{name}/{args.profile}"], flush=True)
     total = time.perf_counter() - started

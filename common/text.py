@@ -6,8 +6,7 @@ labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never rea
 
 Standardisation: lower-case, HTML line breaks (`<br />`), Unicode separators and control characters to
 spaces, punctuation stripped, and bytes that are not valid UTF-8 replaced by U+FFFD instead of failing
-mid-epoch. It is a registered function, so a
-saved model carries it and takes raw strings.
+mid-epoch. It is a registered function, so a saved model carries it and takes raw strings.
 """
 
 import dataclasses

@@ -58,9 +58,8 @@ class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
     PROFILES: typing.ClassVar[dict] = {
         "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_vocabulary_size=2000,
-                      ngram_buckets=5000,
-                      sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16, early_stopping=0,
-                      tensorboard=False, verbose=0),
+                      ngram_buckets=5000, sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16,
+                      early_stopping=0, tensorboard=False, verbose=0),
         "quick": dict(),
         "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
     }

@@ -64,7 +64,7 @@ class PhonePriceConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "phone_price"
     PROFILES: typing.ClassVar[dict] = {
         "smoke": dict(epochs=8, max_rows=400, batch_size=32, tensorboard=False, verbose=0),
-        # One compiled call runs 32 training steps (an epoch is 21): same numbers, a third less time.
+        # One compiled call runs 32 training steps (an epoch is 21): the same numbers, less per-step overhead.
         "quick": dict(steps_per_execution=32),
         "full": dict(cv=5, steps_per_execution=32),
     }

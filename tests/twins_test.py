@@ -247,18 +247,11 @@ def test_one_sgd_step_updates_caption_decoder_weights_alike(cell):
     model, twin, features, tokens, config = caption_pair(cell)
     keras_step(model, (features, tokens[:, :-1]), tokens[:, 1:], captioning.masked_crossentropy)
 
-    def loss(outputs, targets):
-        logits, weights = outputs
-        real = (targets != 0).float()
-        cross_entropy = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.long(), reduction="none")
-        inputs_real = (torch.as_tensor(tokens[:, :-1]) != 0).float().unsqueeze(-1)
-        penalty = ((1.0 - (weights * inputs_real).sum(dim=1)) ** 2).mean()
-        return (cross_entropy * real).sum() / real.sum() + penalty
-
+    inputs = torch.as_tensor(tokens[:, :-1])
     twin.train()
     optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
     optimizer.zero_grad()
-    loss(twin(torch.as_tensor(features), torch.as_tensor(tokens[:, :-1])), torch.as_tensor(tokens[:, 1:])).backward()
+    twin.loss(twin(torch.as_tensor(features), inputs), torch.as_tensor(tokens[:, 1:]), inputs, 1.0).backward()
     optimizer.step()
     assert_same_parameters(model, twin, lambda: torch_models.Captioner(config, 11, feature_dim=12))
 

@@ -276,6 +276,16 @@ class Captioner(nn.Module):
             pairs.append((decoder.init_state[1], self.init_c, "init_c"))
         return pairs + [(decoder.classifier, self.next_word, "next_word")]
 
+    @staticmethod
+    def loss(outputs, targets, input_tokens, attention_penalty):
+        """The lesson's loss: cross-entropy over real words (id > 0) plus the doubly stochastic attention
+        penalty (every position attended about once over the caption's real input words)."""
+        logits, weights = outputs
+        real = (targets != 0).float()
+        cross_entropy = nn.functional.cross_entropy(logits.transpose(1, 2), targets.long(), reduction="none")
+        attended = (weights * (input_tokens != 0).float().unsqueeze(-1)).sum(dim=1)
+        return (cross_entropy * real).sum() / real.sum() + attention_penalty * ((1.0 - attended) ** 2).mean()
+
     def forward(self, features, tokens):
         features = self.feature_dropout(torch.relu(self.encoded(features)))
         keys = self.attention.feature_projection(features)

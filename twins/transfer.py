@@ -218,19 +218,25 @@ def parameter_rows(keras_model, torch_model):
 
     Keras counts every weight (trainable or not: batch-norm moving statistics, Normalization's mean,
     variance and count); PyTorch's `parameters()` leaves buffers (running statistics) out. LSTM and
-    SimpleRNN layers have one bias in Keras and two in PyTorch.
+    SimpleRNN layers (and cells) have one bias in Keras and two in PyTorch. A twin with `layer_pairs` (the
+    caption decoder) names the Keras partner of each module; the others are paired in order.
     """
+    if hasattr(torch_model, "layer_pairs"):
+        return [_row(layer.name, layer.count_params(), name, module, sum(p.numel() for p in module.parameters()))
+                for layer, module, name in torch_model.layer_pairs(keras_model)]
     rows = []
     k_layers = keras_leaves(keras_model)
     for name, module in torch_leaves(torch_model):
         count = module.num_layers if isinstance(module, RNN_TYPES) else 1
         layers, k_layers = k_layers[:count], k_layers[count:]
-        keras_count = sum(layer.count_params() for layer in layers)
-        torch_count = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append({"keras layer": ", ".join(layer.name for layer in layers), "keras params": keras_count,
-                     "torch module": name, "torch params": torch_count,
-                     "why they differ": _why(module, keras_count, torch_count)})
+        rows.append(_row(", ".join(layer.name for layer in layers), sum(layer.count_params() for layer in layers),
+                         name, module, sum(p.numel() for p in module.parameters(recurse=False))))
     return rows
+
+
+def _row(keras_name, keras_count, torch_name, module, torch_count):
+    return {"keras layer": keras_name, "keras params": keras_count, "torch module": torch_name,
+            "torch params": torch_count, "why they differ": _why(module, keras_count, torch_count)}
 
 
 def _why(module, keras_count, torch_count):
@@ -244,4 +250,6 @@ def _why(module, keras_count, torch_count):
         gates = GATES[type(module)] * module.hidden_size
         directions = 2 if module.bidirectional else 1
         return f"PyTorch has a second bias vector: + {gates} per layer and direction (x {module.num_layers * directions})"
+    if isinstance(module, nn.LSTMCell):
+        return f"PyTorch's LSTMCell has a second bias vector: + {4 * module.hidden_size} (the twin keeps it at zero)"
     return "different structure"
