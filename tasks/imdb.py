@@ -15,13 +15,13 @@ What the lesson shows:
    each layer checked against its formula (see models/text.py).
 4. The strong non-recurrent reference beside it: a fastText-style bag of uni- and bigrams (`ngram`):
    every word and every hashed bigram gets a 32-d vector, the review is their mean. With 50,000 words and
-   a million bigram rows it reaches 0.90 in four minutes, ahead of every recurrent model here (0.87):
+   a million bigram rows it reaches 0.90 in about four minutes, ahead of every recurrent model here (<= 0.87):
    on reviews this long, which phrases occur says more than their order, and order is what a small
    recurrent network spends its capacity on.
 5. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
-    python -m tasks.imdb                            # quick profile: GRU + n-gram reference, ~10 min on CPU
+    python -m tasks.imdb                            # quick profile: GRU + n-gram reference, ~7 min on CPU
     python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
     python -m tasks.imdb --profile smoke            # seconds, a few batches
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
