@@ -12,7 +12,7 @@ What the lesson shows:
 2. The architectures in `models/cnn.py` (`--model`): the course's first CNN (`course_cnn`, 35 k parameters;
    `--config recipes/cifar10_course_cnn.json` trains it the course's way), a VGG-style net with batch norm and dropout, ResNet-20/32/56 as in He et al. (2016), and
    `fast`, a residual-free net built for time-to-accuracy after airbench: the quick profile trains it to
-   83 % (84 % with flip test-time augmentation) in 25 minutes on a 2-core CPU (benchmarks/RESULTS.md).
+   85 % (86 % with flip test-time augmentation) in 16 epochs, 12 minutes on a 2-core Xeon (benchmarks/RESULTS.md).
 3. The training recipe that makes it fast: SGD with Nesterov momentum and decoupled weight decay, a
    one-cycle learning rate (linear up, linear down), label smoothing 0.2, large batches.
 4. Reading the result: learning curves, the confusion matrix, per-class accuracy and a grid of the test
@@ -25,7 +25,7 @@ setting), `--activation relu|leaky_relu|swish`, `--label-smoothing 0`, `--crop-p
 augmentation: watch validation accuracy stall while training accuracy climbs), `--mixup 0.2`,
 `--config recipes/cifar10_resnet20.json` (the paper's recipe, for a GPU).
 
-    python -m tasks.cifar10                     # quick profile: the fast net, 25 min on a 2-core CPU
+    python -m tasks.cifar10                     # quick profile: the fast net, 12 min on a 2-core Xeon
     python -m tasks.cifar10 --profile smoke     # seconds, a few hundred images
     python -m tasks.cifar10 --model course_cnn --epochs 10
     python -m tasks.cifar10 predict --run runs/cifar10/<run-id> my_cat.png
@@ -75,7 +75,7 @@ class Cifar10Config(TrainConfig):
         help="batch-norm moving-average momentum (Keras 0.99 = PyTorch 0.01; 0.9 = PyTorch's default 0.1)"))
     dropout: float = 0.0
     l2: float = dataclasses.field(default=0.0, metadata=dict(help="L2 penalty on conv/dense kernels (ResNet paper: 1e-4)"))
-    epochs: int = 9
+    epochs: int = 16
     batch_size: int = 256
     optimizer: str = dataclasses.field(default="nesterov", metadata={"registry": "optimizer"})
     learning_rate: float = 0.2
