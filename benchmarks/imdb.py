@@ -1,8 +1,10 @@
 """IMDB benchmark: test accuracy, parameters, training time and time per epoch of each text model, on the
 lesson's split (25,000 test reviews), measured in one run.
 
-    python -m benchmarks.imdb                                   # the quick profile: BiGRU + n-gram reference
+    python -m benchmarks.imdb                                   # the quick profile's model (GRU) + n-gram reference
     python -m benchmarks.imdb --models lstm,gru,bilstm_attention --profile full
+    python -m benchmarks.imdb --config recipes/imdb_bigru_bigrams.json    # a recipe's model, one row
+    python -m benchmarks.imdb --config recipes/imdb_bigru_bigrams.json --set bigram_buckets=0   # an ablation
 
 Writes the imdb section of RESULTS.md (one row per model; rows of earlier runs of other models are kept).
 """
@@ -35,18 +37,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--models", help="comma-separated (default: the profile's model and the n-gram reference)")
+    parser.add_argument("--config", help="a recipe (JSON settings) applied to every model; default: its model only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further setting for every model, e.g. bigram_buckets=0 (repeatable)")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    overrides = dict(tensorboard=False, verbose=2, **({"data_dir": args.data_dir} if args.data_dir else {}))
-    base = build_config(imdb.ImdbConfig, profile=args.profile, overrides=overrides)
-    models = args.models.split(",") if args.models else [base.model, "ngram"]
+    settings = dict(parse_setting(item) for item in args.set)
+    overrides = dict(tensorboard=False, verbose=2, **settings,
+                     **({"data_dir": args.data_dir} if args.data_dir else {}))
+    base = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=overrides)
+    models = args.models.split(",") if args.models else [base.model] if args.config else [base.model, "ngram"]
+    recipe = (f" --config {Path(args.config).as_posix()}" if args.config else "") + "".join(
+        f" --{key.replace('_', '-')} {value}" for key, value in settings.items())
 
     rows = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
     stamp = measured()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         for name in models:
-            config = build_config(imdb.ImdbConfig, profile=args.profile, overrides=dict(
+            config = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=dict(
                 overrides, model=name, baseline=False, output_dir=output_dir, run_id=name))
             imdb.train(config)  # the n-gram model uses its own size and epochs (imdb.ngram_config)
             run_dir = Path(output_dir) / "imdb" / name
@@ -55,14 +64,16 @@ def main(argv=None):
                 PLOTS.mkdir(exist_ok=True)
                 shutil.copy(run_dir / "attention.png", PLOTS / f"imdb_attention_{args.profile}.png")
             length = config.ngram_sequence_length if name == "ngram" else config.sequence_length
-            rows[f"{name}/{args.profile}"] = {
-                "model": name, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),
+            label = name + "".join(f" ({part})" for part in [Path(args.config).stem if args.config else None,
+                                                              *[f"{k}={v}" for k, v in settings.items()]] if part)
+            rows[f"{label}/{args.profile}"] = {
+                "model": label, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),
                 "params": result["params"], "epochs": result["epochs"],
                 "train time (s)": f"{result['train_time_s']:.0f}",
                 "time per epoch (s)": f"{result['time_per_epoch_s']:.1f}", "sequence length": length,
                 "measured": stamp,
-                "command": f"`python -m tasks.imdb --profile {args.profile} --model {name}`"}
-            print(rows[f"{name}/{args.profile}"], flush=True)
+                "command": f"`python -m tasks.imdb --profile {args.profile}{recipe} --model {name}`"}
+            print(rows[f"{label}/{args.profile}"], flush=True)
     total = time.perf_counter() - started
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
     ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
@@ -74,6 +85,17 @@ def main(argv=None):
             + format_table(ordered, COLUMNS) + "\n")
     publish("imdb", body)
     return 0
+
+
+def parse_setting(item):
+    """'bigram_buckets=0' -> ('bigram_buckets', 0): the value is read as JSON when it is JSON, else a string."""
+    key, separator, value = item.partition("=")
+    if not separator:
+        raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
 
 
 if __name__ == "__main__":

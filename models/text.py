@@ -1,8 +1,10 @@
 """Text classifiers on raw strings: recurrent networks and a bag-of-n-grams reference.
 
     raw review -> TextVectorization (inside the model) -> Embedding (mask_zero: padding is ignored)
+                  [+ an embedding of the hashed bigram ending at each word, `bigram_buckets` > 0]
                -> SimpleRNN / LSTM / GRU (1 or more layers), optionally Bidirectional,
-                  or a BiLSTM whose outputs are pooled by additive attention
+                  or a BiLSTM whose outputs are pooled by additive attention,
+                  or a BiGRU whose outputs are max- and mean-pooled over time (`bigru_pool`)
                -> Dense(1, sigmoid)
 
     raw review -> token ids -> mean of the word and hashed-bigram embeddings (fastText) -> Dense(1, sigmoid)
@@ -22,7 +24,16 @@ from keras import ops
 from models import registry
 
 RECURRENT = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "ngram")
+ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool", "ngram")
+BIGRAM_HASH_MULTIPLIER = 7919  # a prime: bigram (a, b) -> (a * 7919 + b) mod buckets
+
+
+def hashed_bigrams(ids, buckets):
+    """The bigram (previous word, word) at every position, hashed into [0, buckets), and whether it is a
+    real bigram (both words are tokens, not padding). Position 0 pairs the first word with padding."""
+    ids = ops.cast(ids, "int32")
+    previous = ops.pad(ids[:, :-1], [[0, 0], [1, 0]])
+    return (previous * BIGRAM_HASH_MULTIPLIER + ids) % buckets, (previous > 0) & (ids > 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_tutorials")
@@ -68,7 +79,7 @@ class NgramEmbeddingAverage(keras.layers.Layer):
 
     Bigrams are hashed into `buckets` extra rows of the table (Joulin et al. 2016 use the same trick):
     bigram (a, b) -> vocabulary_size + (a * 7919 + b) mod buckets. Padding (id 0) and bigrams touching it
-    are left out of the mean.
+    (and the first word, which has no bigram) are left out of the mean.
     """
 
     def __init__(self, vocabulary_size, buckets, embedding_dim, **kwargs):
@@ -84,10 +95,9 @@ class NgramEmbeddingAverage(keras.layers.Layer):
 
     def call(self, ids):
         ids = ops.cast(ids, "int32")
-        first, second = ids[:, :-1], ids[:, 1:]
-        bigrams = self.vocabulary_size + (first * 7919 + second) % self.buckets
-        all_ids = ops.concatenate([ids, bigrams], axis=1)
-        mask = ops.concatenate([ids > 0, (first > 0) & (second > 0)], axis=1)
+        bigrams, is_bigram = hashed_bigrams(ids, self.buckets)
+        all_ids = ops.concatenate([ids, self.vocabulary_size + bigrams], axis=1)
+        mask = ops.concatenate([ids > 0, is_bigram], axis=1)
         mask = ops.expand_dims(ops.cast(mask, self.compute_dtype), -1)
         vectors = ops.take(self.embeddings, all_ids, axis=0)
         return ops.sum(vectors * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
@@ -98,6 +108,63 @@ class NgramEmbeddingAverage(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "buckets": self.buckets,
                 "embedding_dim": self.embedding_dim}
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class BigramEmbedding(keras.layers.Layer):
+    """A vector for the hashed bigram ending at each word (Johnson & Zhang's region embedding of size 2,
+    supervised): added to the word's own embedding, it tells the recurrent layer "not good" apart from
+    "good" at the word itself. Position 0 and bigrams touching padding use row 0 of the table, hashed
+    bigrams rows 1..buckets. It masks padding like the word embedding does (Keras' Add drops the mask
+    when one input has none).
+    """
+
+    def __init__(self, buckets, embedding_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.buckets = buckets
+        self.embedding_dim = embedding_dim
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.buckets + 1, self.embedding_dim),
+                                          initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+                                          name="embeddings")
+
+    def call(self, ids):
+        bigrams, is_bigram = hashed_bigrams(ids, self.buckets)
+        return ops.take(self.embeddings, ops.where(is_bigram, bigrams + 1, 0), axis=0)
+
+    def compute_mask(self, ids, mask=None):
+        return ops.not_equal(ids, 0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.embedding_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "buckets": self.buckets, "embedding_dim": self.embedding_dim}
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class MaxMeanPooling(keras.layers.Layer):
+    """Max and mean over the unmasked time steps, concatenated: every state of the sequence can speak,
+    not only the last one (Johnson & Zhang 2016 found max pooling over LSTM states beat the last state)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, sequence, mask=None):
+        if mask is None:
+            return ops.concatenate([ops.max(sequence, axis=1), ops.mean(sequence, axis=1)], axis=-1)
+        keep = ops.expand_dims(ops.cast(mask, sequence.dtype), -1)
+        largest = ops.max(ops.where(keep > 0, sequence, ops.full_like(sequence, -1e9)), axis=1)
+        mean = ops.sum(sequence * keep, axis=1) / ops.maximum(ops.sum(keep, axis=1), 1.0)
+        return ops.concatenate([largest, mean], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
 
 
 def build_text_classifier(config, data):
@@ -123,6 +190,9 @@ def classifier_head(tokens, config, vocabulary_size):
                                   name="ngram_embedding")(tokens)
     else:
         x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+        if getattr(config, "bigram_buckets", 0):
+            bigrams = BigramEmbedding(config.bigram_buckets, config.embedding_dim, name="bigram_embedding")(tokens)
+            x = keras.layers.Add(name="word_plus_bigram")([x, bigrams])
         x = recurrent_stack(x, config)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout")(x)
@@ -130,12 +200,13 @@ def classifier_head(tokens, config, vocabulary_size):
 
 
 def recurrent_stack(x, config):
-    """`num_layers` recurrent layers; all but the last return sequences (attention needs every step)."""
+    """`num_layers` recurrent layers; all but the last return sequences (pooling needs every step)."""
     kind = config.model
-    cell = "lstm" if kind.startswith("bilstm") else "gru" if kind == "bigru" else kind
+    cell = recurrent_cell(kind)
+    pooled = kind in ("bilstm_attention", "bigru_pool")
     for i in range(1, config.num_layers + 1):
         last = i == config.num_layers
-        layer = RECURRENT[cell](config.units, return_sequences=not last or kind == "bilstm_attention",
+        layer = RECURRENT[cell](config.units, return_sequences=not last or pooled,
                                 dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
                                 kernel_initializer=registry.initializer(config.initializer), name=f"{cell}_{i}")
         if kind.startswith("bi"):
@@ -143,7 +214,14 @@ def recurrent_stack(x, config):
         x = layer(x)
     if kind == "bilstm_attention":
         x, _ = AttentionPooling(config.units, name="attention")(x)
+    elif kind == "bigru_pool":
+        x = MaxMeanPooling(name="max_mean_pool")(x)
     return x
+
+
+def recurrent_cell(kind):
+    """The recurrent layer an architecture is made of: bilstm* -> lstm, bigru* -> gru, else its own name."""
+    return "lstm" if kind.startswith("bilstm") else "gru" if kind.startswith("bigru") else kind
 
 
 def recurrent_parameter_count(kind, units, inputs):
@@ -173,6 +251,8 @@ def parameter_table(model):
             formula = f"2 x {formula}" if layer is not inner else formula
         elif isinstance(layer, keras.layers.Embedding):
             formula = f"vocabulary {layer.input_dim} x {layer.output_dim}"
+        elif isinstance(layer, BigramEmbedding):
+            formula = f"(bigram buckets {layer.buckets} + 1) x {layer.embedding_dim}"
         elif isinstance(layer, keras.layers.Dense):
             formula = f"{layer.kernel.shape[0]} x {layer.units} + {layer.units}"
         rows.append({"layer": layer.name, "params": count, "formula": formula})

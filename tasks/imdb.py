@@ -88,6 +88,9 @@ class ImdbConfig(TrainConfig):
         help="tokens kept per review by the n-gram model (it is cheap, so it reads more)"))
     sequence_length: int = dataclasses.field(default=300, metadata=dict(help="tokens kept per review"))
     embedding_dim: int = 64
+    bigram_buckets: int = dataclasses.field(default=0, metadata=dict(
+        help="recurrent models: add to each word's vector that of the hashed bigram ending there, from this "
+             "many rows (0 = words only)"))
     units: int = 64
     num_layers: int = 1
     dropout: float = 0.3
@@ -107,6 +110,8 @@ class ImdbConfig(TrainConfig):
             raise UserError("--dropout and --recurrent-dropout must be in [0, 1).")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}.")
+        if self.bigram_buckets < 0:
+            raise UserError(f"--bigram-buckets must not be negative, got {self.bigram_buckets}.")
         for name in ("vocabulary_size", "sequence_length", "embedding_dim", "units", "num_layers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1.")

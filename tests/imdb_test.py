@@ -117,13 +117,37 @@ def test_recurrent_parameter_counts_match_the_formulas(kind, cell, directions):
         ["lstm", "gru", "simple_rnn"].index(cell)])
 
 
-@pytest.mark.parametrize("kind", list(text_models.ARCHITECTURES))
-def test_appended_padding_does_not_change_the_prediction(kind):
-    short = text_models.build_text_classifier(model_config(kind), tiny_data(length=12))
-    long = text_models.build_text_classifier(model_config(kind), tiny_data(length=30))
+@pytest.mark.parametrize("kind,bigram_buckets", [(kind, 0) for kind in text_models.ARCHITECTURES]
+                         + [("gru", 16), ("bigru_pool", 16)])
+def test_appended_padding_does_not_change_the_prediction(kind, bigram_buckets):
+    config = model_config(kind, bigram_buckets=bigram_buckets)
+    short = text_models.build_text_classifier(config, tiny_data(length=12))
+    long = text_models.build_text_classifier(config, tiny_data(length=30))
     long.set_weights(short.get_weights())
     review = text.string_batch(["w3 w7 w1 w22 w9 w4 w4"])
     np.testing.assert_allclose(long.predict(review, verbose=0), short.predict(review, verbose=0), atol=1e-6)
+
+
+def test_max_mean_pooling_reads_only_unmasked_steps():
+    sequence = np.array([[[1.0, -2.0], [3.0, -4.0], [100.0, 100.0]]], dtype="float32")
+    mask = np.array([[True, True, False]])
+    pooled = keras.ops.convert_to_numpy(text_models.MaxMeanPooling()(sequence, mask=mask))
+    np.testing.assert_allclose(pooled, [[3.0, -2.0, 2.0, -3.0]])  # max then mean, step 3 ignored
+
+
+def test_bigram_inputs_tell_word_order_apart_and_are_counted():
+    """With bigram vectors the same words in another order enter the recurrent layer differently at the
+    very first step after the change, and the table's size is (buckets + 1) x embedding size."""
+    model = text_models.build_text_classifier(model_config("gru", bigram_buckets=16), tiny_data(length=12))
+    table = {row["layer"]: row for row in text_models.parameter_table(model)}
+    assert table["bigram_embedding"]["params"] == 17 * 8
+    ids = np.array([[3, 4, 5, 0], [3, 5, 4, 0]], dtype="int32")
+    bigrams, is_bigram = (keras.ops.convert_to_numpy(t) for t in text_models.hashed_bigrams(ids, 16))
+    np.testing.assert_array_equal(is_bigram, [[False, True, True, False], [False, True, True, False]])
+    assert bigrams[0, 1] == (3 * text_models.BIGRAM_HASH_MULTIPLIER + 4) % 16
+    vectors = keras.ops.convert_to_numpy(model.get_layer("bigram_embedding")(ids))
+    np.testing.assert_array_equal(vectors[0, 0], vectors[1, 0])  # both start with "w3": no bigram yet
+    assert not np.allclose(vectors[0, 1], vectors[1, 1])  # (w3, w4) vs (w3, w5)
 
 
 def test_attention_weights_sum_to_one_and_skip_padding():

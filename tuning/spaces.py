@@ -62,7 +62,7 @@ def imdb(hp):
     the batch size (the review pipeline is batched once, when the data is loaded).
     """
     values = shared(hp, skip=("activation", "batch_size"))
-    values["model"] = hp.Choice("model", ["lstm", "gru", "bilstm", "bigru", "bilstm_attention"])
+    values["model"] = hp.Choice("model", ["lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"])
     values["units"] = hp.Choice("units", [32, 64, 128])
     values["embedding_dim"] = hp.Choice("embedding_dim", [32, 64, 128])
     return values

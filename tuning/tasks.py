@@ -45,7 +45,7 @@ def _imdb():
         return data.train, data.val, data.test, imdb.steps_per_epoch(data)
 
     comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
-    comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention"]
+    comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"]
     return TaskSpec("imdb", imdb.ImdbConfig, load_data, build_text_classifier, make_datasets, spaces.imdb,
                     comparisons)
 

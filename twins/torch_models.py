@@ -197,8 +197,8 @@ class TextRNN(Classifier):
         super().__init__()
         kind = config.model
         cell = "lstm" if kind.startswith("bilstm") else "gru" if kind == "bigru" else kind
-        if cell not in RECURRENT or kind == "bilstm_attention":
-            raise ValueError(f"no PyTorch twin for text model {kind!r}")
+        if cell not in RECURRENT or kind == "bilstm_attention" or getattr(config, "bigram_buckets", 0):
+            raise ValueError(f"no PyTorch twin for text model {kind!r} (or with bigram inputs)")
         self.embedding = nn.Embedding(vocabulary_size, config.embedding_dim)
         self.rnn = RECURRENT[cell](config.embedding_dim, config.units, num_layers=config.num_layers,
                                    batch_first=True, bidirectional=kind.startswith("bi"))
