@@ -47,6 +47,7 @@ def main(argv=None):
                      **({"data_dir": args.data_dir} if args.data_dir else {}))
     base = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=overrides)
     models = args.models.split(",") if args.models else [base.model] if args.config else [base.model, "ngram"]
+    variant = ([Path(args.config).stem] if args.config else []) + [f"{k}={v}" for k, v in settings.items()]
     recipe = (f" --config {Path(args.config).as_posix()}" if args.config else "") + "".join(
         f" --{key.replace('_', '-')} {value}" for key, value in settings.items())
 
@@ -64,8 +65,7 @@ def main(argv=None):
                 PLOTS.mkdir(exist_ok=True)
                 shutil.copy(run_dir / "attention.png", PLOTS / f"imdb_attention_{args.profile}.png")
             length = config.ngram_sequence_length if name == "ngram" else config.sequence_length
-            label = name + "".join(f" ({part})" for part in [Path(args.config).stem if args.config else None,
-                                                              *[f"{k}={v}" for k, v in settings.items()]] if part)
+            label = name + (f" ({', '.join(variant)})" if variant else "")
             rows[f"{label}/{args.profile}"] = {
                 "model": label, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),
                 "params": result["params"], "epochs": result["epochs"],
@@ -76,10 +76,11 @@ def main(argv=None):
             print(rows[f"{label}/{args.profile}"], flush=True)
     total = time.perf_counter() - started
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
+    suffix = f" ({', '.join(variant)})" if variant else ""
     ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
     body = ("## IMDB (`tasks/imdb.py`)\n\n" + facts_block(command_line("benchmarks.imdb"))
             + f"- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42)\n"
-            + f"- this run: {', '.join(models)} on the {args.profile} profile in {total / 60:.1f} min "
+            + f"- this run: {', '.join(models)}{suffix} on the {args.profile} profile in {total / 60:.1f} min "
               "(each model's own time below; the rest is loading and adapting the vocabulary); rows of earlier "
               "runs are kept, with their date, machine and commit\n\n"
             + format_table(ordered, COLUMNS) + "\n")

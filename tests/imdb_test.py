@@ -150,6 +150,14 @@ def test_bigram_inputs_tell_word_order_apart_and_are_counted():
     assert not np.allclose(vectors[0, 1], vectors[1, 1])  # (w3, w4) vs (w3, w5)
 
 
+def test_bigram_pooled_model_survives_saving(tmp_path):
+    model = text_models.build_text_classifier(model_config("bigru_pool", bigram_buckets=16), tiny_data(length=12))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    reviews = text.string_batch(["w3 w7 w1 w22", "w22 w1 w7 w3 w9"])
+    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
+
+
 def test_attention_weights_sum_to_one_and_skip_padding():
     model = text_models.build_text_classifier(model_config("bilstm_attention"), tiny_data(length=12))
     ids, weights = text_models.attention_weights_model(model).predict(text.string_batch(["w1 w2 w3 w4"]),
