@@ -41,7 +41,9 @@ for name in cnn.ARCHITECTURES:
     step(name, cnn.build_cnn(config, images), x, np.arange(4), "sparse_categorical_crossentropy")
 ids = rng.integers(0, 50, (4, 12)).astype("int32")
 for name in text.ARCHITECTURES:
-    config = build_config(ImdbConfig, profile="smoke", overrides=dict(model=name, ngram_buckets=20))
+    bigrams = 20 if name == "bigru_pool" else 0  # the bigram input layer too, on every backend
+    config = build_config(ImdbConfig, profile="smoke", overrides=dict(model=name, ngram_buckets=20,
+                                                                     bigram_buckets=bigrams))
     step(name, text.build_token_classifier(config, 50, 12), ids, np.array([[0.0], [1], [0], [1]]),
          "binary_crossentropy")
 from models import captioning, efficientnet_lite
@@ -59,7 +61,7 @@ step("efficientnet_lite0", model, rng.uniform(0, 255, (2, 64, 64, 3)).astype("fl
 print(json.dumps({"backend": keras.backend.backend(), "losses": losses}))
 """
 
-EXPECTED = 2 + 6 + 7 + 3  # FNN and baseline, the CNNs, the text models, captioners and EfficientNet-Lite0
+EXPECTED = 2 + 6 + 8 + 3  # FNN and baseline, the CNNs, the text models, captioners and EfficientNet-Lite0
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
