@@ -2,7 +2,8 @@
 text into token ids (or n-gram counts) inside the model.
 
 The folder layout is the Large Movie Review Dataset's (`<split>/<class>/*.txt`); `class_names` picks the
-labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read.
+labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read as a class; it is read
+only on request, by `unlabelled_reviews`, for self-training (`with_pseudo_labels`).
 
 Standardisation: lower-case, HTML line breaks (`<br />`), Unicode separators and control characters to
 spaces, punctuation stripped, and bytes that are not valid UTF-8 replaced by U+FFFD instead of failing
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from common.errors import UserError
@@ -70,6 +72,34 @@ def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "p
     train = train.cache().shuffle(64, seed=seed).prefetch(tf.data.AUTOTUNE)
     val, test = (d.cache().prefetch(tf.data.AUTOTUNE) for d in (val, test))
     return TextSplits(train, val, test, list(class_names))
+
+
+def unlabelled_reviews(root, limit, batch_size=256, seed=0):
+    """Up to `limit` of the unlabelled reviews in `train/unsup/` (a seeded random choice), as cached string
+    batches: the raw material of self-training, never mixed into the labelled splits."""
+    folder = Path(root) / "train" / "unsup"
+    if not folder.is_dir() or not any(folder.glob("*.txt")):
+        raise UserError(f"{folder} has no .txt files; learning from unlabelled reviews needs aclImdb's "
+                        "train/unsup/ folder (50,000 reviews, one .txt file each).")
+    texts = keras.utils.text_dataset_from_directory(folder, labels=None, batch_size=batch_size, shuffle=True,
+                                                    seed=seed, verbose=False)
+    count = min(limit, sum(1 for _ in folder.glob("*.txt")))
+    texts = texts.unbatch().take(count).batch(batch_size).cache()
+    return texts.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+
+
+def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
+    """The labelled training reviews plus unlabelled ones labelled with a teacher's P(positive), shuffled
+    together (seeded, every epoch) into batches. Labels become float32: the true ones stay 0 or 1, the
+    teacher's are soft targets, which binary cross-entropy takes as they are (a confident teacher pulls
+    harder than an unsure one)."""
+    labelled = train.unbatch().map(lambda text, label: (text, tf.cast(label, tf.float32)))
+    pseudo = tf.data.Dataset.zip(
+        (unlabelled.unbatch(), tf.data.Dataset.from_tensor_slices(np.asarray(probabilities, np.float32))))
+    combined = labelled.concatenate(pseudo).cache()
+    size = sum(1 for _ in combined)  # counted once (and cached), so Keras knows the epoch's length up front
+    combined = combined.apply(tf.data.experimental.assert_cardinality(size))
+    return combined.shuffle(size, seed=seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def adapt_vectorizer(train, vocabulary_size, sequence_length):

@@ -137,12 +137,21 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=No
     return model
 
 
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+def rounded_binary_accuracy(y_true, y_pred):
+    """Binary accuracy that reads a soft target (a teacher's probability) by its side of 0.5, as it reads
+    the prediction; `keras.metrics.BinaryAccuracy` compares the target as it is, so 0.93 never matches."""
+    y_pred = keras.ops.convert_to_tensor(y_pred)
+    y_true = keras.ops.cast(y_true, y_pred.dtype)  # integer labels, or float soft targets
+    return keras.metrics.binary_accuracy(keras.ops.cast(y_true > 0.5, y_pred.dtype), y_pred)
+
+
 def _metric(name, loss_name, outputs):
     """Say which accuracy: Keras cannot always infer it from the loss."""
     if name != "accuracy":
         return name
-    if outputs == 1:  # one sigmoid unit
-        return keras.metrics.BinaryAccuracy(name="accuracy")
+    if outputs == 1:  # one sigmoid unit; targets may be soft (pseudo-labels), so they are rounded too
+        return keras.metrics.MeanMetricWrapper(rounded_binary_accuracy, name="accuracy")
     if registry.loss_target(loss_name) == "index":
         return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     return keras.metrics.CategoricalAccuracy(name="accuracy")

@@ -46,7 +46,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import text, training  # noqa: E402
-from common.config import TrainConfig  # noqa: E402
+from common.config import TrainConfig, build_config  # noqa: E402
 from common.data_root import extract_once, find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
@@ -100,6 +100,10 @@ class ImdbConfig(TrainConfig):
     recurrent_dropout: float = dataclasses.field(default=0.0, metadata=dict(
         help="dropout inside the recurrence; > 0 disables the fast cuDNN kernels on GPU"))
     initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
+    unlabelled: int = dataclasses.field(default=0, metadata=dict(
+        help="self-training: recurrent models also learn from this many of the 50,000 unlabelled reviews "
+             "(train/unsup), each labelled with the n-gram model's P(positive); the n-gram model is "
+             "then trained first, as the teacher"))
     val_fraction: float = 0.1
     split_seed: int = 42
     max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
@@ -113,6 +117,8 @@ class ImdbConfig(TrainConfig):
             raise UserError("--dropout and --recurrent-dropout must be in [0, 1).")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}.")
+        if self.unlabelled < 0:
+            raise UserError(f"--unlabelled must not be negative, got {self.unlabelled}.")
         if self.bigram_buckets < 0:
             raise UserError(f"--bigram-buckets must not be negative, got {self.bigram_buckets}.")
         for name in ("vocabulary_size", "sequence_length", "embedding_dim", "units", "num_layers"):
@@ -153,14 +159,18 @@ def load_data(config):
     return splits, root
 
 
-def train_one(config, data, folder):
-    """Adapt the vectoriser this model needs on the training text, build, train, evaluate."""
+def train_one(config, data, folder, train_data=None):
+    """Adapt the vectoriser this model needs on the training text, build, train, evaluate.
+
+    `train_data`: what to fit on instead of `data.train` (the labelled reviews plus pseudo-labelled ones);
+    the vocabulary still comes from the labelled training reviews alone."""
     length = config.ngram_sequence_length if config.model == "ngram" else config.sequence_length
     data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, length)
     model = training.build_seeded(text_models.build_text_classifier, config, data)
     labels = np.concatenate([y.numpy() for _, y in data.test])
-    result = training.train_classifier(model, config, folder, data.train, data.val, data.test, labels,
-                                       data.class_names, steps_per_epoch(data))
+    train_data = data.train if train_data is None else train_data
+    result = training.train_classifier(model, config, folder, train_data, data.val, data.test, labels,
+                                       data.class_names, steps_per_epoch(train_data))
     (Path(folder) / "parameters.md").write_text(
         f"# {model.name}: {model.count_params():,} parameters\n\n"
         + format_table(text_models.parameter_table(model), ["layer", "params", "formula"]) + "\n")
@@ -170,9 +180,22 @@ def train_one(config, data, folder):
     return result
 
 
-def steps_per_epoch(data):
-    steps = int(data.train.cardinality())
-    return steps if steps > 0 else sum(1 for _ in data.train)
+def steps_per_epoch(dataset):
+    steps = int(dataset.cardinality())
+    return steps if steps > 0 else sum(1 for _ in dataset)
+
+
+def pseudo_labelled(config, data, unlabelled, teacher_folder):
+    """Self-training data: the teacher (a trained run's model) labels the unlabelled reviews with its
+    P(positive); they join the labelled training reviews as soft targets."""
+    import keras
+
+    teacher = keras.saving.load_model(Path(teacher_folder) / "model.keras")
+    probabilities = teacher.predict(unlabelled, verbose=0)[:, 0]
+    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the n-gram model "
+          f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
+          "with P > 0.9 or < 0.1)")
+    return text.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
 
 
 def write_attention_view(model, reviews, folder):
@@ -211,10 +234,16 @@ def write_attention_view(model, reviews, folder):
 
 
 def ngram_config(config):
-    """The n-gram model keeps its own vocabulary, (small) embedding size, epochs and learning rate."""
+    """The n-gram model keeps its own vocabulary, (small) embedding size, epochs and learning rate. Beside a
+    recurrent model (as the reference, or as the teacher) it also trains with its profile's schedule and
+    early stopping, so a recurrent recipe (say, a cosine schedule) never changes the reference number."""
+    own_schedule = {}
+    if config.model != "ngram":
+        profile = build_config(ImdbConfig, profile=config.profile)
+        own_schedule = dict(schedule=profile.schedule, early_stopping=profile.early_stopping)
     return dataclasses.replace(config, model="ngram", embedding_dim=config.ngram_embedding_dim,
                                epochs=config.ngram_epochs, vocabulary_size=config.ngram_vocabulary_size,
-                               learning_rate=config.ngram_learning_rate)
+                               learning_rate=config.ngram_learning_rate, **own_schedule)
 
 
 def train(config):
@@ -223,13 +252,19 @@ def train(config):
     training.setup_precision(config)
     data, root = load_data(config)
     print(f"data: {root}")
+    teacher = config.unlabelled > 0 and config.model != "ngram"
+    unlabelled = text.unlabelled_reviews(root, config.unlabelled, seed=config.split_seed) if teacher else None
     run_ = training.start_run(config)
     plan = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
-    if config.baseline and config.model != "ngram":
+    if (config.baseline or teacher) and config.model != "ngram":
         plan["ngram"] = (ngram_config(config), run_.folder("baseline"))
+        if teacher:  # the n-gram model first: it labels the unlabelled reviews the recurrent model learns from
+            plan = {"ngram": plan["ngram"], config.model: plan[config.model]}
     results, summary = {}, []
     for name, (model_config, folder) in plan.items():
-        results[name] = train_one(model_config, data, folder)
+        student = teacher and name != "ngram"
+        pseudo = pseudo_labelled(config, data, unlabelled, plan["ngram"][1]) if student else None
+        results[name] = train_one(model_config, data, folder, pseudo)
         summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
     training.finish_run(run_, config, results, summary)

@@ -1,7 +1,9 @@
 import argparse
 import dataclasses
+import importlib
 import json
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,18 @@ def test_unknown_profile_is_rejected_by_argparse_with_exit_2():
     with pytest.raises(SystemExit) as exit_info:
         parse(["--profile", "huge"])
     assert exit_info.value.code == 2
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.json"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_is_a_valid_config_for_its_task(recipe):
+    values = json.loads(recipe.read_text())
+    module = importlib.import_module(f"tasks.{values['task']}")
+    config_class, = {value for value in vars(module).values()
+                     if isinstance(value, type) and getattr(value, "TASK", None) == values["task"]}
+    config = build_config(config_class, config_file=recipe)
+    settings = {k: v for k, v in values.items() if not k.startswith("_") and k not in ("task", "profile")}
+    assert settings and all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v)
+                            for k, v in settings.items())

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from common import text
+from common import text, training
 from common.config import build_config
 from common.errors import UserError
-from conftest import write_imdb_archive
+from conftest import NEGATIVE, POSITIVE, write_imdb_archive
 from models import text as text_models
 from tasks import imdb
 from tasks.imdb import ImdbConfig
@@ -211,3 +211,59 @@ def test_real_reviews_load(tmp_path, real_data_root):
     assert sum(int(y.shape[0]) for _, y in data.val) == 2500
     assert len(list((root / "test" / "pos").glob("*.txt"))) == 12500
     assert Path(tmp_path, "imdb", "real", "metrics.json").is_file()
+
+
+def test_unlabelled_reviews_join_training_with_soft_labels(tmp_path, imdb_root):
+    data, root = imdb.load_data(smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16))
+    unlabelled = text.unlabelled_reviews(root, 12, batch_size=5, seed=0)
+    texts = [t for batch in unlabelled for t in batch.numpy()]
+    assert len(texts) == 12 and all(t.startswith(b"unlabelled") for t in texts)
+    probabilities = np.linspace(0.05, 0.95, 12)
+    combined = text.with_pseudo_labels(data.train, unlabelled, probabilities, batch_size=16, seed=0)
+    pairs = [(t, float(y)) for batch, labels in combined for t, y in zip(batch.numpy(), labels.numpy())]
+    labelled = [y for t, y in pairs if not t.startswith(b"unlabelled")]
+    pseudo = sorted(y for t, y in pairs if t.startswith(b"unlabelled"))
+    assert len(labelled) == sum(int(y.shape[0]) for _, y in data.train) and set(labelled) == {0.0, 1.0}
+    np.testing.assert_allclose(pseudo, probabilities, rtol=1e-6)
+    assert int(combined.cardinality()) == -(-len(pairs) // 16)  # Keras knows the epoch's length
+    order = [t.startswith(b"unlabelled") for batch, _ in combined for t in batch.numpy()]
+    assert order != sorted(order)  # shuffled together, not appended at the end
+
+
+def test_rounded_accuracy_reads_soft_targets_by_their_side():
+    accuracy = training.rounded_binary_accuracy(np.array([[0.93], [0.2], [0.6], [1.0]]),
+                                                np.array([[0.8], [0.1], [0.3], [0.9]]))
+    np.testing.assert_allclose(np.ravel(keras.ops.convert_to_numpy(accuracy)), [1, 1, 0, 1])
+
+
+def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path, capsys):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    unsup = {f"train/unsup/{i}_0.txt": " ".join(["the", "film", str(rng.choice(words)), "plot",
+                                                str(rng.choice(words))]).encode()
+             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
+    write_imdb_archive(root, extra=unsup)
+    config = smoke_config(tmp_path, root, run_id="self", model="gru", baseline=False, unlabelled=40, epochs=8,
+                          ngram_epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
+    assert imdb.train(config) == 0
+    assert "self-training: 40 unlabelled reviews labelled by the n-gram model" in capsys.readouterr().out
+    run = tmp_path / "runs" / "imdb" / "self"
+    results = json.loads((run / "metrics.json").read_text())["results"]
+    assert set(results) == {"ngram", "gru"} and (run / "baseline" / "model.keras").is_file()  # the teacher
+    assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
+    history = training.read_history(run / "history.csv")
+    assert min(history["accuracy"]) > 0.3  # soft targets are read by their side of 0.5, not as "never equal"
+    model = keras.saving.load_model(run / "model.keras")  # the rounded-accuracy metric is registered
+    assert model.predict(text.string_batch(["great superb film"]), verbose=0)[0, 0] > 0.5
+
+
+def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imdb_root, cli):
+    tree = tmp_path / "root" / "imdb" / "aclImdb"
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (tree / split / label).mkdir(parents=True)
+            for i in range(10):
+                (tree / split / label / f"{i}_1.txt").write_text("fine film")
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "root"),
+                                   "--output-dir", str(tmp_path / "runs"), "--unlabelled", "10"])
+    assert code == 2 and "train/unsup has no .txt files" in err and "Traceback" not in err
