@@ -24,8 +24,8 @@ What the lesson shows:
    memorises its 22,500 labelled reviews within two epochs, so more text helps more than more tuning.
    The n-gram model is trained first and labels the unlabelled reviews with its P(positive); the BiGRU
    then learns from both, the teacher's probabilities as soft targets. It passes 0.90 (0.905), ahead of
-   its teacher (0.902): the student reads word order the n-gram model cannot, and the teacher's errors on
-   the unlabelled reviews are not the ones it would make itself.
+   its teacher (0.902): it reads word order the n-gram model cannot, so it need not copy the teacher's
+   mistakes, and three times as much text keeps it from memorising the labelled reviews so early.
 6. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
