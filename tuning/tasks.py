@@ -42,7 +42,7 @@ def _imdb():
         return data
 
     def make_datasets(config, data):
-        return data.train, data.val, data.test, imdb.steps_per_epoch(data)
+        return data.train, data.val, data.test, imdb.steps_per_epoch(data.train)
 
     comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
     comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"]
