@@ -66,9 +66,34 @@ def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "p
         Path(root) / "train", validation_split=val_fraction, subset="both", seed=seed, **common)
     # The test files are shuffled once too (seeded, then cached), so a subset (`max_batches`) has both classes.
     test = keras.utils.text_dataset_from_directory(Path(root) / "test", seed=seed, **common)
+    return _cached_splits(train, val, test, class_names, seed, max_batches)
+
+
+def array_review_datasets(train_texts, train_labels, test_texts, test_labels, batch_size, val_fraction, seed,
+                          class_names=("neg", "pos"), max_batches=None):
+    """The same splits from in-memory texts and labels (e.g. `keras.datasets.imdb` decoded back to words):
+    validation carved from the training reviews by a seeded permutation, test order shuffled once."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train_texts))
+    n_val = int(round(len(order) * val_fraction))
+    if n_val < 1 or n_val == len(order):
+        raise UserError(f"--val-fraction {val_fraction} leaves no validation or no training reviews "
+                        f"out of {len(order)}.")
+
+    def batches(texts, labels, index):
+        texts, labels = np.asarray(texts, dtype=object)[index], np.asarray(labels, dtype=np.int32)[index]
+        return tf.data.Dataset.from_tensor_slices((texts.astype(str), labels)).batch(batch_size)
+
+    train = batches(train_texts, train_labels, order[n_val:])
+    val = batches(train_texts, train_labels, order[:n_val])
+    test = batches(test_texts, test_labels, rng.permutation(len(test_texts)))
+    return _cached_splits(train, val, test, class_names, seed, max_batches)
+
+
+def _cached_splits(train, val, test, class_names, seed, max_batches):
     if max_batches:
         train, val, test = (d.take(max_batches) for d in (train, val, test))
-    # The loader shuffled the file list once; reshuffle the (cached) training batches every epoch.
+    # The loader shuffled the reviews once; reshuffle the (cached) training batches every epoch.
     train = train.cache().shuffle(64, seed=seed).prefetch(tf.data.AUTOTUNE)
     val, test = (d.cache().prefetch(tf.data.AUTOTUNE) for d in (val, test))
     return TextSplits(train, val, test, list(class_names))

@@ -4,6 +4,7 @@ The data: the Large Movie Review Dataset (Maas et al. 2011), 25,000 training and
 half positive, half negative, as one text file each (`aclImdb/{train,test}/{pos,neg}/*.txt`). The 50,000
 unlabelled reviews in `train/unsup/` are read only for self-training (point 5). A validation part is
 carved from the training reviews with a fixed seed; the test reviews are used once, for the final number.
+`--source keras` reads the same reviews from `keras.datasets.imdb` (integer sequences, decoded back to words).
 
 What the lesson shows:
 
@@ -111,6 +112,10 @@ class ImdbConfig(TrainConfig):
         help="self-training: recurrent models also learn from this many of the 50,000 unlabelled reviews "
              "(train/unsup), each labelled with the n-gram model's P(positive); the n-gram model is "
              "then trained first, as the teacher"))
+    source: str = dataclasses.field(default="folder", metadata=dict(
+        help="folder: the aclImdb review files (data root, Keras cache or the official archive); keras: "
+             "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words",
+        choices=("folder", "keras")))
     val_fraction: float = 0.1
     split_seed: int = 42
     max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
@@ -126,6 +131,9 @@ class ImdbConfig(TrainConfig):
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}.")
         if self.unlabelled < 0:
             raise UserError(f"--unlabelled must not be negative, got {self.unlabelled}.")
+        if self.unlabelled and self.source == "keras":
+            raise UserError("--unlabelled needs the aclImdb review files (--source folder): keras.datasets.imdb "
+                            "has no unlabelled reviews.")
         if self.bigram_buckets < 0:
             raise UserError(f"--bigram-buckets must not be negative, got {self.bigram_buckets}.")
         for name in ("vocabulary_size", "sequence_length", "embedding_dim", "units", "num_layers"):
@@ -160,10 +168,37 @@ def find_reviews(data_dir=None):
 
 
 def load_data(config):
+    """The labelled splits, and where they came from (the aclImdb folder, or the Keras copy's name)."""
+    if config.source == "keras":
+        train_texts, train_labels, test_texts, test_labels = keras_reviews()
+        splits = text.array_review_datasets(train_texts, train_labels, test_texts, test_labels, config.batch_size,
+                                            config.val_fraction, config.split_seed, CLASS_NAMES, config.max_batches)
+        return splits, "keras.datasets.imdb"
     root = find_reviews(config.data_dir)
     splits = text.review_datasets(root, config.batch_size, config.val_fraction, config.split_seed,
                                   CLASS_NAMES, config.max_batches)
     return splits, root
+
+
+def keras_reviews():
+    """keras.datasets.imdb (the Keras cache, else a download) decoded back to text with its word index, so the
+    same vectoriser and models read it. Its reviews were tokenised when it was made: lower-case, without
+    punctuation or line breaks, so they read a little differently from the raw files."""
+    import keras
+
+    try:
+        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data()
+        word_index = keras.datasets.imdb.get_word_index()
+    except Exception as error:  # noqa: BLE001 (offline, or a broken cache file: say which, stop)
+        raise UserError("keras.datasets.imdb is neither in the Keras cache (~/.keras/datasets/imdb.npz) nor "
+                        f"downloadable ({type(error).__name__}: {error}); use --source folder.") from None
+    # load_data's defaults: 0 = padding, 1 = start of review, 2 = out of vocabulary, word of rank r = r + 3.
+    words = {rank + 3: word for word, rank in word_index.items()}
+
+    def decode(reviews):
+        return [" ".join(words[i] for i in ids if i in words) for ids in reviews]
+
+    return decode(train_ids), train_labels, decode(test_ids), test_labels
 
 
 def train_one(config, data, folder, train_data=None):

@@ -12,7 +12,7 @@ import pytest
 from common import text, training
 from common.config import build_config
 from common.errors import UserError
-from conftest import NEGATIVE, POSITIVE, write_imdb_archive
+from conftest import NEGATIVE, NEUTRAL, POSITIVE, write_imdb_archive
 from models import text as text_models
 from tasks import imdb
 from tasks.imdb import ImdbConfig
@@ -267,3 +267,48 @@ def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imd
     code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "root"),
                                    "--output-dir", str(tmp_path / "runs"), "--unlabelled", "10"])
     assert code == 2 and "train/unsup has no .txt files" in err and "Traceback" not in err
+
+
+def fake_keras_imdb(monkeypatch, per_class=40):
+    """keras.datasets.imdb without a download: sequences in its encoding (word of rank r = r + 3, 1 = start)."""
+    vocabulary = POSITIVE + NEGATIVE + NEUTRAL
+    word_index = {word: rank for rank, word in enumerate(vocabulary, start=1)}
+    rng = np.random.default_rng(0)
+
+    def split():
+        ids, labels = [], []
+        for label, words in ((1, POSITIVE), (0, NEGATIVE)):
+            for _ in range(per_class):
+                review = [str(w) for w in rng.choice(NEUTRAL, 10)] + [str(w) for w in rng.choice(words, 3)]
+                ids.append([1] + [word_index[w] + 3 for w in review])
+                labels.append(label)
+        return np.array(ids, dtype=object), np.array(labels)
+
+    monkeypatch.setattr(keras.datasets.imdb, "load_data", lambda: (split(), split()))
+    monkeypatch.setattr(keras.datasets.imdb, "get_word_index", lambda: word_index)
+
+
+def test_keras_copy_is_decoded_to_text_and_split_like_the_folder(tmp_path, monkeypatch):
+    fake_keras_imdb(monkeypatch)
+    data, source = imdb.load_data(smoke_config(tmp_path, tmp_path, source="keras", max_batches=None,
+                                               batch_size=16, val_fraction=0.25))
+    assert source == "keras.datasets.imdb"
+    train = [(t.decode(), int(y)) for batch, labels in data.train for t, y in zip(batch.numpy(), labels.numpy())]
+    val = [int(y) for _, labels in data.val for y in labels.numpy()]
+    test = [int(y) for _, labels in data.test for y in labels.numpy()]
+    assert (len(train), len(val), len(test)) == (60, 20, 80) and set(val) == {0, 1}
+    words = set(POSITIVE + NEGATIVE + NEUTRAL)
+    assert all(len(t.split()) == 13 and set(t.split()) <= words for t, _ in train)  # start marker dropped
+    assert all(any(w in POSITIVE for w in t.split()) == (y == 1) for t, y in train)  # labels stay aligned
+    assert imdb.train(smoke_config(tmp_path, tmp_path, source="keras", run_id="k", baseline=False)) == 0
+
+
+def test_keras_copy_offline_is_a_clear_error(tmp_path, monkeypatch, cli):
+    def offline():
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.datasets.imdb, "load_data", offline)
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--source", "keras", "--output-dir", str(tmp_path)])
+    assert code == 2 and "keras.datasets.imdb is neither in the Keras cache" in err and "Traceback" not in err
+    code, _, err = cli(imdb.main, ["--profile", "smoke", "--source", "keras", "--unlabelled", "10"])
+    assert code == 2 and "has no unlabelled reviews" in err
