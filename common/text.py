@@ -103,12 +103,12 @@ def unlabelled_reviews(root, limit, batch_size=256, seed=0):
     """Up to `limit` of the unlabelled reviews in `train/unsup/` (a seeded random choice), as cached string
     batches: the raw material of self-training, never mixed into the labelled splits."""
     folder = Path(root) / "train" / "unsup"
-    if not folder.is_dir() or not any(folder.glob("*.txt")):
+    count = min(limit, sum(1 for _ in folder.glob("*.txt")))  # (no files, or no folder: 0)
+    if not count:
         raise UserError(f"{folder} has no .txt files; learning from unlabelled reviews needs aclImdb's "
                         "train/unsup/ folder (50,000 reviews, one .txt file each).")
     texts = keras.utils.text_dataset_from_directory(folder, labels=None, batch_size=batch_size, shuffle=True,
                                                     seed=seed, verbose=False)
-    count = min(limit, sum(1 for _ in folder.glob("*.txt")))
     texts = texts.unbatch().take(count).batch(batch_size).cache()
     return texts.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
 
@@ -121,10 +121,10 @@ def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
     labelled = train.unbatch().map(lambda text, label: (text, tf.cast(label, tf.float32)))
     pseudo = tf.data.Dataset.zip(
         (unlabelled.unbatch(), tf.data.Dataset.from_tensor_slices(np.asarray(probabilities, np.float32))))
-    combined = labelled.concatenate(pseudo).cache()
-    size = sum(1 for _ in combined)  # counted once (and cached), so Keras knows the epoch's length up front
-    combined = combined.apply(tf.data.experimental.assert_cardinality(size))
-    return combined.shuffle(size, seed=seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # The size, stated up front, lets Keras know the epoch's length (unbatching hides it).
+    size = sum(int(labels.shape[0]) for _, labels in train) + len(probabilities)
+    combined = labelled.concatenate(pseudo).apply(tf.data.experimental.assert_cardinality(size))
+    return combined.cache().shuffle(size, seed=seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def adapt_vectorizer(train, vocabulary_size, sequence_length):

@@ -219,7 +219,7 @@ def train_one(config, data, folder, train_data=None):
     if config.model == "bilstm_attention":
         samples = [t.decode("utf-8", "replace") for t in next(iter(data.test.unbatch().batch(4)))[0].numpy()]
         write_attention_view(model, samples, folder)
-    return result
+    return result, model
 
 
 def steps_per_epoch(dataset):
@@ -227,12 +227,9 @@ def steps_per_epoch(dataset):
     return steps if steps > 0 else sum(1 for _ in dataset)
 
 
-def pseudo_labelled(config, data, unlabelled, teacher_folder):
-    """Self-training data: the teacher (a trained run's model) labels the unlabelled reviews with its
+def pseudo_labelled(config, data, unlabelled, teacher):
+    """Self-training data: the teacher (the trained n-gram model) labels the unlabelled reviews with its
     P(positive); they join the labelled training reviews as soft targets."""
-    import keras
-
-    teacher = keras.saving.load_model(Path(teacher_folder) / "model.keras")
     probabilities = teacher.predict(unlabelled, verbose=0)[:, 0]
     print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the n-gram model "
           f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
@@ -297,16 +294,16 @@ def train(config):
     teacher = config.unlabelled > 0 and config.model != "ngram"
     unlabelled = text.unlabelled_reviews(root, config.unlabelled, seed=config.split_seed) if teacher else None
     run_ = training.start_run(config)
-    plan = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
-    if (config.baseline or teacher) and config.model != "ngram":
-        plan["ngram"] = (ngram_config(config), run_.folder("baseline"))
-        if teacher:  # the n-gram model first: it labels the unlabelled reviews the recurrent model learns from
-            plan = {"ngram": plan["ngram"], config.model: plan[config.model]}
-    results, summary = {}, []
+    lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
+    with_reference = (config.baseline or teacher) and config.model != "ngram"
+    reference = {"ngram": (ngram_config(config), run_.folder("baseline"))} if with_reference else {}
+    # As the teacher, the n-gram model goes first: it labels the reviews the recurrent model then learns from.
+    plan = {**reference, **lesson} if teacher else {**lesson, **reference}
+    results, summary, pseudo = {}, [], None
     for name, (model_config, folder) in plan.items():
-        student = teacher and name != "ngram"
-        pseudo = pseudo_labelled(config, data, unlabelled, plan["ngram"][1]) if student else None
-        results[name] = train_one(model_config, data, folder, pseudo)
+        results[name], model = train_one(model_config, data, folder, pseudo)
+        if teacher and name == "ngram":
+            pseudo = pseudo_labelled(config, data, unlabelled, model)
         summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
     training.finish_run(run_, config, results, summary)
