@@ -49,6 +49,7 @@ def main(argv=None):
     base = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=overrides)
     models = args.models.split(",") if args.models else [base.model] if args.config else [base.model, "ngram"]
     variant = ([Path(args.config).stem] if args.config else []) + [f"{k}={v}" for k, v in settings.items()]
+    suffix = f" ({', '.join(variant)})" if variant else ""
     recipe = (f" --config {Path(args.config).as_posix()}" if args.config else "") + "".join(
         f" --{key.replace('_', '-')} {value}" for key, value in settings.items())
 
@@ -66,12 +67,13 @@ def main(argv=None):
             # With --unlabelled the run trains the n-gram teacher first (baseline=False otherwise skips it).
             teacher = results.get("ngram") if name != "ngram" else None
             train_time = f"{result['train_time_s']:.0f}" + (
-                f" + {teacher['train_time_s']:.0f} (n-gram teacher)" if teacher else "")
+                f" + {teacher['train_time_s']:.0f} (n-gram teacher: test {teacher['test_accuracy']:.4f})"
+                if teacher else "")
             if (run_dir / "attention.png").exists():
                 PLOTS.mkdir(exist_ok=True)
                 shutil.copy(run_dir / "attention.png", PLOTS / f"imdb_attention_{args.profile}.png")
             length = config.ngram_sequence_length if name == "ngram" else config.sequence_length
-            label = name + (f" ({', '.join(variant)})" if variant else "")
+            label = name + suffix
             rows[f"{label}/{args.profile}"] = {
                 "model": label, "profile": args.profile, "test accuracy": round(result["test_accuracy"], 4),
                 "params": result["params"], "epochs": result["epochs"],
@@ -82,7 +84,6 @@ def main(argv=None):
             print(rows[f"{label}/{args.profile}"], flush=True)
     total = time.perf_counter() - started
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
-    suffix = f" ({', '.join(variant)})" if variant else ""
     ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
     body = ("## IMDB (`tasks/imdb.py`)\n\n" + facts_block(command_line("benchmarks.imdb"))
             + f"- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42)\n"
