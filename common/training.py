@@ -3,28 +3,23 @@
 A run lives in `<output-dir>/<task>/<run-id>/`. Each model trained in it gets a folder (the run folder
 itself for the main model, a sub-folder for baselines and cross-validation folds) holding `history.csv`,
 `model.keras`, `learning_curves.png`, `confusion_matrix.png`, TensorBoard `logs/` and, while training, a
-`backup/` that `keras.callbacks.BackupAndRestore` uses: rerun an interrupted command with the same
-`--run-id` and training continues from the last finished epoch.
+`backup/` with the whole training state (common/resume.py): rerun an interrupted command with the same
+`--run-id` and training continues after the last finished epoch, to the same final numbers; a model that
+had finished is not trained again. Run folders themselves (ids, marker, lock) are common/runs.py's.
 """
 
-import dataclasses
-import json
 import math
 import os
-import time
+import shutil
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common import plots
-from common.tables import format_table
+from common import plots, resume, runs
 from common.errors import UserError
+from common.tables import format_table
 from models import registry
-
-# Settings that may differ when an interrupted run is resumed (they do not change the result).
-RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile",
-                     "steps_per_execution"}
 
 
 def seed_everything(seed, deterministic=True):
@@ -53,66 +48,12 @@ def setup_precision(config):
 
 
 # -------------------------------------------------------------------------------------------------- run folder
-@dataclasses.dataclass
-class Run:
-    path: Path
-    resumed: bool
-
-    def folder(self, name=None):
-        """The folder for one trained model: the run folder itself, or a named sub-folder."""
-        folder = self.path / name if name else self.path
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-
-def start_run(config):
-    """Create (or reopen, to resume) the run folder and write `config.json`."""
-    task_dir = Path(config.output_dir) / config.TASK
-    run_id = config.run_id or time.strftime("%Y%m%d-%H%M%S") + f"-seed{config.seed}"
-    path = task_dir / run_id
-    resumed = False
-    if path.exists():
-        if (path / "metrics.json").exists():
-            raise UserError(f"run {path} already finished; choose another --run-id to train again.")
-        if config.run_id is None:  # two runs started in the same second: keep both
-            path = Path(f"{path}-{os.getpid()}")
-        else:
-            _check_same_recipe(path / "config.json", config)
-            resumed = True
-    path.mkdir(parents=True, exist_ok=True)
-    config.run_id = path.name
-    config.save(path / "config.json")
-    print(f"{'resuming' if resumed else 'run'}: {path}")
-    return Run(path, resumed)
-
-
-def _check_same_recipe(config_path, config):
-    if not config_path.exists():
-        return
-    before = json.loads(config_path.read_text())
-    now = json.loads(json.dumps(config.to_dict()))
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in before and before[k] != now[k])
-    if changed:
-        raise UserError(f"run {config_path.parent} was started with other settings ({', '.join(changed)}); "
-                        "rerun the original command to resume it, or choose another --run-id.")
-
-
-def write_json(path, data):
-    Path(path).write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+# Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py; these names keep old imports.
+Run = runs.Run
+start_run = runs.start_run
+write_json = runs.write_json
+read_json = runs.read_json
+RESUMABLE_CHANGES = runs.RESUMABLE_CHANGES
 
 
 # ------------------------------------------------------------------------------------------------------ compile
@@ -157,57 +98,117 @@ def _metric(name, loss_name, outputs):
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
+class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that saves to a temporary file and renames it into place: a kill during the save
+    leaves the previous best checkpoint whole."""
+
+    def __init__(self, filepath, **kwargs):
+        self.final_path = Path(filepath)
+        self.partial_path = self.final_path.with_name(f".{self.final_path.stem}.partial.keras")
+        super().__init__(str(self.partial_path), **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.partial_path.unlink(missing_ok=True)
+        super().on_epoch_end(epoch, logs)
+        if self.partial_path.exists():
+            os.replace(self.partial_path, self.final_path)
+
+
 def callbacks(config, folder, monitor="val_loss", extra=()):
-    """Keras' own callbacks: backup/resume, CSV history, best checkpoint, early stopping, TensorBoard."""
+    """Keras' own callbacks (CSV history, best checkpoint, early stopping, learning-rate plateau, TensorBoard);
+    the ones that carry state from epoch to epoch come second in the returned pair, for `ExactResume`."""
     folder = Path(folder)
-    result = [
-        keras.callbacks.TerminateOnNaN(),
-        # History first, backup second: a crash between the two repeats an epoch (read_history keeps the
-        # last row of each epoch) instead of losing one.
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(folder / "backup")),
-        keras.callbacks.ModelCheckpoint(str(folder / "checkpoint.keras"), monitor=monitor, save_best_only=True),
-    ]
+    checkpoint = AtomicCheckpoint(folder / "checkpoint.keras", monitor=monitor, save_best_only=True)
+    stateful = [checkpoint]
     if config.early_stopping:
-        result.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
-                                                    restore_best_weights=True))
+        stateful.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
+                                                      restore_best_weights=True))
     if config.reduce_lr_patience and config.schedule == "constant":
-        result.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                                        patience=config.reduce_lr_patience))
+        stateful.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                          patience=config.reduce_lr_patience))
+    result = [keras.callbacks.TerminateOnNaN(),
+              keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), *stateful]
     if config.tensorboard:
         result.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
-    return result + list(extra)
+    return result + list(extra), stateful
 
 
 # ---------------------------------------------------------------------------------------------------------- fit
 def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), loss=None,
         metrics=("accuracy",)):
-    """Train `model` (already built) on tf.data splits and return what happened.
+    """Train `model` (already built) on tf.data splits and return what happened; resume exactly where an
+    interrupted fit of this folder stopped (common/resume.py), or skip training if it had finished.
 
     `val` may be None (no validation split, e.g. cross-validation folds without early stopping): the
     checkpoint then follows the training loss.
     The returned dict holds the full history (read back from history.csv, so a resumed run reports every
-    epoch), the number of epochs, and the wall time of this call.
+    epoch), the number of epochs, and the training time summed over every resumed part.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    backup = folder / "backup"
+    state = resume.load_state(backup)
     compile_model(model, config, steps_per_epoch, metrics, loss)
+    if state and state.get("finished") and (folder / "model.keras").is_file():
+        model.set_weights(keras.saving.load_model(folder / "model.keras", compile=False).get_weights())
+        print(f"{folder}: already trained, skipped")
+        return _outcome(folder, state["train_time_s"])
+    start = state["epoch"] if state else 0
+    _keep_history_before(folder / "history.csv", start)
+    epochs = start if state and state["stopped"] else config.epochs  # a stopped run only runs on_train_end
+    steps = int(train.cardinality()) if int(train.cardinality()) > 0 else steps_per_epoch
     monitor = "val_loss" if val is not None else "loss"
-    started = time.perf_counter()
-    # shuffle=False: the tf.data pipeline shuffles (seeded) itself.
-    model.fit(train, validation_data=val, epochs=config.epochs, verbose=config.verbose, shuffle=False,
-              callbacks=callbacks(config, folder, monitor, extra=extra_callbacks))
-    train_time = time.perf_counter() - started
+    own, stateful = callbacks(config, folder, monitor, extra=extra_callbacks)
+    exact = resume.ExactResume(backup, state, stateful, time_before=state["train_time_s"] if state else 0.0)
+    if start:
+        print(f"{folder}: resuming after epoch {start}")
+    # shuffle=False: the tf.data pipeline shuffles (seeded, once per pass of the stream) itself.
+    model.fit(resume.stream_from(train, start, steps), steps_per_epoch=steps, validation_data=val,
+              initial_epoch=start, epochs=epochs, verbose=config.verbose, shuffle=False,
+              callbacks=own + [exact])
+    train_time = exact.state["train_time_s"] if exact.state else 0.0
     history = read_history(folder / "history.csv")
     losses = history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise UserError(f"training diverged (the loss became NaN or infinite, see {folder / 'history.csv'}); "
                         "try a lower --learning-rate or --clipnorm 1.0.")
-    plots.learning_curves(history, folder / "learning_curves.png")
-    model.save(folder / "model.keras")
-    epochs_run = len(losses)
+    runs.save_model(model, folder / "model.keras")
+    resume.mark_finished(backup, {**(exact.state or {}), "train_time_s": train_time})
+    return _outcome(folder, train_time)
+
+
+def _outcome(folder, train_time):
+    history = read_history(Path(folder) / "history.csv")
+    plots.learning_curves(history, Path(folder) / "learning_curves.png")
+    epochs_run = len(history.get("loss", []))
     return {"history": history, "epochs": epochs_run, "train_time_s": round(train_time, 2),
             "time_per_epoch_s": round(train_time / max(1, epochs_run), 3)}
+
+
+def _keep_history_before(path, epoch):
+    """Before a (re)start at `epoch`: keep the header and the whole rows of earlier epochs, nothing else (a
+    kill can leave a half-written row, or rows of an epoch whose state was not saved yet)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].startswith("epoch,"):
+        runs.atomic_write_text(path, "")
+        return
+    width = len(lines[0].split(","))
+    kept = [line for line in lines[1:] if _whole_row(line, width) and int(line.split(",")[0]) < epoch]
+    runs.atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n" if epoch else "")
+
+
+def _whole_row(line, width):
+    values = line.split(",")
+    if len(values) != width or not values[0].isdigit():
+        return False
+    try:
+        [_number(v) for v in values[1:]]
+    except ValueError:
+        return False
+    return True
 
 
 def read_history(path):
@@ -216,13 +217,13 @@ def read_history(path):
     if not path.exists():
         return {}
     lines = path.read_text().strip().splitlines()
+    if not lines:
+        return {}
     header = lines[0].split(",")
     by_epoch = {}
     for line in lines[1:]:
-        if line.startswith("epoch,"):  # a resumed run appends a second header
-            continue
-        values = line.split(",")
-        by_epoch[int(values[0])] = values
+        if _whole_row(line, len(header)):  # skips a second header or a row cut short by a kill
+            by_epoch[int(line.split(",")[0])] = line.split(",")
     rows = [by_epoch[e] for e in sorted(by_epoch)]
     history = {name: [_number(r[i]) for r in rows] for i, name in enumerate(header) if name != "epoch"}
     return {name: values for name, values in history.items() if not all(math.isnan(v) for v in values)}
@@ -293,10 +294,16 @@ def finish_run(run, config, results, summary):
     """Write metrics.json (which marks the run finished) and print the summary table.
 
     `summary` is a list of rows {model, metric, value, params, train_time_s}; run_all.py collects them.
+    The models' small training states (`backup/state.json`, their weights already in `model.keras`) are
+    removed once metrics.json is written, in the same process and under the run's lock: a finished run is
+    never resumed, and nothing else in its folder changes afterwards.
     """
     write_json(run.path / "metrics.json", {"task": config.TASK, "run_dir": str(run.path),
                                            "profile": config.profile, "seed": config.seed,
                                            "summary": summary, "results": results})
+    for backup in run.path.rglob("backup"):
+        shutil.rmtree(backup, ignore_errors=True)
+    run.close()
     print(format_table(summary, ["model", "metric", "value", "params", "train_time_s"]))
     print(f"\nrun folder: {run.path}")
 

@@ -80,31 +80,39 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_run_resumes_from_the_last_epoch(tmp_path, phone_root, monkeypatch):
+def test_interrupted_run_resumes_after_the_last_epoch_to_the_same_numbers(tmp_path, phone_root, monkeypatch):
     config_args = dict(run_id="resume", baseline=False, epochs=6)
     original = training.callbacks
     begun = []
 
-    class StopAfter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 2:
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):  # epochs 0-2 finished and saved: the state is epoch 3's
+            if epoch == 3:
                 raise Interrupt()
 
     class Record(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             begun.append(epoch)
 
-    monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [StopAfter()])
+    def with_callback(extra):
+        return lambda *a, **k: (lambda own, stateful: (own + [extra], stateful))(*original(*a, **k))
+
+    monkeypatch.setattr(training, "callbacks", with_callback(StopAt()))
     with pytest.raises(Interrupt):
         phone_price.train(smoke_config(tmp_path, phone_root, **config_args))
     run = tmp_path / "runs" / "phone_price" / "resume"
-    assert not (run / "metrics.json").exists() and (run / "backup").is_dir()
+    assert not (run / "metrics.json").exists() and (run / "backup" / "state.json").is_file()
 
-    monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [Record()])
+    monkeypatch.setattr(training, "callbacks", with_callback(Record()))
     phone_price.train(smoke_config(tmp_path, phone_root, **config_args))
     assert begun == [3, 4, 5]  # epochs 0-2 were not trained again
     assert len(training.read_history(run / "history.csv")["loss"]) == 6
     assert (run / "metrics.json").is_file() and not (run / "backup").exists()
+    monkeypatch.setattr(training, "callbacks", original)
+    whole = smoke_config(tmp_path, phone_root, **{**config_args, "run_id": "whole"})
+    phone_price.train(whole)
+    resumed = metrics_of(smoke_config(tmp_path, phone_root, **config_args))["results"]["fnn"]
+    assert resumed["test_loss"] == metrics_of(whole)["results"]["fnn"]["test_loss"]
 
 
 def test_resume_refuses_a_different_recipe_and_a_finished_run(tmp_path, phone_root, cli):
