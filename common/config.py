@@ -15,6 +15,8 @@ the list of valid names instead of after an hour of training.
 import argparse
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +25,14 @@ from typing import ClassVar
 from common.errors import UserError
 
 PROFILES = ("smoke", "quick", "full")
+
+# Every integer setting is a count, a size or a seed: never negative, and within what TensorFlow takes for
+# shapes and counts (int32); seeds go up to 2**32 - 1, the largest NumPy and scikit-learn accept. A larger
+# number is a typo (`--epochs 1e20`), refused before anything starts.
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+# A run id names one folder under <output-dir>/<task>/: a plain name, never a path.
+RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 def _help(text, **extra):
@@ -83,28 +93,35 @@ class TrainConfig:
     run_id: typing.Optional[str] = dataclasses.field(default=None, metadata=_help(
         "name of the run folder; an unfinished run of this name is resumed", portable=False))
 
+    # The range of each numeric setting (every element, for a tuple); checked by `check_values` together
+    # with the types, finiteness and integer limits of every field. Subclasses add their own fields.
+    RANGES: ClassVar[dict] = {
+        "epochs": ">= 1", "batch_size": ">= 1", "steps_per_execution": ">= 1", "step_epochs": ">= 1",
+        "milestones": ">= 1", "learning_rate": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0",
+        "gamma": "> 0", "warmup_epochs": ">= 0", "clipnorm": "> 0", "label_smoothing": "[0, 1)",
+        "verbose": "[0, 2]",
+    }
+
     def validate(self):
-        """Raise UserError for any value that cannot work; called once every source is merged."""
+        """Raise UserError for any value that cannot work; called once every source is merged, before
+        anything is read or written."""
         from models import registry  # late import: keeps `--help` free of a TensorFlow import
 
+        check_values(self)
+        check_run_id(self.run_id)
         for f in dataclasses.fields(self):
             kind = f.metadata.get("registry")
             if kind:
                 registry.check_name(kind, getattr(self, f.name))
-        positive = ["epochs", "batch_size", "steps_per_execution"]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}.")
-        if not self.learning_rate > 0:
-            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}.")
-        if self.clipnorm is not None and not self.clipnorm > 0:
-            raise UserError(f"--clipnorm must be positive or 'none', got {self.clipnorm}.")
-        if self.verbose not in (0, 1, 2):
-            raise UserError(f"--verbose must be 0, 1 or 2, got {self.verbose}.")
         if self.schedule == "multistep" and not self.milestones:
             raise UserError("--schedule multistep needs --milestones, e.g. --milestones 30,60.")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise UserError(f"--milestones must be increasing epochs, got {list(self.milestones)}.")
+        if self.warmup_epochs > self.epochs:
+            raise UserError(f"--warmup-epochs ({self.warmup_epochs:g}) must not exceed --epochs ({self.epochs}).")
+        check_folder_setting("--output-dir", self.output_dir, may_be_missing=True)
+        if self.data_dir is not None:
+            check_folder_setting("--data-dir", self.data_dir)
 
     def to_dict(self):
         data = dataclasses.asdict(self)
@@ -116,6 +133,90 @@ class TrainConfig:
 
 def _flag(name):
     return name.replace("_", "-")
+
+
+def _parse_range(spec):
+    """'[0, 1)' / '(0, 1]' / '>= 1' / '> 0' -> (low, high, low_open, high_open); None = unbounded."""
+    spec = spec.strip()
+    if spec.startswith((">=", ">")):
+        return float(spec.lstrip(">=").strip()), None, not spec.startswith(">="), False
+    low, high = (part.strip() for part in spec[1:-1].split(","))
+    return float(low), float(high), spec[0] == "(", spec[-1] == ")"
+
+
+def _outside(value, spec):
+    low, high, low_open, high_open = _parse_range(spec)
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    return below or above
+
+
+def _expected(spec):
+    low, high, low_open, _ = _parse_range(spec)
+    if high is None:
+        number = f"{low:g}"
+        return f"greater than {number}" if low_open else f"at least {number}"
+    return f"in {spec.strip()}"
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_values(config):
+    """Raise UserError for the first setting whose value cannot work: a wrong type, NaN or infinity, a
+    negative or absurdly large integer, a name outside its choices, or a value outside the range given in
+    the config class's `RANGES` (merged over its base classes, the subclass's word last)."""
+    hints = typing.get_type_hints(type(config))
+    ranges = {}
+    for cls in reversed(type(config).__mro__):
+        ranges.update(vars(cls).get("RANGES", {}))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        kind, _ = _base_type(hints[f.name])
+        flag = f"--{_flag(f.name)}"
+        numbers = value if kind is tuple else (value,)
+        if kind in (int, tuple):
+            if any(isinstance(n, bool) or not isinstance(n, int) for n in numbers):
+                what = "whole numbers" if kind is tuple else "a whole number"
+                raise UserError(f"{flag} expects {what}, got {_plain(value)}.")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"{flag} expects a finite number, got {value}.")
+        elif kind is bool and not isinstance(value, bool):
+            raise UserError(f"{flag} expects true or false, got {value}.")
+        elif kind is str and not isinstance(value, str):
+            raise UserError(f"{flag} expects a name, got {value}.")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"{flag} must be one of {', '.join(choices)}, got '{value}'.")
+        spec = ranges.get(f.name)
+        if spec and kind in (int, float, tuple) and any(_outside(n, spec) for n in numbers):
+            raise UserError(f"{flag} must be {_expected(spec)}, got {_plain(value)}.")
+        if kind in (int, tuple):
+            top = SEED_MAX if f.name.endswith("seed") else INT_MAX
+            if any(not 0 <= n <= top for n in numbers):
+                raise UserError(f"{flag} must be from 0 to {top}, got {_plain(value)}.")
+
+
+def check_folder_setting(flag, value, may_be_missing=False):
+    """A folder setting names a folder (or, with `may_be_missing`, a place where one can be created)."""
+    if not str(value).strip():
+        raise UserError(f"{flag} must name a folder, got an empty value.")
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; expected a folder.")
+    if not may_be_missing and not path.is_dir():
+        raise UserError(f"{flag} {path} is not a folder.")
+
+
+def check_run_id(run_id):
+    """A run id is one plain folder name: letters, digits, '.', '_' and '-', not '.' or '..'."""
+    if run_id is not None and (not RUN_ID.fullmatch(run_id) or run_id in (".", "..")):
+        raise UserError(f"--run-id must be a plain name (letters, digits, '.', '_', '-'; at most 200 characters; "
+                        f"not '.' or '..'), got '{run_id}'; runs always go to <output-dir>/<task>/<run-id>/.")
 
 
 def _base_type(hint):
@@ -140,7 +241,9 @@ def _convert(name, hint, value, source):
         if kind is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace(" ", ",").split(",") if v.strip()]
-            return tuple(int(v) for v in value)
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            return tuple(_whole(v) for v in value)
         if kind is bool:
             if isinstance(value, bool):
                 return value
@@ -150,14 +253,24 @@ def _convert(name, hint, value, source):
             if lowered in ("false", "0", "no"):
                 return False
             raise ValueError(value)
-        if kind is int and isinstance(value, float) and not value.is_integer():
+        if kind is int:
+            return _whole(value)
+        if kind is float and isinstance(value, bool):
+            raise ValueError(value)  # JSON true is not the number 1
+        if kind is str and not isinstance(value, str):
             raise ValueError(value)
-        if kind is int and isinstance(value, str):
-            return int(value)
         return kind(value)
     except (TypeError, ValueError):
-        readable = "comma-separated integers" if kind is tuple else kind.__name__
-        raise UserError(f"{where} expects {readable}, got {value!r}.") from None
+        readable = {tuple: "comma-separated whole numbers", int: "a whole number", float: "a number",
+                    str: "a name"}.get(kind, kind.__name__)
+        raise UserError(f"{where} expects {readable}, got {json.dumps(value)}.") from None
+
+
+def _whole(value):
+    """An int from an int or a string of digits; JSON true and floats (1e20, 3.5) are not whole numbers."""
+    if isinstance(value, (bool, float)):
+        raise TypeError(value)
+    return int(value.strip() if isinstance(value, str) else value)
 
 
 def _apply(config, values, source):

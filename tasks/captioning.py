@@ -50,6 +50,8 @@ from models import encoders  # noqa: E402
 from models.captioning import build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
 
 DATASETS = ("flickr8k", "shapes", "folder")
+# The smallest input keras.applications' ImageNet models accept: 32 pixels, InceptionV3 75.
+MIN_PRETRAINED_SIZE = {"InceptionV3": 75}
 
 
 @dataclasses.dataclass
@@ -104,18 +106,32 @@ class CaptioningConfig(TrainConfig):
     samples: int = dataclasses.field(default=8, metadata=dict(help="test images shown in samples.png"))
     attention_maps: int = dataclasses.field(default=4, metadata=dict(help="test images with attention maps"))
 
+    RANGES: typing.ClassVar[dict] = {
+        "cnn_widths": ">= 1", "embedding_dim": ">= 1", "units": ">= 1", "attention_units": ">= 1",
+        "feature_units": ">= 1", "feature_dropout": "[0, 1)", "dropout": "[0, 1)", "attention_penalty": ">= 0",
+        "min_count": ">= 1", "max_words": ">= 1", "beam_size": ">= 1", "val_fraction": "(0, 1)",
+        "test_fraction": "(0, 1)", "limit": ">= 1", "samples": ">= 1", "attention_maps": ">= 0",
+        "image_size": ">= 1", "shapes_count": ">= 1",
+        # Two shapes side by side, each with a margin, need about 15 pixels.
+        "shapes_size": ">= 16"}
+
     def validate(self):
-        super().validate()
-        if self.dataset not in DATASETS:
-            raise UserError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}.")
-        if self.data_dir and not Path(self.data_dir).expanduser().is_dir():
-            raise UserError(f"--data-dir {self.data_dir} is not a folder; expected a data root with flickr8k/ in it.")
+        super().validate()  # types, choices and RANGES of every field
         if self.encoder not in ("auto", "cnn") + encoders.PRETRAINED:
             raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, {', '.join(encoders.PRETRAINED)}.")
-        if self.beam_size < 1 or self.max_words < 1 or self.min_count < 1:
-            raise UserError("--beam-size, --max-words and --min-count must be at least 1.")
-        if not 0 <= self.dropout < 1 or not 0 <= self.feature_dropout < 1:
-            raise UserError("--dropout and --feature-dropout must be in [0, 1).")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction ({self.test_fraction:g}) "
+                            "must sum to less than 1, leaving images to train on.")
+        if self.dataset == "shapes" and min(round(self.shapes_count * f) for f in
+                                            (self.val_fraction, self.test_fraction)) < 1:
+            raise UserError(f"--shapes-count {self.shapes_count} leaves no validation or test image; "
+                            "use at least 10 images.")
+        size, encoder = self.resolved_image_size(), self.resolved_encoder()
+        smallest = 2 ** len(self.cnn_widths) if encoder == "cnn" else MIN_PRETRAINED_SIZE.get(encoder, 32)
+        if size < smallest:
+            what = (f"each of the {len(self.cnn_widths)} --cnn-widths blocks halves the image" if encoder == "cnn"
+                    else f"the pretrained {encoder} encoder needs it")
+            raise UserError(f"--image-size must be at least {smallest} ({what}), got {size}.")
 
     def resolved_encoder(self):
         return self.encoder if self.encoder != "auto" else ("cnn" if self.dataset == "shapes" else "efficientnet_lite0")

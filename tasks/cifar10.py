@@ -47,7 +47,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import export, images, plots, training  # noqa: E402
-from common.cifar10 import load_cifar10  # noqa: E402
+from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
@@ -99,14 +99,16 @@ class Cifar10Config(TrainConfig):
     limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="use only this many images per split (smoke tests)"))
 
+    RANGES: typing.ClassVar[dict] = {
+        "widths": ">= 1", "stem_width": ">= 1", "logit_scale": "> 0", "bn_momentum": "[0, 1)", "dropout": "[0, 1)",
+        "l2": ">= 0", "mixup": ">= 0", "representative_size": ">= 1", "val_size": ">= 1",
+        # Reflect padding of a 32-pixel image: the crop must still see most of it.
+        "crop_padding": f"[0, {IMAGE_SIZE[0] // 2})", "cutout": f"[0, {IMAGE_SIZE[0]}]",
+        # Two images per class: one to train on and one to hold out for validation.
+        "limit": f">= {2 * len(CLASS_NAMES)}"}
+
     def validate(self):
-        super().validate()
-        if self.model not in cnn.ARCHITECTURES:
-            raise UserError(f"unknown model '{self.model}'; valid: {', '.join(cnn.ARCHITECTURES)}.")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}.")
-        if self.mixup < 0 or self.cutout < 0 or self.crop_padding < 0:
-            raise UserError("--mixup, --cutout and --crop-padding must not be negative.")
+        super().validate()  # types, choices and RANGES of every field
         if self.mixup and registry.loss_target(registry.check_name("loss", self.loss)) != "one_hot":
             raise UserError("--mixup blends one-hot labels: use --loss categorical_crossentropy (or mse, ...).")
         if self.model in ("vgg", "fast") and not self.widths:

@@ -62,6 +62,7 @@ from models import text as text_models  # noqa: E402
 
 CLASS_NAMES = ["neg", "pos"]
 ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+MAX_TABLE = 2**31  # numbers in one embedding table (8 GB of float32)
 
 
 @dataclasses.dataclass
@@ -121,24 +122,27 @@ class ImdbConfig(TrainConfig):
     max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="use only this many batches of each split (smoke tests)"))
 
+    RANGES: typing.ClassVar[dict] = {
+        "dropout": "[0, 1)", "recurrent_dropout": "[0, 1)", "val_fraction": "(0, 1)",
+        # TextVectorization reserves 0 (padding) and 1 (unknown word): a vocabulary needs room for a word.
+        "vocabulary_size": ">= 3", "ngram_vocabulary_size": ">= 3", "ngram_buckets": ">= 1",
+        "ngram_embedding_dim": ">= 1", "ngram_epochs": ">= 1", "ngram_learning_rate": "> 0",
+        "ngram_sequence_length": ">= 1", "sequence_length": ">= 1", "embedding_dim": ">= 1", "units": ">= 1",
+        "num_layers": ">= 1", "max_batches": ">= 1"}
+
     def validate(self):
-        super().validate()
-        if self.model not in text_models.ARCHITECTURES:
-            raise UserError(f"unknown model '{self.model}'; valid: {', '.join(text_models.ARCHITECTURES)}.")
-        if not (0 <= self.dropout < 1 and 0 <= self.recurrent_dropout < 1):
-            raise UserError("--dropout and --recurrent-dropout must be in [0, 1).")
-        if not 0 < self.val_fraction < 1:
-            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}.")
-        if self.unlabelled < 0:
-            raise UserError(f"--unlabelled must not be negative, got {self.unlabelled}.")
+        super().validate()  # types, choices and RANGES of every field
+        tables = {"--vocabulary-size + --bigram-buckets": (self.vocabulary_size + self.bigram_buckets)
+                  * self.embedding_dim,
+                  "--ngram-vocabulary-size + --ngram-buckets": (self.ngram_vocabulary_size + self.ngram_buckets)
+                  * self.ngram_embedding_dim}
+        for rows, size in tables.items():
+            if size > MAX_TABLE:  # an extra zero typed by mistake; the table would not fit in memory
+                raise UserError(f"the embedding table of {rows} rows would hold {size:,} numbers, more than "
+                                f"{MAX_TABLE:,} (8 GB); choose fewer rows or a smaller embedding size.")
         if self.unlabelled and self.source == "keras":
             raise UserError("--unlabelled needs the aclImdb review files (--source folder): keras.datasets.imdb "
                             "has no unlabelled reviews.")
-        if self.bigram_buckets < 0:
-            raise UserError(f"--bigram-buckets must not be negative, got {self.bigram_buckets}.")
-        for name in ("vocabulary_size", "sequence_length", "embedding_dim", "units", "num_layers"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1.")
 
 
 def find_reviews(data_dir=None):

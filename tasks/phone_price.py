@@ -94,17 +94,17 @@ class PhonePriceConfig(TrainConfig):
     max_rows: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="use a stratified subset of this many labelled rows (smoke tests)"))
 
+    RANGES: typing.ClassVar[dict] = {
+        "dropout": "[0, 1)", "l2": ">= 0", "input_l1": ">= 0", "val_fraction": "(0, 1)", "test_fraction": "(0, 1)",
+        "hidden_units": ">= 1", "max_rows": ">= 1"}
+
     def validate(self):
-        super().validate()
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}.")
-        if self.l2 < 0 or self.input_l1 < 0:
-            raise UserError("--l2 and --input-l1 must be zero or positive.")
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise UserError("--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1.")
-        if any(width < 1 for width in self.hidden_units):
-            raise UserError(f"--hidden-units must be positive widths, got {list(self.hidden_units)}.")
+        super().validate()  # types and RANGES of every field
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction ({self.test_fraction:g}) "
+                            "must sum to less than 1, leaving rows to train on.")
+        if self.cv == 1:
+            raise UserError("--cv must be between 2 and the smallest class size, or 0 (off), got 1.")
 
 
 def load_data(config):

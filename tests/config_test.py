@@ -2,6 +2,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import re
 import typing
 from pathlib import Path
 
@@ -62,16 +63,70 @@ def test_a_run_config_round_trips_but_not_its_location(tmp_path):
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["--epochs", "three"], "--epochs expects int"),
+    (["--epochs", "three"], "--epochs expects a whole number"),
+    (["--epochs", "1e20"], "--epochs expects a whole number"),
+    (["--epochs", "3.0"], "--epochs expects a whole number"),
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", str(2**31)], "--epochs must be from 0 to 2147483647"),
     (["--activation", "relux"], "valid names: relu"),
-    (["--units", "8,x"], "comma-separated integers"),
-    (["--learning-rate", "-1"], "--learning-rate must be positive"),
+    (["--units", "8,x"], "comma-separated whole numbers"),
+    (["--units", "8,-1"], "--units must be from 0 to"),
+    (["--learning-rate", "-1"], "--learning-rate must be greater than 0"),
+    (["--learning-rate", "nan"], "--learning-rate expects a finite number"),
+    (["--momentum", "5"], "--momentum must be in [0, 1)"),
+    (["--step-epochs", "0"], "--step-epochs must be at least 1"),
     (["--schedule", "multistep"], "needs --milestones"),
+    (["--milestones", "60,30"], "--milestones must be increasing"),
+    (["--warmup-epochs", "11"], "--warmup-epochs (11) must not exceed --epochs (10)"),
+    (["--seed", "-1"], "--seed must be from 0 to 4294967295"),
+    (["--seed", str(2**32)], "--seed must be from 0 to 4294967295"),
+    (["--verbose", "3"], "--verbose must be in [0, 2]"),
 ])
 def test_bad_flag_values_raise_one_clear_sentence(argv, fragment):
-    with pytest.raises(UserError, match=fragment.replace("-", r"\-")):
+    with pytest.raises(UserError, match=re.escape(fragment)):
         parse(argv)
+
+
+def test_the_largest_seed_is_accepted():
+    assert parse(["--seed", str(2**32 - 1)]).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"epochs": True}, "'epochs' in .* expects a whole number, got true"),
+    ({"epochs": 1e20}, "'epochs' in .* expects a whole number, got 1e\\+20"),
+    ({"epochs": 2.5}, "expects a whole number"),
+    ({"units": [8, 1.5]}, "comma-separated whole numbers"),
+    ({"units": 8}, "comma-separated whole numbers"),
+    ({"learning_rate": False}, "expects a number, got false"),
+    ({"activation": 3}, "expects a name, got 3"),
+    ({"batch_norm": "maybe"}, "expects bool"),
+    ({"jit_compile": "maybe"}, "--jit-compile must be one of auto, true, false"),
+])
+def test_json_values_of_the_wrong_type_are_refused(tmp_path, values, fragment):
+    (tmp_path / "c.json").write_text(json.dumps(values))
+    with pytest.raises(UserError, match=fragment):
+        build_config(DemoConfig, config_file=tmp_path / "c.json")
+
+
+@pytest.mark.parametrize("run_id", ["../escaped", "/tmp/abs", ".", "..", "a/b", "sp ace", "x" * 201,
+                                    "new\nline", "tab\t"])
+def test_a_run_id_must_be_a_plain_name(run_id):
+    with pytest.raises(UserError, match="--run-id must be a plain name"):
+        build_config(DemoConfig, overrides={"run_id": run_id})
+
+
+@pytest.mark.parametrize("run_id", ["r1", "2024-01-01_seed.3", "..hidden", "x" * 200])
+def test_plain_run_ids_are_accepted(run_id):
+    assert build_config(DemoConfig, overrides={"run_id": run_id}).run_id == run_id
+
+
+def test_folder_settings_must_be_folders(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--output-dir .* is a file"):
+        build_config(DemoConfig, overrides={"output_dir": str(tmp_path / "file")})
+    with pytest.raises(UserError, match="--data-dir .* is not a folder"):
+        build_config(DemoConfig, overrides={"data_dir": str(tmp_path / "missing")})
+    assert build_config(DemoConfig, overrides={"output_dir": str(tmp_path / "new")}).output_dir
 
 
 def test_json_errors_are_clear(tmp_path):

@@ -147,7 +147,7 @@ def test_predict_command_labels_a_csv(tmp_path, phone_root, cli):
 @pytest.mark.parametrize("argv,fragment", [
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
     (["--optimizer", "adamax"], "unknown optimizer 'adamax'; valid names: sgd, momentum"),
-    (["--hidden-units", "16,-3"], "--hidden-units must be positive"),
+    (["--hidden-units", "16,-3"], "--hidden-units must be at least 1"),
     (["--cv", "1"], "--cv must be between 2"),
 ])
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, phone_root, cli, argv, fragment):
