@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data_root import cache_root, extract_once, find_dataset
+from common.data_root import cache_root, extract_once, fill_once, find_dataset
 from common.errors import UserError
 
 START, END = "<start>", "<end>"
@@ -220,11 +220,8 @@ def make_shapes(folder, count, seed=0, size=64):
 
 def load_shapes(count, seed=0, size=64, split_seed=42):
     """The shapes data set (generated into the cache once per count/seed/size), split 80/10/10."""
-    folder = cache_root() / "shapes" / f"n{count}-seed{seed}-{size}px"
-    marker = folder / ".complete"
-    if not marker.is_file():
-        make_shapes(folder, count, seed, size)
-        marker.write_text("ok")
+    folder = fill_once(cache_root() / "shapes" / f"n{count}-seed{seed}-{size}px", "shapes 1",
+                       lambda partial: make_shapes(partial, count, seed, size))
     return load_captions(folder / "images", folder / "captions.csv", seed=split_seed)
 
 

@@ -11,19 +11,23 @@ in this order:
 
 Archives are never unpacked in place (the shared root is read-only): `extract_once` checks an archive
 against the `SHA256SUMS` beside it (when there is one), unpacks it into `~/.cache/keras-tutorials/` (or
-`$KERAS_TUTORIALS_CACHE`) and reuses the result.
+`$KERAS_TUTORIALS_CACHE`) and reuses the result. A cache folder is only ever replaced whole: it is built in a
+temporary folder beside it and renamed into place when complete (`fill_once`), so a bad archive, a kill or a
+full disk leaves the cache as it was.
 """
 
 import hashlib
 import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UserError, describe_os_error, printable
 
 ENV_DATA = "KERAS_TUTORIALS_DATA"
 ENV_CACHE = "KERAS_TUTORIALS_CACHE"
+MARKER = ".extracted"  # written last into a cache folder: what it was built from
 
 
 def keras_cache_root():
@@ -72,27 +76,67 @@ def find_dataset(name, data_dir=None, required=(), fallback=None):
 
 
 def extract_once(archive, subdir):
-    """Unpack a tar archive into the cache (once) and return the folder it was unpacked into.
+    """Unpack a tar archive into the cache folder `subdir` (once) and return that folder.
 
-    A marker file written after a complete extraction makes an interrupted extraction start over.
+    The archive is checked against SHA256SUMS and unpacked beside the cache folder; only a complete
+    extraction replaces what was there, so a truncated archive never costs a good cache.
     """
     archive = Path(archive)
-    target = cache_root() / subdir
-    marker = target / ".extracted"
-    if marker.is_file() and marker.read_text() == _archive_stamp(archive):
+
+    def unpack(folder):
+        verify_checksum(archive)
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(folder, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as error:
+            if isinstance(error, OSError) and describe_os_error(error):
+                raise  # an unwritable cache or a full disk: said as such by the CLI
+            raise UserError(f"could not extract {archive} ({printable(error)}); expected a readable tar archive "
+                            "(the cache was left as it was).") from None
+
+    return fill_once(cache_root() / subdir, _archive_stamp(archive), unpack)
+
+
+def fill_once(target, stamp, fill):
+    """Return the cache folder `target`, built by `fill(folder)` unless it was already built with `stamp`.
+
+    `fill` writes into a fresh temporary folder beside `target`, which replaces `target` only once `fill` has
+    returned: an exception or a kill leaves the previous `target` untouched. A lock file serialises two
+    processes building the same folder (the second then finds it built).
+    """
+    from filelock import FileLock
+
+    target = Path(target)
+    if _stamp_of(target) == stamp:  # built: read it, even from a read-only cache
         return target
-    verify_checksum(archive)
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as error:
-        shutil.rmtree(target, ignore_errors=True)
-        raise UserError(f"could not extract {archive} ({error}); expected a readable tar archive.") from None
-    marker.write_text(_archive_stamp(archive))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if _stamp_of(target) == stamp:
+            return target
+        for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed process
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        try:
+            fill(partial)
+            (partial / MARKER).write_text(stamp)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if target.exists():  # swap: the old folder aside, the new one in, the old one removed
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(partial, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, target)
     return target
+
+
+def _stamp_of(folder):
+    try:
+        return (Path(folder) / MARKER).read_text()
+    except OSError:
+        return None
 
 
 def verify_checksum(path):

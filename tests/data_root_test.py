@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from common.data_root import extract_once, find_dataset
+from common.data_root import extract_once, fill_once, find_dataset
 from common.errors import UserError
 
 
@@ -90,3 +90,43 @@ def test_extract_once_reports_a_broken_archive(tmp_path):
     archive.write_bytes(b"this is not a tar file at all" * 50)
     with pytest.raises(UserError, match="could not extract"):
         extract_once(archive, "broken")
+
+
+def test_a_bad_archive_never_costs_the_good_cache(tmp_path):
+    """A truncated copy of an archive that was extracted before leaves the extracted cache untouched."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("good")
+    archive = tmp_path / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "a.txt", arcname="inner/a.txt")
+    good = extract_once(archive, "kept")
+    before = sorted(p.relative_to(good) for p in good.rglob("*"))
+    archive.write_bytes(archive.read_bytes()[:40])  # truncated: a new size, so it is extracted again
+    with pytest.raises(UserError, match=r"could not extract .* \(the cache was left as it was\)"):
+        extract_once(archive, "kept")
+    assert (good / "inner" / "a.txt").read_text() == "good"
+    assert sorted(p.relative_to(good) for p in good.rglob("*")) == before
+    assert [p.name for p in good.parent.iterdir() if ".partial" in p.name] == []  # no leftovers
+
+
+def test_a_failed_fill_leaves_no_folder_and_a_later_fill_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "cache" / "thing"
+
+    def broken(folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        fill_once(target, "v1", broken)
+    assert not target.exists() and list(target.parent.iterdir()) == [target.parent / ".thing.lock"]
+    fill_once(target, "v1", lambda folder: (folder / "one.txt").write_text("1"))
+    assert fill_once(target, "v1", broken) == target  # already built with this stamp: not rebuilt
+    fill_once(target, "v2", lambda folder: (folder / "two.txt").write_text("2"))
+    assert sorted(p.name for p in target.iterdir()) == [".extracted", "two.txt"]
+
+
+def test_a_stale_partial_folder_of_a_killed_extraction_is_cleaned_up(tmp_path):
+    target = tmp_path / "cache" / "thing"
+    (tmp_path / "cache" / ".thing.partial-abc").mkdir(parents=True)
+    fill_once(target, "v1", lambda folder: (folder / "one.txt").write_text("1"))
+    assert sorted(p.name for p in target.parent.iterdir()) == [".thing.lock", "thing"]
