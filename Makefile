@@ -1,4 +1,5 @@
-# make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest.
+# make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest;
+# make pages: the lesson pages in site/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ export KERAS_TUTORIALS_DATA := $(abspath ../shared/datasets)
 endif
 endif
 
-.PHONY: setup setup-compare run test clean
+.PHONY: setup setup-compare run test pages clean
 
 setup: $(VENV)/.installed
 
@@ -35,5 +36,9 @@ run: setup setup-compare
 test: setup
 	$(BIN)/python -m pytest
 
+# The lessons, their measured results and newest runs as a static site (offline): open site/index.html.
+pages: setup
+	$(BIN)/python -m pages
+
 clean:
-	rm -rf runs tuning_runs .pytest_cache
+	rm -rf runs tuning_runs site .pytest_cache
