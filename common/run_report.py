@@ -338,8 +338,9 @@ def write_run_report(run_path, command=None):
     return path
 
 
-def save_model_summary(model, folder):
-    """`model_summary.txt` from `model.summary()`, and `model.png` where Keras can draw one.
+def save_model_summary(model, folder, show=True):
+    """`model_summary.txt` from `model.summary()` (printed too, with `show`), and `model.png` where Keras can
+    draw one.
 
     keras.utils.plot_model needs the pydot package and Graphviz's `dot` program; without them the diagram is
     skipped with a one-line notice. Returns the paths written.
@@ -353,9 +354,11 @@ def save_model_summary(model, folder):
         model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text), line_length=SUMMARY_WIDTH)
     written = [folder / "model_summary.txt"]
     written[0].write_text("\n".join(lines).rstrip() + "\n")
+    if show:
+        print(written[0].read_text(), end="")
     try:
         keras.utils.plot_model(model, to_file=str(folder / "model.png"), show_shapes=True, dpi=72)
         written.append(folder / "model.png")
-    except (ImportError, OSError) as error:
+    except (ImportError, OSError, ValueError) as error:  # no pydot/Graphviz, or a model Keras cannot draw
         print(f"model diagram skipped: {str(error).splitlines()[0]}")
     return written
