@@ -10,13 +10,15 @@ benchmarks/backends_rows.json; writes the backends section of RESULTS.md.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 import run_all  # noqa: E402
 from benchmarks.common import command_line, facts_block, measured, publish  # noqa: E402
@@ -59,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

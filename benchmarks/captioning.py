@@ -10,7 +10,6 @@ the sample and attention figures go to benchmarks/plots/.
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -18,8 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 from benchmarks.common import facts_block, measured, publish  # noqa: E402
 from common.tables import format_table  # noqa: E402
@@ -110,4 +112,4 @@ def render(state, command):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -12,7 +12,6 @@ included) to its final test number, exports excluded.
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -20,8 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 from benchmarks.common import facts_block, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
@@ -144,4 +146,4 @@ def render(state):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -21,8 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTION_POSITIONS, CAPTION_FEATURES = 49, 1280  # EfficientNet-Lite0's 7x7 grid of 1280 features
@@ -334,4 +337,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

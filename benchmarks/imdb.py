@@ -12,15 +12,17 @@ Writes the imdb section of RESULTS.md (one row per model; rows of earlier runs o
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 from benchmarks.common import command_line, facts_block, measured, publish  # noqa: E402
 from common.config import build_config  # noqa: E402
@@ -107,4 +109,4 @@ def parse_setting(item):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -11,15 +11,17 @@ Searches go to tuning_runs/benchmarks/phone_price/ (kept, so `python -m tuning.r
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
@@ -126,4 +128,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

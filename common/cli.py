@@ -9,15 +9,21 @@ import logging
 import os
 import sys
 
+from common import console
 from common.config import add_config_arguments, config_from_namespace
 from common.errors import run_cli
 
 
 def quiet_tensorflow():
-    """Hide TensorFlow's start-up noise (CUDA probing, oneDNN notices); real errors still show."""
+    """Hide TensorFlow's start-up noise (CUDA probing, oneDNN notices); real warnings and errors still show.
+
+    Call it before anything imports TensorFlow: the native lines of its import are filtered on file
+    descriptor 2 (see common/console.py), the later C++ info logs by TF_CPP_MIN_LOG_LEVEL.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Retracing notices appear whenever a script builds several models; they are advice, not errors.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    console.quiet_import("tensorflow")
 
 
 def task_main(config_cls, train, description, commands=None, prog=None):
@@ -43,11 +49,15 @@ def task_main(config_cls, train, description, commands=None, prog=None):
             epilog="commands: train (default)" + "".join(f", {name}" for name in commands)
             + f"; '{prog} <command> --help' explains one.")
         add_config_arguments(parser, config_cls)
-        return train(config_from_namespace(config_cls, parser.parse_args(argv)))
+        config = config_from_namespace(config_cls, parser.parse_args(argv))
+        print(console.runtime_summary(config), flush=True)
+        return train(config)
 
     return main
 
 
 def run(main):
-    """Entry point used by `if __name__ == "__main__"` blocks."""
+    """Entry point used by `if __name__ == "__main__"` blocks: stderr filtered for the whole run (noise
+    such as tf.data's NodeDef error comes long after start-up), user errors as one line."""
+    console.start_filter()
     run_cli(main)

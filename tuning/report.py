@@ -22,8 +22,8 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from common.cli import quiet_tensorflow  # noqa: E402
-from common.errors import UserError, run_cli  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
+from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
 
 quiet_tensorflow()
@@ -202,4 +202,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run(main)

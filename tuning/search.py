@@ -28,8 +28,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import quiet_tensorflow  # noqa: E402
-from common.errors import UserError, run_cli  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 quiet_tensorflow()
 
@@ -149,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run(main)
