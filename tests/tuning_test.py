@@ -1,4 +1,4 @@
-"""KerasTuner integration: spaces, HyperModel, search CLI (resume, failures, compare), report, distribution."""
+"""KerasTuner integration: spaces, HyperModel, search CLI (resume, failures, compare), report, workers."""
 
 import json
 import subprocess
@@ -168,7 +168,7 @@ def test_imdb_hypermodel_and_search(tmp_path, imdb_root, cli):
 
 
 def test_cifar10_hypermodel_and_compare(tmp_path, cifar_root, cli):
-    """CIFAR-10 joins through the same code: its space builds every sampled architecture, and --compare runs."""
+    """CIFAR-10 joins through the same code: its space builds every sampled architecture; --compare runs."""
     from tasks.cifar10 import Cifar10Config
 
     base = build_config(Cifar10Config, profile="smoke", overrides=dict(data_dir=str(cifar_root), epochs=1))

@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.errors import UserError, run_cli  # noqa: E402
+from common.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,8 +60,8 @@ def main(argv=None):
     if not search_args:
         raise UserError("give the search arguments after --, e.g. -- --task phone_price --max-trials 12.")
     port = args.port or free_port()
-    print(f"chief on 127.0.0.1:{port}, {args.workers} worker(s): python -m tuning.search {' '.join(search_args)}",
-          flush=True)
+    print(f"chief on 127.0.0.1:{port}, {args.workers} worker(s): "
+          f"python -m tuning.search {' '.join(search_args)}", flush=True)
     chief = start("chief", search_args, "127.0.0.1", port)
     workers = [start(f"tuner{i}", search_args, "127.0.0.1", port) for i in range(args.workers)]
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -74,12 +74,14 @@ def main(argv=None):
     except subprocess.TimeoutExpired:
         for process in processes:
             process.kill()
-        raise UserError(f"the search did not finish within --timeout {args.timeout:g} s; processes stopped.")
+        raise UserError(f"the search did not finish within --timeout {args.timeout:g} s; "
+                        "processes stopped.") from None
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    failed = [name for name, code in zip([f"tuner{i}" for i in range(args.workers)] + ["chief"], codes) if code]
+    names = [f"tuner{i}" for i in range(args.workers)] + ["chief"]
+    failed = [name for name, code in zip(names, codes, strict=True) if code]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import keras_tuner
 
-from common import training
+from common import runs, training
 from tuning import tasks
 
 
@@ -32,6 +32,7 @@ class TaskHyperModel(keras_tuner.HyperModel):
         self.curves_dir = Path(curves_dir) if curves_dir else None
         self.data = data if data is not None else self.spec.load_data(base_config)
         self._builds = {}
+        self._execution = 0
 
     def config_for(self, hp):
         """The task config for these hyperparameter values (the base config elsewhere)."""
@@ -42,13 +43,27 @@ class TaskHyperModel(keras_tuner.HyperModel):
         # Each execution of a trial (executions_per_trial > 1) gets the next seed, so repeats measure the
         # spread over initialisations instead of training the same network twice.
         key = json.dumps(hp.values, sort_keys=True, default=str)
-        repeat = self._builds.get(key, 0)
-        self._builds[key] = repeat + 1
-        training.seed_everything(config.seed + repeat, config.deterministic)
+        self._execution = self._builds.get(key, 0)
+        self._builds[key] = self._execution + 1
+        training.seed_everything(config.seed + self._execution, config.deterministic)
+        return self._compiled_model(config)
+
+    def _compiled_model(self, config):
         model = self.spec.build_model(config, self.data)
         _, _, _, steps_per_epoch = self.spec.make_datasets(config, self.data)
         training.compile_model(model, config, steps_per_epoch)
         return model
+
+    def logged_metrics(self):
+        """The names `fit` logs for this task's models ('loss', 'accuracy', ... and their 'val_' twins).
+
+        Read from one evaluated validation batch of the default model: a Keras model names its compiled
+        metrics only once it has run, and a search whose objective is none of them would fail every trial.
+        """
+        config = self.config_for(keras_tuner.HyperParameters())
+        _, val, _, _ = self.spec.make_datasets(config, self.data)
+        names = list(self._compiled_model(config).evaluate(val.take(1), return_dict=True, verbose=0))
+        return names + [f"val_{name}" for name in names]
 
     def fit(self, hp, model, *args, **kwargs):
         """Train on the task's own splits; a NaN loss fails the trial (the search goes on)."""
@@ -73,6 +88,7 @@ class TaskHyperModel(keras_tuner.HyperModel):
             return
         folder = self.curves_dir / trial.trial_id
         folder.mkdir(parents=True, exist_ok=True)
-        index = len(list(folder.glob("execution-*.json")))
-        (folder / f"execution-{index}.json").write_text(json.dumps(
-            {"values": trial.hyperparameters.values, "history": history}, default=float))
+        # Named by the execution, not by counting files: a trial rerun after a kill rewrites its curves
+        # instead of adding to them; written whole or not at all.
+        runs.write_json(folder / f"execution-{self._execution}.json",
+                        {"values": trial.hyperparameters.values, "history": history})

@@ -20,13 +20,29 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common.cli import quiet_tensorflow, run  # noqa: E402
-from common.errors import UserError  # noqa: E402
-from common.tables import format_table  # noqa: E402
+from common.cli import quiet_tensorflow, run
+from common.errors import UserError
+from common.tables import format_table
 
 quiet_tensorflow()
+
+
+def unreadable(path, what):
+    return UserError(f"{path} is not a readable {what} (damaged or edited by hand); remove it, or rerun the "
+                     "search with --overwrite.")
+
+
+def read_json(path, what, keys=()):
+    """The JSON object in `path` with `keys`, or one sentence naming the file that is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise unreadable(path, what)
+    return data
 
 
 def load_search(folder):
@@ -35,19 +51,28 @@ def load_search(folder):
     if not meta_path.is_file():
         raise UserError(f"{folder} is not a search folder (no search.json); "
                         "expected tuning_runs/<task>/<name>/ written by python -m tuning.search.")
-    return json.loads(meta_path.read_text())
+    return read_json(meta_path, "search settings file", keys=("task", "tuner", "profile", "objective"))
+
+
+def read_trial(path):
+    """One trial as {trial_id, status, score, values, hyperparameters} from KerasTuner's trial.json."""
+    data = read_json(path, "KerasTuner trial file")
+    try:
+        hyperparameters = data["hyperparameters"]
+        values = {k: v for k, v in hyperparameters["values"].items() if not k.startswith("tuner/")}
+        trial_id = str(data["trial_id"])
+        int(trial_id)  # the report orders trials by their number
+        score = None if data.get("score") is None else float(data["score"])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise unreadable(path, "KerasTuner trial file") from None
+    return {"trial_id": trial_id, "status": data.get("status", "?"),
+            "score": score if score is not None and math.isfinite(score) else None,
+            "values": values, "hyperparameters": hyperparameters, "path": path}
 
 
 def load_trials(folder, objective):
-    """Every trial as {trial_id, status, score, values}, best first; failed/unfinished trials last."""
-    trials = []
-    for path in sorted(Path(folder).glob("trial_*/trial.json")):
-        data = json.loads(path.read_text())
-        values = {k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")}
-        score = data.get("score")
-        trials.append({"trial_id": data["trial_id"], "status": data.get("status", "?"),
-                       "score": score if score is not None and math.isfinite(score) else None,
-                       "values": values, "hyperparameters": data["hyperparameters"]})
+    """Every trial, best first; failed/unfinished trials last."""
+    trials = [read_trial(path) for path in sorted(Path(folder).glob("trial_*/trial.json"))]
     sign = 1 if "loss" in objective else -1
     trials.sort(key=lambda t: (t["score"] is None, sign * (t["score"] or 0), int(t["trial_id"])))
     return trials
@@ -62,8 +87,10 @@ def best_config(meta, trial):
     spec = tasks.get(meta["task"])
     name = meta.get("compare")
     space = spaces.comparison(name, spec.comparisons[name]) if name else spec.space
-    hp = keras_tuner.HyperParameters.from_config(trial["hyperparameters"])
-    values = space(hp)
+    try:
+        values = space(keras_tuner.HyperParameters.from_config(trial["hyperparameters"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise unreadable(trial["path"], "KerasTuner trial file") from None
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
@@ -113,7 +140,7 @@ def plot_objective(trials, names, objective, path):
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # a grid may have spare axes
         points = [(t["values"][name], t["score"]) for t in trials if name in t["values"]]
         xs = [p[0] for p in points]
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
@@ -146,12 +173,12 @@ def write_comparison(folder, meta, trials):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     rows = []
     for trial in sorted(trials, key=lambda t: int(t["trial_id"])):
-        runs = [json.loads(p.read_text())["history"]
+        runs = [read_json(p, "learning-curve file", keys=("history",))["history"]
                 for p in sorted((folder / "curves" / trial["trial_id"]).glob("execution-*.json"))]
         if not runs:
             continue
         value = trial["values"].get(name)
-        for ax, metric in zip(axes, (monitor, monitor.replace("accuracy", "loss"))):
+        for ax, metric in zip(axes, (monitor, monitor.replace("accuracy", "loss")), strict=True):
             curves = [r[metric] for r in runs if metric in r]
             if not curves:
                 continue
@@ -165,17 +192,19 @@ def write_comparison(folder, meta, trials):
             ax.set_ylabel(metric)
             ax.grid(alpha=0.3)
         best = [max(r[monitor]) if "loss" not in monitor else min(r[monitor]) for r in runs if monitor in r]
-        rows.append({name: value, "seeds": len(best), f"best {monitor} (mean)": round(float(np.mean(best)), 4),
+        rows.append({name: value, "seeds": len(best),
+                     f"best {monitor} (mean)": round(float(np.mean(best)), 4),
                      "std": round(float(np.std(best)), 4), "status": trial["status"]})
-    axes[0].legend(title=name)
+    if axes[0].get_legend_handles_labels()[0]:  # no finished trial, no curve
+        axes[0].legend(title=name)
     fig.suptitle(f"{meta['task']}: {name} compared (mean and min-max over seeds)")
     fig.tight_layout()
     fig.savefig(folder / "compare_curves.png", dpi=90)
     plt.close(fig)
     rows.sort(key=lambda r: -r[f"best {monitor} (mean)"])
     (folder / "compare.md").write_text(
-        f"# {meta['task']}: {name} compared, {meta['profile']} profile\n\n" + format_table(rows, list(rows[0]))
-        + "\n" if rows else "no finished trials\n")
+        f"# {meta['task']}: {name} compared, {meta['profile']} profile\n\n"
+        + format_table(rows, list(rows[0])) + "\n" if rows else "no finished trials\n")
 
 
 def summary_text(folder, rows, top=10):
@@ -196,7 +225,11 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="a search folder: tuning_runs/<task>/<name>")
     args = parser.parse_args(argv)
-    rows = write_report(args.folder)
+    try:
+        rows = write_report(args.folder)
+    except PermissionError as error:
+        raise UserError(f"cannot write {error.filename or 'the report'}: permission denied; the report is "
+                        "written into the search folder, which must be writable.") from None
     print(summary_text(args.folder, rows))
     return 0
 

@@ -6,10 +6,14 @@
     python -m tasks.phone_price --config tuning_runs/phone_price/random-quick/best.json --profile full
 
 A search lives in `tuning_runs/<task>/<name>/` (name: `<tuner>-<profile>`, or `compare-<what>-<profile>`).
-Running the same command again resumes it: finished trials are kept, not rerun (`--overwrite` starts
-afresh). A trial that crashes or whose loss becomes NaN is recorded as failed and the search goes on, up to
-`--max-failures` failures in a row. At the end the report (`trials.csv`, `trials.md`, plots, `best.json`) is
-written; `python -m tuning.report <dir>` writes it at any time.
+Running the same command again resumes it, even after a kill: finished trials are kept, not rerun, and the
+trial that was running starts again (grid and `--compare` searches too, see tuning/grid.py; a larger
+`--max-trials` adds trials). A rerun whose settings differ from those in the folder's `search.json` (epochs,
+objective, space, config...) is refused, naming them: `--overwrite` starts afresh, another `--name` keeps
+both. One process at a time works in a folder (a lock; a second one is refused). A trial that crashes or
+whose loss becomes NaN is recorded as failed and the search goes on, up to `--max-failures` failures in a
+row. At the end the report (`trials.csv`, `trials.md`, plots, `best.json`) is written; `python -m
+tuning.report <dir>` writes it at any time.
 
 `--compare NAME` answers the course's "which one works best" questions: a grid over every value of one
 hyperparameter (activation, initializer, optimizer, dropout), everything else at the task's defaults, each
@@ -20,7 +24,6 @@ several GPUs, `--distribution mirrored` trains each trial with tf.distribute.Mir
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,8 +31,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import quiet_tensorflow, run  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.cli import quiet_tensorflow, run
+from common.errors import UserError
 
 quiet_tensorflow()
 
@@ -53,8 +56,10 @@ def build_parser():
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds per value")
     parser.add_argument("--executions-per-trial", type=int, default=1,
                         help="train each configuration this many times (next seed each) and average")
-    parser.add_argument("--objective", default="val_accuracy", help="metric to maximise (val_* to minimise loss)")
-    parser.add_argument("--max-failures", type=int, default=3, help="stop after this many failed trials in a row")
+    parser.add_argument("--objective", default="val_accuracy",
+                        help="metric to maximise (val_* to minimise loss)")
+    parser.add_argument("--max-failures", type=int, default=3,
+                        help="stop after this many failed trials in a row")
     parser.add_argument("--directory", default="tuning_runs", help="root of the searches")
     parser.add_argument("--name", help="name of the search folder (default: <tuner>-<profile>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
@@ -67,6 +72,7 @@ def build_parser():
 
 
 def check_args(args):
+    from common import runs
     from tuning import tasks
 
     spec = tasks.get(args.task)
@@ -83,32 +89,37 @@ def check_args(args):
         raise UserError(f"--max-failures must be at least 1, got {args.max_failures}.")
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}.")
+    if args.name is not None:
+        runs.check_plain_name(args.name, "--name")
 
 
 def project_dir(args):
-    name = args.name or (f"compare-{args.compare}-{args.profile}" if args.compare else f"{args.tuner}-{args.profile}")
+    default = f"compare-{args.compare}-{args.profile}" if args.compare else f"{args.tuner}-{args.profile}"
+    name = args.name or default
     return Path(args.directory) / args.task / name
 
 
 def make_tuner(args, hypermodel, folder):
     import keras_tuner
 
+    from tuning.grid import grid_search
+
     direction = "min" if "loss" in args.objective else "max"
-    common = dict(
-        hypermodel=hypermodel, objective=keras_tuner.Objective(args.objective, direction),
-        directory=str(folder.parent), project_name=folder.name, overwrite=args.overwrite, seed=args.seed,
-        max_consecutive_failed_trials=args.max_failures,
-        executions_per_trial=args.seeds if args.compare else args.executions_per_trial)
+    common = {
+        "hypermodel": hypermodel, "objective": keras_tuner.Objective(args.objective, direction),
+        "directory": str(folder.parent), "project_name": folder.name, "seed": args.seed,
+        "max_consecutive_failed_trials": args.max_failures,
+        "executions_per_trial": args.seeds if args.compare else args.executions_per_trial}
     if args.distribution == "mirrored":
         import tensorflow as tf
 
         common["distribution_strategy"] = tf.distribute.MirroredStrategy()
     if args.compare:
-        return keras_tuner.GridSearch(max_trials=10_000, **common)  # the grid's size decides
+        return grid_search(max_trials=10_000, **common)  # the grid's size decides
     if args.tuner == "hyperband":
         return keras_tuner.Hyperband(max_epochs=hypermodel.base_config.epochs, factor=3, **common)
     tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
-                 "grid": keras_tuner.GridSearch}[args.tuner]
+                 "grid": grid_search}[args.tuner]
     return tuner_cls(max_trials=args.max_trials, **common)
 
 
@@ -117,35 +128,103 @@ def is_worker():
     return os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
 
 
+def search_settings(args, base, space):
+    """What decides a search's results, as written to `search.json` and compared when it is rerun."""
+    from tuning import spaces
+
+    return {
+        "task": args.task, "tuner": "grid" if args.compare else args.tuner, "profile": args.profile,
+        "compare": args.compare, "objective": args.objective,
+        "executions_per_trial": args.seeds if args.compare else args.executions_per_trial,
+        "space": spaces.describe(space), "base_config": base.to_dict()}
+
+
+def check_resumable(args, folder, settings):
+    """Refuse to resume a search whose settings changed (it would rank unlike trials together)."""
+    from common.runs import RESUMABLE_CHANGES
+    from tuning import folder as folders
+
+    before = None if args.overwrite else folders.stored_settings(folder)
+    if before is None:
+        return
+    changed = folders.differences(before, settings, same_anyway=RESUMABLE_CHANGES)
+    if changed:
+        raise UserError(f"search {folder} was started with other settings ({'; '.join(changed)}); rerun the "
+                        "original command to resume it, add --overwrite to start afresh, or choose another "
+                        "--name.")
+
+
+def check_objective(args, hypermodel):
+    logged = hypermodel.logged_metrics()
+    if args.objective not in logged:
+        raise UserError(f"--objective {args.objective} is not a metric the {args.task} task logs; choose one "
+                        f"of: {', '.join(logged)}.")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
+    try:
+        return search(args)
+    except PermissionError as error:
+        raise UserError(f"cannot write {error.filename or 'the search folder'}: permission denied; make it "
+                        "writable or choose another --directory.") from None
+
+
+def search(args):
     from common.config import build_config
+    from tuning import folder as folders
     from tuning import report, spaces, tasks
     from tuning.hypermodel import TaskHyperModel
 
     spec = tasks.get(args.task)
-    overrides = dict(tensorboard=False, verbose=0, seed=args.seed)
+    overrides = {"tensorboard": False, "verbose": 0, "seed": args.seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     base = build_config(spec.config_cls, profile=args.profile, config_file=args.config, overrides=overrides)
     folder = project_dir(args)
-    space = spaces.comparison(args.compare, spec.comparisons[args.compare]) if args.compare else None
-    hypermodel = TaskHyperModel(args.task, base, space=space, curves_dir=folder / "curves")
-    tuner = make_tuner(args, hypermodel, folder)  # with --overwrite this empties the folder
-    folder.mkdir(parents=True, exist_ok=True)
+    folders.check_location(folder)
+    space = spaces.comparison(args.compare, spec.comparisons[args.compare]) if args.compare else spec.space
+    settings = folders.normalized(search_settings(args, base, space))
     if not is_worker():
-        (folder / "search.json").write_text(json.dumps({
-            "task": args.task, "tuner": "grid" if args.compare else args.tuner, "profile": args.profile,
-            "compare": args.compare, "objective": args.objective, "base_config": base.to_dict()}, indent=2))
-    tuner.search(verbose=args.verbose)
-    if is_worker():
+        check_resumable(args, folder, settings)
+    hypermodel = TaskHyperModel(args.task, base, space=space, curves_dir=folder / "curves")
+    check_objective(args, hypermodel)
+    folders.write_keras_tuner_files_whole()
+    if is_worker():  # the chief holds the lock and owns search.json; workers only run trials
+        make_tuner(args, hypermodel, folder).search(verbose=args.verbose)
         return 0
-    rows = report.write_report(folder)
+    with folders.lock(folder):
+        if args.overwrite:
+            folders.clear(folder)
+        if folders.stored_settings(folder) is None:
+            folders.write_settings(folder, settings)
+        folders.check_readable(folder)
+        stopped = run_search(make_tuner(args, hypermodel, folder), args)
+        rows = report.write_report(folder)
     print(report.summary_text(folder, rows))
+    if stopped or not any(row["status"] == "COMPLETED" for row in rows):
+        raise UserError(stopped or f"no trial of {folder} finished (see trials.md for each one's status).")
     return 0
+
+
+def run_search(tuner, args):
+    """KerasTuner's search; its "too many failures" error becomes a sentence to say after the report."""
+    try:
+        tuner.search(verbose=args.verbose)
+    except RuntimeError as error:
+        if "consecutive failures" not in str(error):
+            raise
+        # KerasTuner raises before it saves the trial that failed last: save it, so the report says FAILED.
+        for trial in tuner.oracle.trials.values():
+            if trial.status == "FAILED":
+                trial.save(str(Path(tuner.project_dir) / f"trial_{trial.trial_id}" / "trial.json"))
+        last = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        return (f"the search stopped after {args.max_failures} failed trials in a row (--max-failures); the "
+                f"last one ended with: {last[-1] if last else 'no message'}")
+    return None
 
 
 if __name__ == "__main__":

@@ -87,3 +87,28 @@ def comparison(name, choices):
 
     space.__name__ = f"compare_{name}"
     return space
+
+
+def describe(space):
+    """Every hyperparameter `space` can ask for, conditional ones included, as KerasTuner configs.
+
+    A resumed search compares this with what it started with. Conditional hyperparameters appear only
+    when their condition holds, so each condition seen is set once and the space asked again (KerasTuner
+    explores a HyperModel's space the same way before a search).
+    """
+    import keras_tuner
+
+    found = keras_tuner.HyperParameters()
+    pending, seen = [[]], []
+    while pending:
+        conditions = pending.pop(0)
+        seen.append(conditions)
+        hp = found.copy()
+        for condition in conditions:
+            hp.values[condition.name] = condition.values[0]
+        hp.ensure_active_values()  # values for what this condition switches on (which ones does not matter)
+        space(hp)
+        found.merge(hp, overwrite=False)
+        pending += [scope for scope in hp.active_scopes + hp.inactive_scopes
+                    if scope not in seen and scope not in pending]
+    return found.get_config()["space"]

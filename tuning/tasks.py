@@ -5,7 +5,7 @@ shared.
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from common.errors import UserError
 
