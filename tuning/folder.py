@@ -30,7 +30,8 @@ def check_location(folder):
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{existing} is not writable; make it writable or choose another --directory.")
     if existing == folder:
-        entries = {entry.name for entry in folder.iterdir()} - {runs.LOCK}
+        # Hidden entries are the lock and the temporary files of a write that a kill interrupted.
+        entries = {entry.name for entry in folder.iterdir() if not entry.name.startswith(".")}
         if entries and SETTINGS_NAME not in entries:
             raise UserError(f"{folder} exists and was not written by python -m tuning.search (no "
                             f"{SETTINGS_NAME}); choose another --name or --directory.")
