@@ -89,9 +89,9 @@ class ExactResume(keras.callbacks.Callback):
         try:
             self.model.load_weights(self.backup / self.state["weights"])
             extras = np.load(self.backup / self.state["random_state"])
-            for variable, value in zip(random_state_variables(self.model), extras.values()):
+            for variable, value in zip(random_state_variables(self.model), extras.values(), strict=True):
                 variable.assign(value)
-            for callback, saved in zip(self.stateful, self.state["callbacks"]):
+            for callback, saved in zip(self.stateful, self.state["callbacks"], strict=True):
                 for name, value in saved.items():
                     setattr(callback, name, value)
                 if getattr(callback, "restore_best_weights", False) and self.state.get("best_weights"):

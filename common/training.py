@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import plots, resume, runs
+from common import plots, resume, run_report, runs
 from common.errors import UserError
 from common.tables import format_table
 from models import registry
@@ -149,6 +149,7 @@ def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), 
     backup = folder / "backup"
     state = resume.load_state(backup)
     compile_model(model, config, steps_per_epoch, metrics, loss)
+    run_report.save_model_summary(model, folder, show=config.verbose > 0)
     if state and state.get("finished") and (folder / "model.keras").is_file():
         model.set_weights(keras.saving.load_model(folder / "model.keras", compile=False).get_weights())
         print(f"{folder}: already trained, skipped")
@@ -250,7 +251,7 @@ def evaluate_classifier(model, dataset, labels, class_names, folder):
     return {
         "test_loss": float(results["loss"]),
         "test_accuracy": float(np.mean(predicted == labels)),
-        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class)},
+        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
         "probabilities": probabilities,
     }
@@ -301,6 +302,10 @@ def finish_run(run, config, results, summary):
     write_json(run.path / "metrics.json", {"task": config.TASK, "run_dir": str(run.path),
                                            "profile": config.profile, "seed": config.seed,
                                            "summary": summary, "results": results})
+    try:
+        run_report.write_run_report(run.path)
+    except (UserError, OSError, ValueError) as error:  # the run's numbers are safe; the page is a view of them
+        print(f"report.html not written: {error}")
     for backup in run.path.rglob("backup"):
         shutil.rmtree(backup, ignore_errors=True)
     run.close()
