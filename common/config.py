@@ -201,6 +201,18 @@ def check_values(config):
                 raise UserError(f"{flag} must be from 0 to {top}, got {_plain(value)}.")
 
 
+def whole_number(flag, text, minimum=0):
+    """A whole number given to a command's flag (not a config field): `minimum`..2**31-1 or UserError."""
+    try:
+        value = _whole(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} expects a whole number, got {json.dumps(text)}.") from None
+    if not minimum <= value <= INT_MAX:
+        raise UserError(f"{flag} must be at least {minimum}, got {value}." if value < minimum
+                        else f"{flag} must be at most {INT_MAX}, got {value}.")
+    return value
+
+
 def check_folder_setting(flag, value, may_be_missing=False):
     """A folder setting names a folder (or, with `may_be_missing`, a place where one can be created)."""
     if not str(value).strip():

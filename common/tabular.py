@@ -5,6 +5,8 @@ outside the known classes) raises `UserError` with the file, the column and the 
 """
 
 import dataclasses
+import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +62,7 @@ def read_csv(path, columns, label=None, num_classes=None):
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             value = frame[column].iloc[row]
-            shown = "an empty cell" if pd.isna(value) else f"{value!r}"
+            shown = "an empty cell" if pd.isna(value) else _shown(value)
             raise UserError(f"{path}: column {column} has {shown} in data row {row + 1} "
                             f"({int(bad.sum())} bad cells in all); expected a number in every cell.")
         frame[column] = numeric
@@ -72,14 +74,60 @@ def read_csv(path, columns, label=None, num_classes=None):
             outside = (values != np.round(values)) | (values < 0) | (values >= num_classes)
             if outside.any():
                 row = int(np.argmax(outside))
-                raise UserError(f"{path}: column {label} has {values[row]!r} in data row {row + 1}; "
+                raise UserError(f"{path}: column {label} has {_shown(values[row])} in data row {row + 1}; "
                                 f"expected an integer class from 0 to {num_classes - 1}.")
         y = values.astype("int64")
+        check_classes(y, path, label, num_classes)
     return frame, x, y
+
+
+def _shown(value):
+    """A cell as the user wrote it: 7, 2.5 or 'abc', never np.int64(7)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_classes(y, path, label, num_classes=None):
+    """A classifier needs two classes at least; a class with no rows at all is worth a warning."""
+    present = np.unique(y)
+    if len(present) < 2:
+        raise UserError(f"{path}: every row has {label} {int(present[0])}; a classifier needs rows of at least "
+                        "two classes.")
+    missing = sorted(set(range(num_classes or 0)) - set(present.tolist()))
+    if missing:
+        print(f"warning: {path} has no rows of {label} {', '.join(map(str, missing))}; the model will never "
+              "learn to predict them.", file=sys.stderr)
+
+
+def minimum_rows(num_classes, val_fraction, test_fraction):
+    """The fewest rows a stratified train/validation/test split takes: each part has at least as many rows as
+    there are classes (scikit-learn's condition, for both cuts)."""
+    parts = (test_fraction, val_fraction, 1 - val_fraction - test_fraction)
+    return max([3 * num_classes] + [math.ceil(num_classes / f - 1e-9) for f in parts])
+
+
+def stratified_subset(x, y, size, seed):
+    """`size` rows with the classes in their proportions (smoke runs); all rows when there are no more."""
+    if size >= len(y):
+        return x, y
+    classes = len(np.unique(y))
+    if size < classes:
+        raise UserError(f"--max-rows {size} is fewer rows than classes ({classes}); every class needs rows.")
+    x, _, y, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
+    return x, y
 
 
 def split_stratified(x, y, val_fraction, test_fraction, seed):
     """Train/validation/test with each class in the same proportion in every part, fixed by `seed`."""
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    needed = minimum_rows(len(counts), val_fraction, test_fraction)
+    if len(y) < needed or counts.min() < 3:
+        raise UserError(f"{len(y)} labelled rows ({len(counts)} classes, the smallest with {counts.min()} rows) are "
+                        "too few to split into stratified training, validation and test parts: use at least "
+                        f"{needed} rows (--max-rows) with 3 or more of each class.")
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=test_fraction, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(
@@ -90,9 +138,9 @@ def split_stratified(x, y, val_fraction, test_fraction, seed):
 def stratified_folds(y, folds, seed):
     """(train indices, held-out indices) for each of `folds` stratified folds."""
     counts = np.bincount(y)
-    if folds < 2 or folds > counts[counts > 0].min():
-        raise UserError(f"--cv must be between 2 and the smallest class size ({counts[counts > 0].min()}), "
-                        f"got {folds}.")
+    smallest = int(counts[counts > 0].min())
+    if folds < 2 or folds > smallest:
+        raise UserError(f"--cv must be between 2 and the smallest class size ({smallest}), got {folds}.")
     return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 

@@ -42,9 +42,9 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import captions, plots, training  # noqa: E402
-from common.config import TrainConfig, build_config  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common import captions, plots, trained, training  # noqa: E402
+from common.config import TrainConfig, build_config, whole_number  # noqa: E402
+from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
 from models import encoders  # noqa: E402
 from models.captioning import build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
@@ -156,6 +156,8 @@ def load_data(config):
                                       config.test_fraction, config.split_seed)
     if config.limit:
         data.splits = {split: indices[:config.limit] for split, indices in data.splits.items()}
+    if config.resolved_encoder() == "cnn":  # (pretrained encoders check the images before encoding them)
+        check_images([data.paths[i] for i in np.unique(np.concatenate(list(data.splits.values())))])
     return data
 
 
@@ -277,35 +279,50 @@ def attention_hits(data, test, hypotheses, weights, image_size):
 def add_caption_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size)")
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
-    parser.add_argument("--beam-size", type=int, default=None, help="default: the run's")
+    parser.add_argument("--beam-size", default=None, help="beam width, at least 1 (1 = greedy); default: the run's")
 
 
 def caption(args):
-    """Print a caption for each image with a trained run's model."""
-    import keras
-
+    """Print a caption for each image with a trained run's model (the run is only read)."""
     folder = Path(args.run)
-    for name in ("model.keras", "config.json", "vocabulary.json"):
-        if not (folder / name).is_file():
-            raise UserError(f"{folder / name} does not exist; --run must be a finished captioning run folder.")
+    trained.open_run(folder, CaptioningConfig.TASK)
+    beam_size = whole_number("--beam-size", args.beam_size, minimum=1) if args.beam_size is not None else None
     config = build_config(CaptioningConfig, config_file=folder / "config.json")
-    words = training.read_json(folder / "vocabulary.json")
-    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    words = read_vocabulary(folder / "vocabulary.json")
     for path in args.images:
         if not Path(path).is_file():
-            raise UserError(f"{path} does not exist.")
+            raise UserError(f"{path} does not exist; expected an image file.")
     check_images(args.images)
+    model = trained.load_model(folder / "model.keras", compile=False)
     encoder, size = config.resolved_encoder(), config.resolved_image_size()
     if encoder == "cnn":
         inputs = encoders.load_image_array(args.images, size)
     else:
         grids = encoders.pretrained_encoder(encoder, size).predict(encoders.read_images(args.images, size), verbose=0)
         inputs = grids.reshape(len(grids), -1, grids.shape[-1])
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    trained.expect_input(model, folder / "model.keras", len(shapes) == 2 and tuple(shapes[0][1:]) == inputs.shape[1:],
+                         f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
     tokens, _ = generate(model, inputs, words.index(captions.START), words.index(captions.END), config.max_words,
-                         args.beam_size or config.beam_size, config.length_penalty)
-    for path, row in zip(args.images, tokens):
-        print(f"{path}\t{' '.join(words[t] for t in row if t)}")
+                         beam_size or config.beam_size, config.length_penalty)
+    for path, row in zip(args.images, tokens, strict=True):
+        print(f"{printable(path)}\t{' '.join(words[t] for t in row if t)}")
     return 0
+
+
+def read_vocabulary(path):
+    """The run's vocabulary.json: a list of words holding the start and end tokens."""
+    try:
+        words = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; --run must be a finished captioning run folder.") from None
+    except (ValueError, UnicodeDecodeError):
+        words = None
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)
+            and {captions.START, captions.END} <= set(words)):
+        raise UserError(f"{path} is not a caption vocabulary (a JSON list of words with {captions.START} and "
+                        f"{captions.END}); the run folder is damaged: train again.")
+    return words
 
 
 main = task_main(CaptioningConfig, train, __doc__, commands={"caption": (add_caption_arguments, caption)})

@@ -46,10 +46,10 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import export, images, plots, training  # noqa: E402
+from common import export, images, plots, trained, training  # noqa: E402
 from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.errors import UserError, printable  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from models import cnn, registry  # noqa: E402
 
@@ -191,32 +191,38 @@ def add_predict_arguments(parser):
 
 
 def predict(args):
-    """Print the three most likely classes of each image with a trained run's model."""
-    import json
-
+    """Print the three most likely classes of each image with a trained run's model (the run is only read)."""
     import keras
 
+    metrics = trained.open_run(args.run, Cifar10Config.TASK)
+    batch = [read_image(path, IMAGE_SIZE) for path in args.images]  # bad images refused before the model loads
     model_path = Path(args.run) / "model.keras"
-    if not model_path.is_file():
-        raise UserError(f"{model_path} does not exist; --run must be a finished cifar10 run folder.")
-    metrics = Path(args.run) / "metrics.json"
-    names = (list(json.loads(metrics.read_text())["results"].values())[0].get("class_names")
-             if metrics.is_file() else None)
-    model = keras.saving.load_model(model_path)
-    height, width = model.input_shape[1:3]
-    batch = []
-    for path in args.images:
-        try:
-            image = keras.utils.load_img(path, target_size=(height, width))
-        except (OSError, ValueError) as error:
-            raise UserError(f"{path} is not a readable image ({error}).") from None
-        batch.append(keras.utils.img_to_array(image))
-    probabilities = model.predict(np.stack(batch), verbose=0)
-    for path, p in zip(args.images, probabilities):
+    model = trained.load_model(model_path)
+    trained.expect_input(model, model_path, tuple(model.input_shape[1:]) == (*IMAGE_SIZE, 3),
+                         f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} colour images")
+    results = list(metrics.get("results", {}).values())
+    names = results[0].get("class_names") if results and isinstance(results[0], dict) else None
+    if not isinstance(names, list) or len(names) != model.output_shape[-1]:
+        names = None  # an older or edited metrics.json: show class numbers
+    probabilities = keras.ops.convert_to_numpy(model.predict(np.stack(batch), verbose=0))
+    for path, p in zip(args.images, probabilities, strict=True):
         top = np.argsort(-p)[:3]
-        shown = ", ".join(f"{names[i] if names else i} {p[i]:.2f}" for i in top)
-        print(f"{path}\t{shown}")
+        shown = ", ".join(f"{names[i] if names else i} {p[i]:.2f}" for i in top.tolist())
+        print(f"{printable(path)}\t{shown}")
     return 0
+
+
+def read_image(path, size):
+    """One image file as a float array of `size`, or a UserError naming the file."""
+    import keras
+    from PIL import UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise UserError(f"{path} is not an image file (no such file); expected a PNG, JPEG or other image.")
+    try:
+        return keras.utils.img_to_array(keras.utils.load_img(path, target_size=size))
+    except (OSError, ValueError, UnidentifiedImageError):  # PIL's message names a BytesIO, not the file
+        raise UserError(f"{path} is not a readable image; expected a PNG, JPEG or other image file.") from None
 
 
 main = task_main(Cifar10Config, train, __doc__, commands={"predict": (add_predict_arguments, predict)})

@@ -53,7 +53,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import text, training  # noqa: E402
+from common import text, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config  # noqa: E402
 from common.data_root import extract_once, find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -321,25 +321,21 @@ def add_predict_arguments(parser):
 
 
 def predict(args):
-    """Print the sentiment and P(positive) of each review with a trained run's model."""
-    import keras
-
-    model_path = Path(args.run) / "model.keras"
-    if not model_path.is_file():
-        raise UserError(f"{model_path} does not exist; --run must be a finished imdb run folder.")
+    """Print the sentiment and P(positive) of each review with a trained run's model (the run is only read)."""
+    trained.open_run(args.run, ImdbConfig.TASK)
     reviews = list(args.reviews)
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise UserError(f"{path} does not exist; expected a text file with one review per line.")
-        reviews += [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        reviews += trained.read_review_lines(args.file)
     if not reviews:
         raise UserError("no reviews given: pass texts as arguments or --file with one review per line.")
-    model = keras.saving.load_model(model_path)
+    model_path = Path(args.run) / "model.keras"
+    model = trained.load_model(model_path)
+    trained.expect_input(model, model_path, model.inputs[0].dtype == "string" and model.output_shape[1:] == (1,),
+                         "raw review strings in, P(positive) out")
     probabilities = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
-    for review, p in zip(reviews, probabilities):
+    for review, p in zip(reviews, probabilities.tolist(), strict=True):
         label = "positive" if p > 0.5 else "negative"
-        print(f"{label}\t{p:.3f}\t{review[:80]}")
+        print(f"{label}\t{p:.3f}\t{trained.shown(review)}")
     return 0
 
 

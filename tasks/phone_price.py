@@ -19,7 +19,8 @@ What the lesson shows:
    GELU 0.980); the measured table is in benchmarks/RESULTS.md.
 4. The baseline beside it: softmax regression (one linear layer, same penalty and optimiser).
 5. `--cv 5`: 5-fold stratified cross-validation, mean +- std, for a number that does not hang on one split.
-6. `predict`: the saved model labels the unlabelled phones into predictions.csv (id,price_range).
+6. The run labels the unlabelled phones into predictions.csv (id,price_range); `predict` does the same for
+   any CSV with a finished run's model, printing the rows or writing them to `--output`.
 
 Things to try: `--activation sigmoid|tanh|leaky_relu|swish`, `--initializer he_normal`, `--batch-norm`,
 `--dropout 0.3`, `--optimizer sgd --learning-rate 0.1`, `--schedule step --step-epochs 20`,
@@ -45,7 +46,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import tabular, training  # noqa: E402
+from common import tabular, trained, training  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.data_root import find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -112,9 +113,10 @@ def load_data(config):
     folder = find_dataset("mobile_price", config.data_dir, required=("train.csv",),
                           fallback=lambda: EMBEDDED_DATA / "mobile_price")
     _, x, y = tabular.read_csv(folder / "train.csv", FEATURES, LABEL, num_classes=len(CLASS_NAMES))
-    if config.max_rows and config.max_rows < len(y):
-        x, _, y, _ = tabular.train_test_split(x, y, train_size=config.max_rows, stratify=y,
-                                              random_state=config.split_seed)
+    if config.max_rows:
+        x, y = tabular.stratified_subset(x, y, config.max_rows, config.split_seed)
+    if config.cv:
+        tabular.stratified_folds(y, config.cv, config.split_seed)  # refuse too many folds before any training
     parts = tabular.split_stratified(x, y, config.val_fraction, config.test_fraction, config.split_seed)
     return tabular.TabularSplits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES), folder
 
@@ -165,13 +167,14 @@ def cross_validate(factory, config, data, folder):
             "std": float(np.std(accuracies))}
 
 
-def write_predictions(model, csv_path, out_path):
-    """Label an unlabelled CSV (same feature columns, optional id) with the saved model."""
+def write_predictions(model, csv_path, out_path=None):
+    """Label an unlabelled CSV (same feature columns, optional id) with the saved model; the id,price_range
+    rows go to `out_path` (None: stdout)."""
     frame, x, _ = tabular.read_csv(csv_path, FEATURES)
     ids = frame["id"].to_numpy() if "id" in frame.columns else np.arange(1, len(x) + 1)
     predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
-    lines = ["id,price_range"] + [f"{i},{p}" for i, p in zip(ids, predicted)]
-    Path(out_path).write_text("\n".join(lines) + "\n")
+    lines = ["id,price_range"] + [f"{i},{p}" for i, p in zip(ids.tolist(), predicted.tolist(), strict=True)]
+    trained.write_output(out_path, "\n".join(lines) + "\n")
     return predicted
 
 
@@ -206,29 +209,33 @@ def train(config):
 
 
 def add_predict_arguments(parser):
-    parser.add_argument("--run", required=True, help="a finished run folder (holds model.keras)")
+    parser.add_argument("--run", required=True, help="a finished phone_price run folder (holds model.keras)")
     parser.add_argument("--input", help="CSV with the 20 feature columns (default: test.csv of the data root)")
-    parser.add_argument("--output", help="where to write id,price_range (default: <run>/predictions.csv)")
+    parser.add_argument("--output", help="file to write the id,price_range rows to (its folder is created; "
+                        "never inside a run folder); default: print them, e.g. '> predictions.csv'")
     parser.add_argument("--data-dir", help="data root to take test.csv from")
 
 
 def predict(args):
-    """Label phones with a trained run's model and write id,price_range rows."""
-    import keras
-
-    model_path = Path(args.run) / "model.keras"
-    if not model_path.is_file():
-        raise UserError(f"{model_path} does not exist; --run must be a finished phone_price run folder.")
+    """Label phones with a trained run's model: id,price_range rows to --output or stdout; the run folder is
+    only read."""
+    trained.check_output(args.output)
+    trained.open_run(args.run, PhonePriceConfig.TASK)
     if args.input:
         csv_path = Path(args.input)
     else:
         csv_path = find_dataset("mobile_price", args.data_dir, required=("test.csv",),
                                 fallback=lambda: EMBEDDED_DATA / "mobile_price") / "test.csv"
-    out_path = Path(args.output or Path(args.run) / "predictions.csv")
-    predicted = write_predictions(keras.saving.load_model(model_path), csv_path, out_path)
+    tabular.read_csv(csv_path, FEATURES)  # a bad file is refused before the model is loaded
+    model_path = Path(args.run) / "model.keras"
+    model = trained.load_model(model_path)
+    trained.expect_input(model, model_path, model.input_shape[1:] == (len(FEATURES),)
+                         and model.output_shape[1:] == (len(CLASS_NAMES),),
+                         f"{len(FEATURES)} phone features in, {len(CLASS_NAMES)} class probabilities out")
+    predicted = write_predictions(model, csv_path, args.output)
     counts = np.bincount(predicted, minlength=len(CLASS_NAMES))
-    print(f"{len(predicted)} phones -> {out_path}; per class: "
-          + ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts)))
+    print(f"{len(predicted)} phones -> {args.output or 'stdout'}; per class: "
+          + ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts.tolist(), strict=True)), file=sys.stderr)
     return 0
 
 

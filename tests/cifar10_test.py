@@ -61,7 +61,7 @@ def test_bad_data_and_flags_exit_2_with_one_sentence(tmp_path, cifar_root, cli):
                                       "--loss", "sparse_categorical_crossentropy"])
     assert code == 2 and "--mixup blends one-hot labels" in err
     code, _, err = cli(cifar10.main, ["predict", "--run", str(tmp_path), "x.png"])
-    assert code == 2 and "model.keras does not exist" in err
+    assert code == 2 and "--run must be a finished cifar10 run folder" in err
 
 
 def test_real_cifar10_loads_with_the_official_split_sizes(real_data_root):

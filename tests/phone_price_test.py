@@ -133,10 +133,10 @@ def test_predict_command_labels_a_csv(tmp_path, phone_root, cli):
                                         "--output-dir", str(runs), "--run-id", "p", "--no-baseline"])
     assert code == 0
     out = tmp_path / "labels.csv"
-    code, stdout, _ = cli(phone_price.main, ["predict", "--run", str(runs / "phone_price" / "p"),
-                                             "--input", str(phone_root / "mobile_price" / "test.csv"),
-                                             "--output", str(out)])
-    assert code == 0 and "50 phones" in stdout
+    code, _, err = cli(phone_price.main, ["predict", "--run", str(runs / "phone_price" / "p"),
+                                          "--input", str(phone_root / "mobile_price" / "test.csv"),
+                                          "--output", str(out)])
+    assert code == 0 and "50 phones" in err
     rows = out.read_text().splitlines()
     assert rows[0] == "id,price_range" and rows[1].startswith("1,") and len(rows) == 51
     assert {int(r.split(",")[1]) for r in rows[1:]} <= {0, 1, 2, 3}
