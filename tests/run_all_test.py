@@ -38,13 +38,29 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert {("captioner_lstm (greedy)", "bleu1"), ("captioner_lstm (greedy)", "bleu4")} <= caption_metrics
 
 
-def test_a_failing_task_is_reported_and_sets_the_exit_code(tmp_path):
+def test_a_failing_task_is_reported_keeps_the_last_good_summary_and_works_from_any_folder(tmp_path):
+    """Run from another folder with a relative --output-dir and --data-dir (an empty data root: both tasks
+    fail at their data); the summary goes beside the last good one, which is kept."""
+    (tmp_path / "empty_root").mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "summary.md").write_text("last good summary\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--tasks", "phone_price,imdb",
+         "--output-dir", "runs", "--data-dir", "empty_root"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 1
+    summary = json.loads((tmp_path / "runs" / "summary-failed.json").read_text())
+    assert summary["failed"] == ["phone_price [tensorflow]", "imdb [tensorflow]"]
+    assert (tmp_path / "runs" / "summary.md").read_text() == "last good summary\n"
+    assert not (tmp_path / "runs" / "summary.json").exists()
+    assert "data set mobile_price/ not found" in result.stderr and "FAILED" in result.stdout
+    assert [p.name for p in (tmp_path / "runs").iterdir() if ".partial" in p.name] == []
+
+
+def test_a_bad_flag_for_any_task_stops_before_the_first_task(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
-         "--data-dir", str(tmp_path / "no_such_root")],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert result.returncode == 1
-    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
-    assert summary["failed"] == ["captioning [tensorflow]", "cifar10 [tensorflow]", "imdb [tensorflow]", "phone_price [tensorflow]"]
-    assert "is not a folder" in result.stderr
-    assert "FAILED" in result.stdout
+         "--epochs", "-3"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 2 and "--epochs must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
