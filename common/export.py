@@ -6,8 +6,9 @@
 - `model_int8.tflite`: full-integer post-training quantisation: weights and activations int8, calibrated on
   a representative sample of training images; its input is uint8 raw pixels (scale 1, zero point 0).
 
-Each exported file is loaded back from disk and run on the test images, so the reported accuracy is the
-accuracy of the file, not of the model it came from.
+Each file is loaded back from disk and run on the test images (`model.keras` with
+`keras.saving.load_model`, the SavedModel with `tf.saved_model.load`, TFLite files with the interpreter), so
+the reported accuracy is the accuracy of the file, not of the model in memory it came from.
 """
 
 import warnings
@@ -21,9 +22,13 @@ from common.errors import UserError
 
 
 def export_classifier(model, folder, representative, x_test, y_test, batch_size=250):
-    """Export `model` in every format and evaluate each file; returns one row per format."""
+    """Export `model` in every format and evaluate each file; returns one row per format.
+
+    `folder/model.keras` must exist already (the training loop writes it): it is scored as loaded from disk.
+    """
     folder = Path(folder)
-    rows = [_row("keras", folder / "model.keras", _accuracy(_keras_predict(model), x_test, y_test, batch_size))]
+    keras_file = folder / "model.keras"
+    rows = [_row("keras", keras_file, _accuracy(_keras_predict(keras_file), x_test, y_test, batch_size))]
     saved = folder / "saved_model"
     model.export(str(saved), format="tf_saved_model", verbose=False)
     rows.append(_row("saved_model", saved, _accuracy(_saved_model_predict(saved), x_test, y_test, batch_size)))
@@ -83,8 +88,9 @@ def tflite_predict(path):
     return predict
 
 
-def _keras_predict(model):
-    return lambda batch: keras.ops.convert_to_numpy(model(batch, training=False))
+def _keras_predict(path):
+    loaded = keras.saving.load_model(path, compile=False)
+    return lambda batch: keras.ops.convert_to_numpy(loaded(batch, training=False))
 
 
 def _saved_model_predict(path):
