@@ -16,6 +16,9 @@ a 2-core CPU where the input pipeline shares the cores with training):
 
 import dataclasses
 import functools
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +95,7 @@ def check_images(paths, image_size=None):
     dataset = tf.data.Dataset.from_tensor_slices(paths).map(shape_of, num_parallel_calls=tf.data.AUTOTUNE)
     decoded = {}
     for path, shape in dataset.ignore_errors().batch(4096).as_numpy_iterator():
-        decoded.update(zip((p.decode() for p in path), (tuple(s) for s in shape)))
+        decoded.update(zip((p.decode() for p in path), (tuple(s) for s in shape), strict=True))
     broken = [p for p in paths if p not in decoded]
     if broken:
         raise UserError(f"{broken[0]} is not a readable image ({len(broken)} such file(s) in all); "
@@ -121,15 +124,26 @@ def load_image_folder(folder, image_size, class_names=None):
 
 
 def cached_arrays(cache_file, build):
-    """`build()` -> dict of arrays, saved to `cache_file` (.npz) the first time and read back after."""
+    """`build()` -> dict of arrays, saved to `cache_file` (.npz) the first time and read back after.
+
+    The file is written under a name of its own and renamed into place (two processes never write the same
+    file, a kill never leaves half of one); a cache file that cannot be read is built again.
+    """
     cache_file = Path(cache_file)
-    if cache_file.is_file():
+    try:
         with np.load(cache_file) as stored:
             return {k: stored[k] for k in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing, or damaged: build it again
+        pass
     arrays = build()
-    partial = cache_file.with_suffix(".partial.npz")
-    np.savez(partial, **arrays)
-    partial.replace(cache_file)  # never leave a half-written cache behind
+    handle, partial = tempfile.mkstemp(prefix=f".{cache_file.stem}.", suffix=".partial.npz", dir=cache_file.parent)
+    os.close(handle)
+    try:
+        np.savez(partial, **arrays)
+        os.replace(partial, cache_file)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return arrays
 
 
