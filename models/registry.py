@@ -37,6 +37,10 @@ INITIALIZERS = {
     "lecun_uniform": keras.initializers.LecunUniform,
     "lecun_normal": keras.initializers.LecunNormal,
     "orthogonal": keras.initializers.Orthogonal,
+    # PyTorch's default for Conv2d and Linear (kaiming_uniform with a = sqrt(5)): U(+-1/sqrt(fan_in)). Recipes
+    # ported from PyTorch need it: behind batch norm the weights' scale sets the effective learning rate.
+    "torch_default": lambda seed=None: keras.initializers.VarianceScaling(
+        1 / 3, mode="fan_in", distribution="uniform", seed=seed),
 }
 
 # ------------------------------------------------------------------------------------------------- optimizers
@@ -53,7 +57,9 @@ OPTIMIZERS = {
     "adamw": lambda lr, m, wd, **kw: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004, **kw),
 }
 
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle", "warmup")
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle", "triangular", "warmup")
+# airbench94's triangle: from 0.2 x the rate up to the rate at 23 % of the steps, then down to 0.07 x at the end.
+TRIANGULAR_START, TRIANGULAR_PEAK_AT, TRIANGULAR_END = 0.2, 0.23, 0.07
 
 
 @keras.saving.register_keras_serializable(package="keras_tutorials")
@@ -92,21 +98,25 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="keras_tutorials")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Piecewise linear: 0 -> `peak_rate` at `peak_step`, then down to 0 at `total_steps`."""
+    """Piecewise linear: `start` x `peak_rate` -> `peak_rate` at `peak_step`, then down to `end` x `peak_rate`
+    at `total_steps` (start = end = 0: Smith's one cycle; airbench's triangle starts at 0.2 and ends at 0.07)."""
 
-    def __init__(self, peak_rate, peak_step, total_steps):
+    def __init__(self, peak_rate, peak_step, total_steps, start=0.0, end=0.0):
         self.peak_rate = peak_rate
         self.peak_step = peak_step
         self.total_steps = total_steps
+        self.start = start
+        self.end = end
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        rising = step / self.peak_step
-        falling = (self.total_steps - step) / max(1, self.total_steps - self.peak_step)
+        rising = self.start + (1 - self.start) * step / self.peak_step
+        falling = self.end + (1 - self.end) * (self.total_steps - step) / max(1, self.total_steps - self.peak_step)
         return self.peak_rate * ops.clip(ops.minimum(rising, falling), 0.0, 1.0)
 
     def get_config(self):
-        return {"peak_rate": self.peak_rate, "peak_step": self.peak_step, "total_steps": self.total_steps}
+        return {"peak_rate": self.peak_rate, "peak_step": self.peak_step, "total_steps": self.total_steps,
+                "start": self.start, "end": self.end}
 
 
 # ----------------------------------------------------------------------------------------------------- losses
@@ -202,8 +212,9 @@ def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, miles
     step: x gamma every `step_epochs` (PyTorch StepLR); multistep: x gamma at each milestone (MultiStepLR);
     exponential: x gamma every epoch (ExponentialLR); cosine: optional linear warm-up, then cosine decay to 0
     at the last epoch; onecycle: linear rise to the rate over `warmup_epochs` (default: a quarter of the
-    epochs), then linear fall to 0 at the last epoch (Smith's one-cycle, as ResNet-9 and airbench use it);
-    warmup: linear warm-up, then constant.
+    epochs), then linear fall to 0 at the last epoch (Smith's one-cycle, as ResNet-9 uses it); triangular:
+    airbench94's variant, from 0.2 x the rate up to it over `warmup_epochs` (default: 23 % of the steps), then
+    down to 0.07 x at the last step; warmup: linear warm-up, then constant.
     """
     name = check_name("schedule", name)
     schedules = keras.optimizers.schedules
@@ -229,6 +240,9 @@ def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, miles
     if name == "onecycle":
         peak_step = warmup_steps or max(1, total_steps // 4)
         return OneCycle(learning_rate, peak_step, total_steps)
+    if name == "triangular":
+        peak_step = warmup_steps or max(1, int(TRIANGULAR_PEAK_AT * total_steps))
+        return OneCycle(learning_rate, peak_step, total_steps, start=TRIANGULAR_START, end=TRIANGULAR_END)
     # warmup: alpha=1 turns the cosine part into a constant at the warm-up target.
     return schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=learning_rate,
                                  warmup_steps=max(1, warmup_steps))

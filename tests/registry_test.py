@@ -53,7 +53,7 @@ def test_every_initializer_draws_the_right_scale(name):
     std = values.std()
     fan_in = fan_avg = 400
     expected = {"glorot": np.sqrt(1 / fan_avg), "he": np.sqrt(2 / fan_in), "lecun": np.sqrt(1 / fan_in),
-                "orthogonal": np.sqrt(1 / 400)}
+                "orthogonal": np.sqrt(1 / 400), "torch": np.sqrt(1 / (3 * fan_in))}
     assert std == pytest.approx(expected[name.split("_")[0]], rel=0.1)
 
 
@@ -149,6 +149,14 @@ def test_onecycle_schedule_rises_linearly_then_falls_to_zero():
     assert _lr(s, 20) == pytest.approx(0.4, rel=1e-3)
     assert _lr(s, 60) == pytest.approx(0.2, rel=1e-3)
     assert _lr(s, 100) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_triangular_schedule_is_airbenchs_triangle():
+    s = registry.schedule("triangular", 1.0, steps_per_epoch=10, epochs=10)  # peak at 23 of 100 steps
+    assert _lr(s, 0) == pytest.approx(0.2)
+    assert _lr(s, 23) == pytest.approx(1.0)
+    assert _lr(s, 100) == pytest.approx(0.07)
+    assert _lr(s, 23 + 77 // 2) == pytest.approx(0.07 + 0.93 * (77 - 77 // 2) / 77, rel=1e-5)
 
 
 def test_onecycle_schedule_survives_save_and_load():
