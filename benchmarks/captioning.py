@@ -5,7 +5,10 @@ feature-cache time, for the quick profile on Flickr8k and the shapes recipe.
     python -m benchmarks.captioning --name shapes --extra "--config recipes/captioning_shapes.json"
 
 Writes the captioning section of RESULTS.md; rows of earlier runs are kept in benchmarks/captioning_rows.json,
-the sample and attention figures go to benchmarks/plots/.
+each run with its stamp; the sample and attention figures go to benchmarks/plots/. The lesson runs with the
+user's defaults (TensorBoard logs included); the command column shows the flags the benchmark adds.
+
+    python -m benchmarks.captioning --render    # the section again from captioning_rows.json, measuring nothing
 """
 
 import argparse
@@ -23,16 +26,16 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 quiet_tensorflow()
 
-from benchmarks.common import facts_block, measured, publish  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.tables import format_table  # noqa: E402
-from common.training import read_json  # noqa: E402
+from common.training import read_history, read_json  # noqa: E402
 from tasks import captioning  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "captioning_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "params", "epochs",
-           "time per epoch (s)", "features (s)", "wall time (min)", "command"]
+COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "best val word accuracy",
+           "params", "epochs", "time per epoch (s)", "features (s)", "wall time (min)", "stamp", "command"]
 
 
 def main(argv=None):
@@ -42,9 +45,15 @@ def main(argv=None):
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--epochs 12 --units 384\"")
     parser.add_argument("--keep", help="copy the run folder here (to caption more images with it later)")
     parser.add_argument("--from-run", help="report a finished run folder instead of training (its wall time is unknown)")
+    parser.add_argument("--render", action="store_true", help="write the section from captioning_rows.json only")
     args = parser.parse_args(argv)
-    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
-    flags = ["--profile", args.profile, "--no-tensorboard", "--verbose", "2"] + shlex.split(args.extra)
+    if args.render:
+        return render_recorded()
+    state = load_state()
+    measured = stamp(command_line("benchmarks.captioning"))
+    if args.from_run:  # the numbers were measured when that run ran, not now
+        measured["command"] += f" (reporting a run finished earlier: {Path(args.from_run).name})"
+    flags = ["--profile", args.profile, "--verbose", "2"] + shlex.split(args.extra)
     with tempfile.TemporaryDirectory() as output_dir:
         started = time.perf_counter()
         if args.from_run:
@@ -54,6 +63,7 @@ def main(argv=None):
             assert code == 0
             run_dir, wall = Path(output_dir) / "captioning" / "bench", time.perf_counter() - started
         metrics = read_json(run_dir / "metrics.json")
+        word_accuracy = read_history(run_dir / "history.csv").get("val_masked_accuracy")
         result = list(metrics["results"].values())[0]
         config = read_json(run_dir / "config.json")
         PLOTS.mkdir(exist_ok=True)
@@ -61,12 +71,13 @@ def main(argv=None):
             shutil.copy(run_dir / plot, PLOTS / f"captioning_{args.name}_{plot}")
         if args.keep:
             shutil.copytree(run_dir, Path(args.keep) / args.name, dirs_exist_ok=True)
-    command = " ".join(["python -m tasks.captioning", *flags[:2], *flags[5:]])
+    command = " ".join(["python -m tasks.captioning", *flags])
     rows = []
     for decoding in [k for k in result if k == "greedy" or k.startswith("beam")]:
         scores = result[decoding]
         rows.append({"run": args.name, "data": f"{config['dataset']} ({result['data']})", "encoder": result["encoder"],
                      "decoding": decoding, **{f"BLEU-{n}": f"{scores[f'bleu{n}']:.4f}" for n in range(1, 5)},
+                     "best val word accuracy": f"{max(word_accuracy):.4f}" if word_accuracy else "",
                      "params": result["params"], "epochs": result["epochs"],
                      "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}",
                      "features (s)": _feature_time(result),
@@ -74,9 +85,28 @@ def main(argv=None):
                      "command": f"`{command}`"})
     state["rows"][args.name] = {"rows": rows, "examples": result.get("examples", [])[:4],
                                 "attention_on_named_shape": result.get("attention_on_named_shape"),
-                                "measured": measured()}
+                                "stamp": measured}
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
-    publish("captioning", render(state, command))
+    publish("captioning", render(state))
+    return 0
+
+
+def load_state():
+    """captioning_rows.json; a run measured before stamps gets its explicit marker (and keeps its old note)."""
+    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
+    for name, entry in state["rows"].items():
+        if "stamp" not in entry:
+            extra = entry["rows"][0]["command"].strip("`").split(" --profile quick", 1)[-1].strip()
+            rerun = "python -m benchmarks.captioning" + ("" if name == "flickr8k" else f" --name {name}") + (
+                f" --extra {shlex.quote(extra)}" if extra else "")
+            entry["stamp"] = unstamped(rerun, entry.pop("measured", None))
+    return state
+
+
+def render_recorded():
+    state = load_state()
+    ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    publish("captioning", render(state))
     return 0
 
 
@@ -86,19 +116,22 @@ def _feature_time(result):
     return f"{result['feature_time_s']:.0f}" + (" (read from the cache)" if result["features_from_cache"] else " (computed)")
 
 
-def render(state, command):
-    rows = [row for entry in state["rows"].values() for row in entry["rows"]]
-    body = ["## Captioning (tasks/captioning.py)", "", "Last run:", "", facts_block(command),
-            "Rows of earlier runs are kept; each run's date, machine and commit are listed below the table.", "",
+def render(state):
+    rows = [dict(row, stamp=entry["stamp"]) for entry in state["rows"].values() for row in entry["rows"]]
+    shown, notes = labelled(rows, ["captioning"] * len(rows))
+    body = ["## Captioning (tasks/captioning.py)", "",
+            "Rows of earlier runs are kept; each run's stamp (date, machine, versions, commit, the benchmark "
+            "command that measured it) is spelled out below the table. Best val word accuracy: the share of "
+            "the validation captions' words predicted exactly from the words before them (teacher forcing), at "
+            "the best epoch.", "",
             "Corpus BLEU (NLTK `corpus_bleu`, no smoothing) on the test split against every reference caption; "
             "captions are lower-cased words without punctuation. Flickr8k: the official 1,000 test images, "
             "224x224 JPEG re-encodings (see ../shared/datasets/flickr8k/SOURCE.txt), so numbers are comparable "
             "with, not identical to, published ones (Xu et al. 2015 soft attention: BLEU-1 0.67, BLEU-4 0.195). "
-            "Wall time includes loading, the encoder features (computed once, then read from the cache: "
-            "computing them for the 8,091 Flickr8k images took 396 s here) and evaluation.", "",
-            format_table(rows, COLUMNS), ""]
+            "Wall time includes loading, the encoder features (computed once and then read from the cache; the "
+            "features column says which) and evaluation.", "",
+            format_table(shown, COLUMNS), "", "Stamps:", "", notes, ""]
     for name, entry in state["rows"].items():
-        body.append(f"- {name}: measured {entry.get('measured', '(date and machine not recorded)')}.")
         hits = entry.get("attention_on_named_shape")
         if hits:
             shares = ", ".join(f"{group.replace('_', ' ')} {share:.0%}" for group, share in hits.items() if share is not None)

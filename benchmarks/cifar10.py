@@ -6,12 +6,17 @@ of the GPU-profile models.
     python -m benchmarks.cifar10 --epoch-times            # seconds per epoch here for every full-profile model
 
 Writes the cifar10 section of RESULTS.md. Rows of earlier runs (other models, profiles) are kept in
-benchmarks/cifar10_rows.json; the wall time of a row runs from the start of the lesson (data loading
-included) to its final test number, exports excluded.
+benchmarks/cifar10_rows.json, each with the stamp of the run that measured it; the wall time of a row runs
+from the start of the lesson (data loading included) to its final test number, exports excluded. The lesson
+runs with the user's defaults (TensorBoard logs included); the command column shows the flags the benchmark
+adds.
+
+    python -m benchmarks.cifar10 --render                 # the section again from cifar10_rows.json, measuring nothing
 """
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -25,7 +30,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 quiet_tensorflow()
 
-from benchmarks.common import facts_block, publish  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -34,9 +39,10 @@ from tasks import cifar10  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "cifar10_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["model", "profile", "test accuracy", "params", "epochs", "wall time (min)", "time per epoch (s)",
-           "images/s", "command"]
-EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy"]
+COLUMNS = ["model", "profile", "test accuracy", "best val accuracy", "params", "epochs", "wall time (min)",
+           "time per epoch (s)", "images/s", "stamp", "command"]
+EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy", "stamp"]
+EPOCH_COLUMNS = ["model", "params", "batch size", "s per epoch (CPU here)", "stamp"]
 # Full-profile recipes whose epochs are too slow to run to the end here: timed for a few steps instead.
 FULL_MODELS = {"fast (64,256,256)": dict(model="fast", widths=(64, 256, 256), batch_size=512),
                "resnet20": dict(model="resnet20", batch_size=128), "resnet56": dict(model="resnet56", batch_size=128),
@@ -52,10 +58,14 @@ def main(argv=None):
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--cutout 8\"")
     parser.add_argument("--epoch-times", action="store_true", help="time a few steps of every full-profile model")
     parser.add_argument("--data-dir")
+    parser.add_argument("--render", action="store_true", help="write the section from cifar10_rows.json only")
     args = parser.parse_args(argv)
-    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}, "exports": [], "epochs": []}
-    if args.epoch_times:
-        state["epochs"] = epoch_times()
+    state = load_state()
+    if args.render:
+        pass
+    elif args.epoch_times:
+        measured = stamp(command_line("benchmarks.cifar10"))
+        state["epochs"] = [dict(row, stamp=measured) for row in epoch_times()]
     else:
         run_models(args, state)
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
@@ -65,8 +75,9 @@ def main(argv=None):
 
 def run_models(args, state):
     base = build_config(cifar10.Cifar10Config, profile=args.profile)
+    measured = stamp(command_line("benchmarks.cifar10"))
     for name in (args.models.split(",") if args.models else [base.model]):
-        flags = ["--profile", args.profile, "--model", name, "--no-tensorboard", "--verbose", "2"]
+        flags = ["--profile", args.profile, "--model", name, "--verbose", "2"]
         flags += (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.extra)
         with tempfile.TemporaryDirectory() as output_dir:
             started = time.perf_counter()
@@ -86,13 +97,13 @@ def run_models(args, state):
             f"/{args.extra}" if args.extra else "")
         state["rows"][key] = {
             "model": name + (f" ({','.join(map(str, config['widths']))})" if name in ("fast", "vgg") else ""),
-            "profile": args.profile, "test accuracy": accuracy, "params": result["params"],
+            "profile": args.profile, "test accuracy": accuracy,
+            "best val accuracy": round(result["best_val_accuracy"], 4), "params": result["params"],
             "epochs": result["epochs"], "wall time (min)": f"{wall / 60:.1f}",
             "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}", "images/s": f"{result['images_per_s']:.0f}",
-            "command": "`" + " ".join(["python -m tasks.cifar10"] + flags[:4]
-                                      + flags[7:]) + "`"}
+            "stamp": measured, "command": "`" + " ".join(["python -m tasks.cifar10", *flags]) + "`"}
         if result.get("exports"):
-            state["exports"] = [dict(row, model=key) for row in result["exports"]]
+            state["exports"] = [dict(row, model=key, stamp=measured) for row in result["exports"]]
         state["data"] = result.get("data", "")
         print(state["rows"][key], flush=True)
 
@@ -128,21 +139,54 @@ class _FakeData:
     mean, variance = [125.0, 123.0, 114.0], [3900.0, 3800.0, 4400.0]
 
 
+def load_state():
+    """cifar10_rows.json; a row measured before stamps gets its explicit marker."""
+    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}, "exports": [], "epochs": []}
+    for key, row in state["rows"].items():
+        row.setdefault("stamp", unstamped(rerun_command(key)))
+    for row in state.get("exports", []):
+        row.setdefault("stamp", unstamped(rerun_command(row["model"])))
+    for row in state.get("epochs", []):
+        row.setdefault("stamp", unstamped("python -m benchmarks.cifar10 --epoch-times"))
+    return state
+
+
+def rerun_command(key):
+    """The benchmark command that measures a row again, from its key: model/profile[/<n>ep][/extra flags]."""
+    name, profile, rest = (key.split("/", 2) + [""])[:3]
+    flags = ["--models", name] + ([] if profile == "quick" else ["--profile", profile])
+    epochs = re.match(r"(\d+)ep(/|$)", rest)
+    if epochs:
+        flags += ["--epochs", epochs.group(1)]
+        rest = rest[epochs.end():]
+    return " ".join(["python -m benchmarks.cifar10", *flags, *(["--extra", shlex.quote(rest)] if rest else [])])
+
+
 def render(state):
+    """The section from the recorded rows alone: each table's stamps are spelled out below it."""
     body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n"
-            + facts_block("python -m benchmarks.cifar10 [--models ...] (rows), --epoch-times (last table)")
             + "- data: " + (state.get("data") or "CIFAR-10") + "; 45,000 training images, 5,000 held out for "
-              "validation (seed 42), all 10,000 test images for the number below\n\n")
-    if state["rows"]:
-        body += format_table(list(state["rows"].values()), COLUMNS) + "\n\n"
-    if state.get("exports"):
-        body += (f"Exported files of `{state['exports'][0]['model']}`, each run on the 10,000 test images:\n\n"
-                 + format_table(state["exports"], EXPORT_COLUMNS) + "\n\n")
-    if state.get("epochs"):
-        body += ("CPU time per epoch here of the full-profile recipes (timed training steps, "
-                 "`python -m benchmarks.cifar10 --epoch-times`):\n\n"
-                 + format_table(state["epochs"], ["model", "params", "batch size", "s per epoch (CPU here)"]) + "\n")
+              "validation (seed 42), all 10,000 test images for the test accuracy; best val accuracy: the highest "
+              "validation accuracy over the run's epochs\n\n")
+    tables = [(list(state["rows"].values()), COLUMNS, "cifar10", ""),
+              (state.get("exports", []), EXPORT_COLUMNS, "cifar10",
+               f"Exported files of `{state['exports'][0]['model']}`, each loaded back from disk and run on the 10,000 "
+               "test images:\n\n" if state.get("exports") else ""),
+              (state.get("epochs", []), EPOCH_COLUMNS, None,
+               "CPU time per epoch here of the full-profile recipes (timed training steps on random images, "
+               "`python -m benchmarks.cifar10 --epoch-times`):\n\n")]
+    for rows, columns, lesson, title in tables:
+        if rows:
+            shown, notes = labelled(rows, [lesson] * len(rows))
+            body += title + format_table(shown, columns) + "\n\nStamps:\n\n" + notes + "\n\n"
     return body
+
+
+def render_recorded():
+    state = load_state()
+    ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    publish("cifar10", render(state))
+    return 0
 
 
 if __name__ == "__main__":

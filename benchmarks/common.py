@@ -1,5 +1,15 @@
-"""Helpers for benchmark scripts: machine/version facts and rewriting one section of RESULTS.md."""
+"""Helpers for benchmark scripts: the stamp of every measured row, rows files, and rewriting one section of
+RESULTS.md.
 
+A stamp says where a number comes from: date, machine, versions, commit and the benchmark command that
+measured it. The script that measures a row writes its stamp at that moment; nothing stamps a row by hand.
+Rows measured before stamps existed carry an explicit marker instead (`unstamped`), and a row measured with
+code older than its lesson's last change of behaviour (`LAST_CHANGE`) is marked as older when it is rendered.
+
+    python -m benchmarks.common     # re-render every section of RESULTS.md from what is recorded, measuring nothing
+"""
+
+import functools
 import os
 import platform
 import re
@@ -8,9 +18,23 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = ("# Benchmark results\n\nEvery section is written by the script named in it; rerun the command to "
           "reproduce it. Timings are wall-clock on the machine stated.\n")
+STAMP_FIELDS = ("date", "machine", "versions", "commit", "command")
+UNSTAMPED = "measured before stamps"
+# The last commit that changed what each lesson's training does (its numbers, not only its speed): rows
+# measured at an earlier commit are shown as older. Update it with every such change.
+LAST_CHANGE = {
+    lesson: ("89d82be", "the run-folder rewrite: each epoch's batches come from one repeated, seeded stream")
+    for lesson in ("phone_price", "imdb", "cifar10", "captioning")
+}
+# Whole sections written by one run (no rows file): the lesson each belongs to, for the older mark.
+SECTION_LESSONS = {"phone_price": "phone_price", "tuning_phone_price": "phone_price", "tuning_imdb": "imdb",
+                   "tuning_cifar10": "cifar10", "frameworks": None}
+# Paths a benchmark rewrites itself: changed, they do not make the code measured differ from its commit.
+_OUTPUTS = ("benchmarks/RESULTS.md", "benchmarks/*_rows.json", "benchmarks/plots")
 
 
 def machine_facts():
@@ -35,24 +59,93 @@ def machine_facts():
     }
 
 
+def _git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
+
+
 def _git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=RESULTS.parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    """The short commit, with " + local changes" when tracked code differs from it (the results excepted)."""
+    head = _git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
         return "unknown"
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                   *(f":(exclude){path}" for path in _OUTPUTS))
+    return head.stdout.strip() + (" + local changes" if changed.stdout.strip() else "")
 
 
-def measured():
-    """Date, CPU and commit in one line: the provenance of a table row that is kept across runs."""
-    facts = machine_facts()
-    return f"{facts['date']}, {facts['machine'].split(',')[0]}, commit {facts['commit']}"
+def stamp(command):
+    """Where a row measured now comes from: date, machine, versions, commit and the benchmark `command`."""
+    return {**machine_facts(), "command": command}
 
 
-def facts_block(command):
-    facts = machine_facts()
-    return (f"- date: {facts['date']}\n- machine: {facts['machine']}\n- versions: {facts['versions']}\n"
-            f"- commit: {facts['commit']}\n- command: `{command}`\n")
+def unstamped(rerun, note=None):
+    """The explicit marker of a row measured before stamps: what to rerun, and the note it had (not a stamp:
+    some such notes were written or edited by hand)."""
+    return {"none": UNSTAMPED, "rerun": rerun, **({"unverified note": note} if note else {})}
+
+
+def stamp_problem(value):
+    """None when `value` is a whole stamp or the explicit unstamped marker; otherwise what is wrong with it."""
+    if not isinstance(value, dict):
+        return "no stamp"
+    if "none" in value:
+        return None if value["none"] == UNSTAMPED and value.get("rerun") else "a marker without its rerun command"
+    missing = [name for name in STAMP_FIELDS if not value.get(name)]
+    return f"a stamp without {', '.join(missing)}" if missing else None
+
+
+@functools.lru_cache(maxsize=None)
+def _contains(commit, ancestor):
+    """True when `commit` includes `ancestor`; None when git cannot tell (not a checkout, unknown commit)."""
+    result = _git("merge-base", "--is-ancestor", ancestor, commit)
+    return {0: True, 1: False}.get(result.returncode)
+
+
+def older(value, lesson):
+    """Why a stamped row predates its lesson's last change of behaviour, or None when it does not."""
+    if lesson not in LAST_CHANGE or "none" in value:
+        return None
+    changed, what = LAST_CHANGE[lesson]
+    commit = value["commit"].split()[0]
+    contains = _contains(commit, changed)
+    if contains:
+        return None
+    when = "before" if contains is False else "perhaps before (commit not in this history)"
+    return f"older: measured {when} {what} (commit {changed}); rerun with `{value['command']}`"
+
+
+def describe(value, lesson):
+    """One line for a stamp (or the unstamped marker), with the older mark where it applies."""
+    if "none" in value:
+        note = f"; unverified note: {value['unverified note']}" if value.get("unverified note") else ""
+        return f"stamp: none ({value['none']}; rerun with `{value['rerun']}`){note}"
+    text = f"{value['date']}; {value['machine']}; {value['versions']}; commit {value['commit']}; `{value['command']}`"
+    mark = older(value, lesson)
+    return text + (f"; **{mark}**" if mark else "")
+
+
+def stamp_notes(stamps, lessons):
+    """A label per row ("[1]", "[2] older", ...) and the notes that spell each distinct stamp out once."""
+    labels, notes = [], {}
+    for value, lesson in zip(stamps, lessons, strict=True):
+        text = describe(value, lesson)
+        number = notes.setdefault(text, len(notes) + 1)
+        mark = " unstamped" if "none" in value else " older" if older(value, lesson) else ""
+        labels.append(f"[{number}]{mark}")
+    return labels, "\n".join(f"- [{number}] {text}" for text, number in notes.items())
+
+
+def labelled(rows, lessons):
+    """`rows` with their "stamp" shown as a label, and the notes under the table (see stamp_notes)."""
+    labels, notes = stamp_notes([row["stamp"] for row in rows], lessons)
+    return [dict(row, stamp=label) for row, label in zip(rows, labels, strict=True)], notes
+
+
+def facts_block(value, lesson=None):
+    """The head of a section written whole by one run: its stamp, one fact a line."""
+    lines = [f"- {name}: " + (f"`{value[name]}`" if name == "command" else value[name]) for name in STAMP_FIELDS]
+    mark = older(value, lesson)
+    return "\n".join(lines + ([f"- **{mark}**"] if mark else [])) + "\n"
 
 
 def write_section(name, body):
@@ -65,6 +158,12 @@ def write_section(name, body):
     RESULTS.write_text(text)
 
 
+def read_section(name):
+    """The body of section `name` in RESULTS.md, or None."""
+    match = re.search(f"<!-- {name}:begin -->\n(.*?)\n<!-- {name}:end -->", RESULTS.read_text(), re.S)
+    return match.group(1) if match else None
+
+
 def publish(name, body):
     """Write a benchmark's section into RESULTS.md and show it."""
     write_section(name, body)
@@ -74,3 +173,41 @@ def publish(name, body):
 def command_line(module):
     """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`."""
     return " ".join(["python -m", module, *sys.argv[1:]])
+
+
+# ---------------------------------------------------------------------------- sections written whole by one run
+def section_stamp(body):
+    """The stamp in the head of a section written whole by one run (its `- name: value` lines)."""
+    found = dict(re.findall(r"^- (date|machine|versions|commit|command): (.+)$", body, re.M))
+    if "command" in found:
+        found["command"] = found["command"].strip("`")
+    return found
+
+
+def marked(name, body):
+    """A whole section's `body` with its older mark as LAST_CHANGE gives it now (added, kept or removed)."""
+    value = section_stamp(body)
+    if stamp_problem(value):
+        return body
+    body = re.sub(r"^- \*\*older: .*\n", "", body, flags=re.M)
+    mark = older(value, SECTION_LESSONS.get(name))
+    if mark:
+        body = re.sub(r"^(- command: .*\n)", lambda m: m.group(1) + f"- **{mark}**\n", body, count=1, flags=re.M)
+    return body
+
+
+def render_all():
+    """Every section from what is recorded: rows files through their scripts' renderers, whole sections'
+    older marks. Rows of an older format are rewritten with their explicit unstamped marker."""
+    from benchmarks import backends, captioning, cifar10, imdb
+
+    for script in (imdb, cifar10, captioning, backends):
+        script.render_recorded()
+    for name in SECTION_LESSONS:
+        body = read_section(name)
+        if body is not None:
+            write_section(name, marked(name, body))
+
+
+if __name__ == "__main__":
+    render_all()

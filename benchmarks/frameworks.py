@@ -319,10 +319,11 @@ def main(argv=None):
             row["vs PyTorch"] = f"{row['train examples/s'] / native[row['model']]:.2f}x"
     rows.sort(key=lambda r: (r["model"], r["implementation"]))
 
-    from benchmarks.common import command_line, facts_block, publish
+    from benchmarks.common import command_line, facts_block, publish, stamp
     from common.tables import format_table
 
-    body = ("## Frameworks: Keras backends vs PyTorch native\n\n" + facts_block(command_line("benchmarks.frameworks"))
+    measured = stamp(command_line("benchmarks.frameworks"))
+    body = ("## Frameworks: Keras backends vs PyTorch native\n\n" + facts_block(measured)
             + f"- comparison libraries: {_versions()}\n"
             + f"- {args.steps} timed training steps after {args.warmup} warm-up steps (`train_on_batch`, one Python "
               f"call per step; the *fit* rows: the median of 3 `fit` calls over {args.steps} batches, 20 times "

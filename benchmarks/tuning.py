@@ -25,7 +25,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import command_line, facts_block, publish  # noqa: E402
+from benchmarks.common import command_line, facts_block, publish, stamp  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.training import read_json  # noqa: E402
@@ -44,17 +44,19 @@ def run_search(task, *args):
 
 
 def test_accuracy(config_file, seeds, output_dir):
-    """Held-out test accuracy of the quick recipe (optionally with a --config file) over seeds."""
-    accuracies = []
+    """Held-out test accuracy of the quick recipe (optionally with a --config file) over seeds, and the best
+    validation accuracy of the same runs."""
+    accuracies, validation = [], []
     for seed in range(seeds):
         run_id = f"{'best' if config_file else 'default'}-{seed}"
         config = build_config(phone_price.PhonePriceConfig, profile="quick", config_file=config_file,
                               overrides=dict(seed=seed, run_id=run_id, output_dir=str(output_dir),
-                                             baseline=False, tensorboard=False, verbose=0))
+                                             baseline=False, verbose=0))
         phone_price.train(config)
         metrics = read_json(Path(output_dir) / "phone_price" / run_id / "metrics.json")
         accuracies.append(metrics["results"]["fnn"]["test_accuracy"])
-    return accuracies
+        validation.append(metrics["results"]["fnn"]["best_val_accuracy"])
+    return accuracies, validation
 
 
 def compare_sections(task, names, seeds, epochs=None, config=None):
@@ -85,10 +87,11 @@ def main(argv=None):
     parser.add_argument("--compare-config", help="with --compare-task: a --config file fixed for every run")
     args = parser.parse_args(argv)
     PLOTS.mkdir(exist_ok=True)
+    measured = stamp(command_line("benchmarks.tuning"))
     if args.compare_task:
         sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs,
                                     args.compare_config)
-        body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(command_line("benchmarks.tuning"))
+        body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(measured, args.compare_task)
                 + "\n" + "\n".join(sections))
         publish(f"tuning_{args.compare_task}", body)
         return 0
@@ -102,17 +105,19 @@ def main(argv=None):
     best = read_json(folder / "best.json")
     shutil.copy(folder / "objective_vs_hyperparameters.png", PLOTS / "phone_price_random_search.png")
     with tempfile.TemporaryDirectory() as output_dir:
-        tuned = test_accuracy(folder / "best.json", args.seeds, output_dir)
-        default = test_accuracy(None, args.seeds, output_dir)
+        tuned, tuned_val = test_accuracy(folder / "best.json", args.seeds, output_dir)
+        default, default_val = test_accuracy(None, args.seeds, output_dir)
 
     sections = compare_sections("phone_price", ("activation", "initializer"), args.seeds)
 
     shown = {k: v for k, v in best.items() if not k.startswith("_") and k != "task"}
     rows = [{"configuration": "hand-set default (quick profile)",
-             "test accuracy": f"{np.mean(default):.4f} +- {np.std(default):.4f}"},
+             "test accuracy": f"{np.mean(default):.4f} +- {np.std(default):.4f}",
+             "best val accuracy": f"{np.mean(default_val):.4f} +- {np.std(default_val):.4f}"},
             {"configuration": "best of the search, retrained (quick profile + best.json)",
-             "test accuracy": f"{np.mean(tuned):.4f} +- {np.std(tuned):.4f}"}]
-    body = ("## Tuning: phone price\n\n" + facts_block(command_line("benchmarks.tuning"))
+             "test accuracy": f"{np.mean(tuned):.4f} +- {np.std(tuned):.4f}",
+             "best val accuracy": f"{np.mean(tuned_val):.4f} +- {np.std(tuned_val):.4f}"}]
+    body = ("## Tuning: phone price\n\n" + facts_block(measured, "phone_price")
             + f"\n### Random search, {args.trials} trials of {trial_epochs} epochs: "
               f"{search_time / 60:.1f} min wall time\n\n"
             + f"Search command: `python -m tuning.search --task phone_price --tuner random --max-trials "
@@ -120,7 +125,7 @@ def main(argv=None):
               f"(validation accuracy {best['_val_accuracy']:.4f}): `{shown}`\n\n"
             + f"Retrained with the quick profile's {recipe.epochs} epochs on the lesson's split, seeds "
               f"0..{args.seeds - 1}:\n\n"
-            + format_table(rows, ["configuration", "test accuracy"])
+            + format_table(rows, ["configuration", "test accuracy", "best val accuracy"])
             + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n"
             + "\n".join(sections))
     publish("tuning_phone_price", body)

@@ -1,0 +1,114 @@
+"""Benchmark provenance: every recorded row carries the stamp its script wrote (or the explicit marker of a
+row measured before stamps), RESULTS.md is what the renderers make of the rows files, and benchmarks run the
+lessons with the user's defaults."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+# Where the stamped units of each rows file are: a new rows file must be added here (the test below says so).
+UNITS = {
+    "imdb_rows.json": lambda state: list(state.values()),
+    "cifar10_rows.json": lambda state: [*state["rows"].values(), *state.get("exports", []), *state.get("epochs", [])],
+    "captioning_rows.json": lambda state: list(state["rows"].values()),
+    "backends_rows.json": lambda state: [row for rows in state.values() for row in rows],
+}
+WHOLE_STAMP = {"date": "2026-11-30", "machine": "a CPU, 2 cores, no GPU", "versions": "Python 3.11",
+               "commit": "abc1234", "command": "python -m benchmarks.x"}
+
+
+def _git_history():
+    found = subprocess.run(["git", "cat-file", "-e", f"{common.LAST_CHANGE['imdb'][0]}^{{commit}}"], cwd=ROOT,
+                           capture_output=True)
+    if found.returncode != 0:
+        pytest.skip("needs the project's git history (a clone, not an exported tree)")
+
+
+def test_every_recorded_row_carries_a_whole_stamp_or_the_explicit_unstamped_marker():
+    assert sorted(p.name for p in BENCHMARKS.glob("*_rows.json")) == sorted(UNITS)
+    for name, units in UNITS.items():
+        rows = units(json.loads((BENCHMARKS / name).read_text()))
+        assert rows, name
+        for row in rows:
+            assert common.stamp_problem(row.get("stamp")) is None, (name, row)
+
+
+def test_a_stamp_needs_every_field_and_a_marker_needs_its_rerun_command():
+    assert common.stamp_problem(WHOLE_STAMP) is None
+    assert common.stamp_problem({**WHOLE_STAMP, "versions": ""}) == "a stamp without versions"
+    assert common.stamp_problem(None) == "no stamp"
+    assert common.stamp_problem("2026-11-24, Intel Xeon, commit 1cac253") == "no stamp"  # an old free-text note
+    assert common.stamp_problem(common.unstamped("python -m benchmarks.imdb")) is None
+    assert common.stamp_problem({"none": "measured before stamps"}) == "a marker without its rerun command"
+    assert common.stamp_problem({"none": "trust me", "rerun": "x"}) == "a marker without its rerun command"
+    text = common.describe(common.unstamped("python -m benchmarks.imdb --models gru", "an old note"), "imdb")
+    assert text == ("stamp: none (measured before stamps; rerun with `python -m benchmarks.imdb --models gru`); "
+                    "unverified note: an old note")
+
+
+def test_rows_measured_before_the_lessons_last_change_are_marked_older():
+    _git_history()
+    changed, _ = common.LAST_CHANGE["imdb"]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    before = {**WHOLE_STAMP, "commit": "62dd288"}  # the commit of the first phone-price benchmark
+    assert common.older(before, "imdb").startswith("older: measured before the run-folder rewrite")
+    assert f"(commit {changed}); rerun with `python -m benchmarks.x`" in common.older(before, "imdb")
+    assert common.older({**WHOLE_STAMP, "commit": head + " + local changes"}, "imdb") is None
+    assert common.older(before, None) is None  # throughput on random inputs: no lesson behaviour involved
+    assert "perhaps before" in common.older({**WHOLE_STAMP, "commit": "0000000"}, "imdb")
+    labels, notes = common.stamp_notes([before, before, {**WHOLE_STAMP, "commit": head}], ["imdb"] * 3)
+    assert labels == ["[1] older", "[1] older", "[2]"]
+    assert notes.count("\n") == 1 and "**older: measured before" in notes
+
+
+def test_results_md_is_what_the_renderers_make_of_the_recorded_rows():
+    """A number typed into RESULTS.md by hand, or a rows file edited without re-rendering, fails here."""
+    _git_history()
+    from benchmarks import backends, captioning, cifar10, imdb
+
+    rendered = {"imdb": imdb.render(imdb.load_rows()), "cifar10": cifar10.render(cifar10.load_state()),
+                "captioning": captioning.render(captioning.load_state()),
+                "backends": backends.render(backends.load_state())}
+    for name, body in rendered.items():
+        assert common.read_section(name) == body.rstrip(), f"rerun python -m benchmarks.{name} --render"
+
+
+def test_sections_written_whole_by_one_run_open_with_its_stamp_and_the_current_older_mark():
+    _git_history()
+    for name in common.SECTION_LESSONS:
+        body = common.read_section(name)
+        assert body is not None, name
+        assert common.stamp_problem(common.section_stamp(body)) is None, name
+        assert common.marked(name, body) == body, "rerun python -m benchmarks.common"
+
+
+def test_benchmarks_run_the_lessons_with_the_users_defaults():
+    """TensorBoard is on by default for users, so it is on in the benchmarks (its cost is in their times)."""
+    for script in BENCHMARKS.glob("*.py"):
+        text = script.read_text()
+        assert not re.search(r"tensorboard=False|--no-tensorboard", text), script.name
+
+
+def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_path, imdb_root, monkeypatch):
+    from benchmarks import imdb
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(imdb, "ROWS_FILE", tmp_path / "imdb_rows.json")
+    monkeypatch.setattr(imdb, "PLOTS", tmp_path / "plots")
+    monkeypatch.setattr("sys.argv", ["benchmarks/imdb.py", "--profile", "smoke", "--models", "gru"])
+    assert imdb.main(["--profile", "smoke", "--models", "gru", "--data-dir", str(imdb_root)]) == 0
+    row = json.loads((tmp_path / "imdb_rows.json").read_text())["gru/smoke"]
+    assert common.stamp_problem(row["stamp"]) is None
+    assert row["stamp"]["command"] == "python -m benchmarks.imdb --profile smoke --models gru"
+    assert isinstance(row["best val accuracy"], float) and 0 <= row["best val accuracy"] <= 1
+    assert row["command"] == "`python -m tasks.imdb --profile smoke --model gru --no-baseline --verbose 2`"
+    section = (tmp_path / "RESULTS.md").read_text()
+    assert "| gru | smoke |" in section and "- [1] " + row["stamp"]["date"] in section
