@@ -30,10 +30,10 @@ What the lesson shows:
 6. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
-    python -m tasks.imdb                            # quick profile: GRU + n-gram reference, ~7 min on CPU
+    python -m tasks.imdb                            # quick profile: GRU + n-gram reference
     python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
     python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min of training) + n-gram
-    python -m tasks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU (~25 min)
+    python -m tasks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU
     python -m tasks.imdb --profile smoke            # seconds, a few batches
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
 """
