@@ -312,3 +312,24 @@ def test_keras_copy_offline_is_a_clear_error(tmp_path, monkeypatch, cli):
     assert code == 2 and "keras.datasets.imdb is neither in the Keras cache" in err and "Traceback" not in err
     code, _, err = cli(imdb.main, ["--profile", "smoke", "--source", "keras", "--unlabelled", "10"])
     assert code == 2 and "has no unlabelled reviews" in err
+
+
+UNSEEN = ["zorblax", "quindle", "mervish"]  # in every test review below, in no training review
+
+
+def test_the_vocabulary_comes_from_training_reviews_only_through_the_lessons_own_run(tmp_path):
+    """Test reviews carry words no training review has, often enough that a vectoriser adapted on the test
+    split (or on all the text) would keep them; the lesson's own run must leave them out of vocabulary, for
+    the lesson model and for the n-gram reference."""
+    root = tmp_path / "data"
+    extra = {f"test/{label}/unseen_{i}_1.txt": " ".join(UNSEEN * 4 + [words[i % len(words)]] * 3).encode()
+             for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(20)}
+    write_imdb_archive(root, per_class=40, extra=extra)
+    assert imdb.main(["--profile", "smoke", "--data-dir", str(root), "--output-dir", str(tmp_path / "runs"),
+                      "--run-id", "vocabulary", "--max-batches", "1000"]) == 0  # every review of every split
+    models = sorted((tmp_path / "runs" / "imdb" / "vocabulary").rglob("model.keras"))
+    assert len(models) == 2  # the GRU and the n-gram reference
+    for path in models:
+        vocabulary = set(keras.saving.load_model(path).get_layer("vectorize").get_vocabulary())
+        assert not vocabulary & set(UNSEEN), path
+        assert set(POSITIVE + NEGATIVE) <= vocabulary  # the training reviews' words are all there
