@@ -500,6 +500,16 @@ def test_a_read_only_output_folder_for_predictions_is_one_sentence(tmp_path, ref
             str(locked))
 
 
+def test_predict_only_reads_the_run_so_a_read_only_run_works(tmp_path, immutable, capsys):
+    run = tmp_path / "runs" / "phone_price" / "r"
+    fake_run(run, "phone_price", phone_model)
+    csv_path = write_phone_csv(tmp_path / "phones.csv", rows=3, labelled=False)
+    immutable(run)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(phone_price.main, ["predict", "--run", str(run), "--input", str(csv_path)])
+    assert exit_info.value.code == 0 and len(capsys.readouterr().out.splitlines()) == 4
+
+
 # -------------------------------------------------------------------------------------------------- run_all
 @pytest.mark.parametrize("argv,fragment", [
     (["--tasks", "phone_price,bogus"], "--tasks: unknown task(s) bogus"),
