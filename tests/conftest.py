@@ -55,6 +55,24 @@ def phone_root(tmp_path):
     return root
 
 
+def _erf(x):
+    import math
+
+    return np.vectorize(math.erf)(x)
+
+
+# What each activation of models/registry.py computes, written out: tests compare values, not only shapes.
+# leaky_relu's slope is the registry's 0.01 (Keras' own default is 0.3), gelu is the exact erf form (Keras'
+# default; the tanh approximation differs by 1e-4 at -2), selu has Klambauer et al.'s constants.
+ACTIVATION_FORMULAS = {
+    "relu": lambda x: np.maximum(x, 0), "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "tanh": np.tanh, "swish": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))), "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    "linear": lambda x: x,
+}
+
+
 POSITIVE = ["great", "wonderful", "excellent", "moving", "superb", "loved", "brilliant", "beautiful"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "hated", "poor", "worst"]
 NEUTRAL = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "was", "a", "it", "director"]
@@ -137,7 +155,7 @@ def write_image_tree(folder, per_class, class_names=CIFAR_CLASSES, size=32, seed
     from PIL import Image
 
     x, y = synthetic_images(per_class, len(class_names), size, seed)
-    for i, (image, label) in enumerate(zip(x, y)):
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
         path = folder / class_names[label] / f"{i % per_class:04d}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)

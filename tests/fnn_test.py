@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import ACTIVATION_FORMULAS
 from models import build_fnn, build_softmax_regression, registry
 from models.fnn import fnn_parameter_count
 
@@ -51,6 +52,17 @@ def test_every_activation_and_initializer_builds(activation, initializer):
     assert model.predict(DATA.x_train[:3], verbose=0).shape == (3, 4)
 
 
+@pytest.mark.parametrize("activation", registry.names("activation"))
+def test_the_hidden_layer_applies_the_configured_activation(activation):
+    """By value: the layer after the hidden Dense computes the formula of the configured activation."""
+    model = build_fnn(config(activation=activation, hidden_units=(8,)), DATA)
+    after = model.layers[[layer.name for layer in model.layers].index("hidden_1") + 1]
+    probe = keras.Model(model.input, [model.get_layer("hidden_1").output, after.output])
+    before, activated = (keras.ops.convert_to_numpy(t) for t in probe(DATA.x_train[:4]))
+    np.testing.assert_allclose(activated, ACTIVATION_FORMULAS[activation](before.astype("float64")),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_dropout_and_l2_appear_where_configured():
     model = build_fnn(config(dropout=0.3, l2=1e-3), DATA)
     assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3, 0.3]
@@ -72,5 +84,5 @@ def test_same_seed_same_weights():
     first = build_fnn(config(), DATA).get_weights()
     keras.utils.set_random_seed(5)
     second = build_fnn(config(), DATA).get_weights()
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)

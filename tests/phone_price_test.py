@@ -36,7 +36,9 @@ def test_smoke_run_learns_and_writes_every_output(tmp_path, phone_root):
         assert (run / name).is_file(), name
     assert not (run / "backup").exists()  # BackupAndRestore cleans up after a finished fit
     results = metrics_of(config)["results"]
-    assert results["fnn"]["test_accuracy"] > 0.6  # chance is 0.25 on 4 balanced classes
+    # Measured here: 0.8125 with this seed (0.85-0.8875 with seeds 0-2). Excludes a linear model (the softmax
+    # regression baseline of the same run: 0.65; 0.6 with seeds 0-2) and chance (0.25).
+    assert results["fnn"]["test_accuracy"] >= 0.775
     assert len(json.loads((run / "config.json").read_text())["hidden_units"]) == 1
     history = training.read_history(run / "history.csv")
     assert len(history["loss"]) == 30 and history["loss"][-1] < history["loss"][0]
@@ -189,7 +191,7 @@ def test_script_runs_as_a_file_too(tmp_path):
 
 
 def test_real_data_reaches_high_accuracy(tmp_path, real_data_root):
-    """On the shared Kaggle CSV, a short run of the quick recipe must already beat 0.9."""
+    """On the shared Kaggle CSV, 40 epochs of the quick recipe reach 0.9825 (seeds 0, 1, 2, measured here)."""
     config = build_config(PhonePriceConfig, profile="quick", overrides=dict(
         data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", epochs=40, baseline=False,
         tensorboard=False, verbose=0))
@@ -197,5 +199,8 @@ def test_real_data_reaches_high_accuracy(tmp_path, real_data_root):
     data, folder = phone_price.load_data(config)
     assert folder == Path(real_data_root) / "mobile_price"
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 2000
-    assert metrics_of(config)["results"]["fnn"]["test_accuracy"] >= 0.9
+    # Excludes the FNN without its input L1 penalty (0.925-0.9275 at 40 epochs; 0.92 at the quick 150) and a
+    # linear model (softmax regression: 0.855-0.8725 at 40 epochs, 0.954 at 150; scikit-learn's logistic
+    # regression 0.9705 in 5-fold CV): three test rows of 400 below what the recipe reaches.
+    assert metrics_of(config)["results"]["fnn"]["test_accuracy"] >= 0.975
     assert len((tmp_path / "phone_price" / "real" / "predictions.csv").read_text().splitlines()) == 1001
