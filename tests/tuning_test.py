@@ -185,3 +185,46 @@ def test_cifar10_hypermodel_and_compare(tmp_path, cifar_root, cli):
     folder = tmp_path / "tuning" / "cifar10" / "compare-initializer-smoke"
     assert (folder / "compare_curves.png").is_file()
     assert all(name in (folder / "compare.md").read_text() for name in ("he_normal", "glorot_uniform"))
+
+
+def _crashing_space(monkeypatch, activations):
+    """phone_price's search space replaced by a grid over `activations`; "crash..." values raise in build."""
+    import dataclasses
+
+    from tuning import tasks
+
+    real = tasks.TASKS["phone_price"]
+
+    def space(hp):
+        return {"activation": hp.Choice("activation", activations), "input_l1": 0.0}
+
+    monkeypatch.setitem(tasks.TASKS, "phone_price", lambda: dataclasses.replace(real(), space=space))
+
+
+def _statuses(folder):
+    trials = [report.read_trial(path) for path in folder.glob("trial_*/trial.json")]
+    return {trial["values"]["activation"]: trial["status"] for trial in trials}
+
+
+def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, phone_root, cli, monkeypatch):
+    _crashing_space(monkeypatch, ["relu", "crash", "tanh"])
+    code, out, err = cli(search.main, search_args(tmp_path, phone_root, "--tuner", "grid", "--max-trials", "3",
+                                                  "--max-failures", "2"))
+    folder = tmp_path / "tuning" / "phone_price" / "grid-smoke"
+    assert code == 0, err
+    assert _statuses(folder) == {"relu": "COMPLETED", "crash": "FAILED", "tanh": "COMPLETED"}
+    assert "| FAILED |" in (folder / "trials.md").read_text()
+
+
+def test_max_failures_in_a_row_stop_the_search(tmp_path, phone_root, cli, monkeypatch):
+    # The first value is the one the objective check builds before any trial: it must work.
+    _crashing_space(monkeypatch, ["relu", "crash_1", "crash_2", "tanh"])
+    code, _, err = cli(search.main, search_args(tmp_path, phone_root, "--tuner", "grid", "--max-trials", "4",
+                                                "--max-failures", "2"))
+    folder = tmp_path / "tuning" / "phone_price" / "grid-smoke"
+    # KerasTuner prints each failed trial's traceback as it goes; the search ends with one sentence.
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "stopped after 2 failed trials in a row (--max-failures)" in last
+    assert "unknown activation 'crash_2'" in last
+    assert _statuses(folder) == {"relu": "COMPLETED", "crash_1": "FAILED", "crash_2": "FAILED"}  # tanh never ran
+    assert "| FAILED |" in (folder / "trials.md").read_text()
