@@ -15,12 +15,13 @@ def smoke_config(tmp_path, data_root, **overrides):
 
 
 def test_smoke_run_learns_exports_and_predicts(tmp_path, cifar_root, cli):
-    config = smoke_config(tmp_path, cifar_root, epochs=6, batch_size=32, export=True, tta=True,
-                          representative_size=50)
+    # Batch 32 takes a smaller rate than the smoke profile's 0.05 at batch 64: at 0.05 it diverges (0.34).
+    config = smoke_config(tmp_path, cifar_root, epochs=6, batch_size=32, learning_rate=0.02, export=True,
+                          tta=True, representative_size=50)
     assert cifar10.train(config) == 0
     run = tmp_path / "runs" / "cifar10" / "s"
     result = json.loads((run / "metrics.json").read_text())["results"]["course_cnn"]
-    assert result["test_accuracy"] >= 0.6  # ten classes: chance is 0.1
+    assert result["test_accuracy"] >= 0.8  # ten classes: chance is 0.1; this recipe reaches 0.93 here
     assert result["params"] == 34_538 and result["images_per_s"] > 0
     assert set(result["per_class_accuracy"]) == set(result["class_names"])
     exports = {row["format"]: row for row in result["exports"]}
