@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import math
-import re
 import types
 import typing
 from pathlib import Path
@@ -31,8 +30,6 @@ PROFILES = ("smoke", "quick", "full")
 # number is a typo (`--epochs 1e20`), refused before anything starts.
 INT_MAX = 2**31 - 1
 SEED_MAX = 2**32 - 1
-# A run id names one folder under <output-dir>/<task>/: a plain name, never a path.
-RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 def _help(text, **extra):
@@ -51,7 +48,8 @@ class TrainConfig:
         "smoke (seconds), quick (minutes on CPU), full (published numbers, GPU)", choices=PROFILES))
     seed: int = dataclasses.field(default=42, metadata=_help("seeds Python, NumPy and Keras"))
     epochs: int = dataclasses.field(default=20, metadata=_help("maximum number of epochs"))
-    batch_size: int = 32
+    batch_size: int = dataclasses.field(default=32, metadata=_help(
+        "the global batch: examples per training step, split over every replica under --distribution"))
     optimizer: str = dataclasses.field(default="adam", metadata={"registry": "optimizer"})
     learning_rate: float = 1e-3
     momentum: float = dataclasses.field(default=0.9, metadata=_help(
@@ -92,6 +90,16 @@ class TrainConfig:
         "runs go to <output-dir>/<task>/<run-id>/", portable=False))
     run_id: typing.Optional[str] = dataclasses.field(default=None, metadata=_help(
         "name of the run folder; an unfinished run of this name is resumed", portable=False))
+    distribution: str = dataclasses.field(default="none", metadata=_help(
+        "none; mirrored: all local GPUs (tf.distribute.MirroredStrategy); multi_worker: several processes or "
+        "machines (tf.distribute.MultiWorkerMirroredStrategy, cluster from TF_CONFIG or --workers); "
+        "data_parallel: all devices with keras.distribution.DataParallel (JAX); see common/distribution.py",
+        choices=("none", "mirrored", "multi_worker", "data_parallel")))
+    workers: typing.Optional[str] = dataclasses.field(default=None, metadata=_help(
+        "multi_worker/data_parallel: host:port of every worker, comma-separated, the chief first (instead of "
+        "TF_CONFIG; python -m tasks.distributed sets it on one machine)", portable=False))
+    worker_index: typing.Optional[int] = dataclasses.field(default=None, metadata=_help(
+        "this process's place in --workers (0 = the chief, which writes the run folder)", portable=False))
 
     # The range of each numeric setting (every element, for a tuple); checked by `check_values` together
     # with the types, finiteness and integer limits of every field. Subclasses add their own fields.
@@ -225,10 +233,11 @@ def check_folder_setting(flag, value, may_be_missing=False):
 
 
 def check_run_id(run_id):
-    """A run id is one plain folder name: letters, digits, '.', '_' and '-', not '.' or '..'."""
-    if run_id is not None and (not RUN_ID.fullmatch(run_id) or run_id in (".", "..")):
-        raise UserError(f"--run-id must be a plain name (letters, digits, '.', '_', '-'; at most 200 characters; "
-                        f"not '.' or '..'), got '{run_id}'; runs always go to <output-dir>/<task>/<run-id>/.")
+    """A run id names one folder under <output-dir>/<task>/: a plain name, never a path (common/runs.py)."""
+    if run_id is not None:
+        from common.runs import check_plain_name
+
+        check_plain_name(run_id)
 
 
 def _base_type(hint):

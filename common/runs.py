@@ -32,8 +32,8 @@ LOCK = ".lock"
 PROJECT = "keras-tutorials"
 # Settings that may differ when an interrupted run is resumed: they do not change the numbers.
 RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile",
-                     "steps_per_execution"}
-PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+                     "steps_per_execution", "workers", "worker_index"}  # a restarted cluster may get new ports
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 # ------------------------------------------------------------------------------------------------ atomic files
@@ -153,8 +153,8 @@ def _read_holder(path):
 def check_plain_name(name, flag="--run-id"):
     """A run or search name is one folder name: never a path, never `.` or `..`."""
     if not PLAIN_NAME.fullmatch(name or "") or name in (".", ".."):
-        raise UserError(f"{flag} must be a plain name of letters, digits, '.', '_' and '-' (not a path, "
-                        f"not '.' or '..'), got {name!r}.")
+        raise UserError(f"{flag} must be a plain name (letters, digits, '.', '_', '-'; at most 200 characters; "
+                        f"not '.' or '..'), got {name!r}: it names one folder, never a path.")
 
 
 def recipe(config):
