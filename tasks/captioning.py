@@ -27,6 +27,7 @@ named.
     python -m tasks.captioning caption --run runs/captioning/<run-id> photo.jpg
 """
 
+# %% Setup
 import dataclasses
 import json
 import sys
@@ -49,11 +50,16 @@ from common.images import check_images  # noqa: E402
 from models import encoders  # noqa: E402
 from models.captioning import build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
 
+# %% The data sets
+# Flickr8k (photos with five captions each), the shapes images this project draws (where attention can be
+# checked against the shape being named), or any folder of images with a captions file.
 DATASETS = ("flickr8k", "shapes", "folder")
 # The smallest input keras.applications' ImageNet models accept: 32 pixels, InceptionV3 75.
 MIN_PRETRAINED_SIZE = {"InceptionV3": 75}
 
 
+# %% Settings
+# Every field is a flag and a key of a `--config` file; `smoke` draws 400 small shapes images.
 @dataclasses.dataclass
 class CaptioningConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "captioning"
@@ -144,6 +150,10 @@ class CaptioningConfig(TrainConfig):
         return self.shapes_size if self.dataset == "shapes" else 128
 
 
+# %% Data: captions, splits and image features
+# Captions are lower-cased, split into words and framed by <start>/<end>
+# (`common/captions.py: vectorize`). With a frozen pretrained encoder the image features are computed once and cached
+# (`models/encoders.py: cached_features`); the decoder then trains on them.
 def load_data(config):
     if config.dataset == "flickr8k":
         data = captions.load_flickr8k(config.data_dir)
@@ -182,6 +192,12 @@ def encoder_inputs(config, data):
     return inputs, info
 
 
+# %% Model and training
+# The captioner is `models/captioning.py: build_captioner`: an encoder's grid of feature vectors and an
+# LSTM decoder that, at each word, weighs the grid with Bahdanau attention
+# (`models/captioning.py: BahdanauAttention`). Teacher forcing: the decoder reads the reference caption
+# shifted by one word and learns to predict the next; padding is masked out of the loss
+# (`models/captioning.py: masked_crossentropy`).
 def train(config):
     import keras
 
@@ -217,6 +233,9 @@ def train(config):
     return 0
 
 
+# %% Evaluation: greedy and beam search, BLEU, attention
+# Captions are generated word by word, greedily or with beam search (`models/captioning.py: generate`),
+# and scored with corpus BLEU against all references (`common/captions.py: bleu_scores`).
 def evaluate(model, config, data, inputs, words, folder):
     """BLEU of greedy and beam-search captions on the test split; samples.png; attention maps."""
     import time
@@ -276,6 +295,8 @@ def attention_hits(data, test, hypotheses, weights, image_size):
 
 
 # -------------------------------------------------------------------------------------------------- caption
+
+# %% Caption your own photos with a finished run
 def add_caption_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size)")
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
@@ -325,6 +346,9 @@ def read_vocabulary(path):
     return words
 
 
+# %% Things to try
+# `--beam-size 5`, `--attention-penalty 1.0` (the doubly stochastic penalty of Xu et al.), a smaller
+# `--embedding-dim` or `--units`, `--config recipes/captioning_shapes.json` to see attention land on shapes.
 main = task_main(CaptioningConfig, train, __doc__, commands={"caption": (add_caption_arguments, caption)})
 
 if __name__ == "__main__":

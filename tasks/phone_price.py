@@ -32,6 +32,9 @@ Things to try: `--activation sigmoid|tanh|leaky_relu|swish`, `--initializer he_n
     python -m tasks.phone_price predict --run runs/phone_price/<run-id>
 """
 
+# %% Setup
+# The lesson runs as `python -m tasks.phone_price` or as a file; TensorFlow's native start-up noise is
+# filtered before it loads (`common/cli.py: quiet_tensorflow`), so the console shows only what matters.
 import dataclasses
 import sys
 import typing
@@ -52,6 +55,9 @@ from common.data_root import find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from models import build_fnn, build_softmax_regression, registry  # noqa: E402
 
+# %% The data set
+# Twenty numeric columns and the label. A copy of the CSVs ships with the repo, so the lesson also runs
+# without any data root.
 FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
             "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
             "three_g", "touch_screen", "wifi"]
@@ -60,6 +66,10 @@ CLASS_NAMES = ["low", "medium", "high", "very_high"]
 EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CSVs ships with the repo
 
 
+# %% Settings
+# Every field is a command-line flag (`--hidden-units 128,64`), a key of a `--config` JSON file and a value
+# the tuner can sample. The three profiles differ only in size: `smoke` for tests, `quick` (the default)
+# and `full` (adds 5-fold cross-validation).
 @dataclasses.dataclass
 class PhonePriceConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "phone_price"
@@ -108,6 +118,10 @@ class PhonePriceConfig(TrainConfig):
             raise UserError("--cv must be between 2 and the smallest class size, or 0 (off), got 1.")
 
 
+# %% Data: check, split, batch
+# The CSV is checked (columns, labels, size) and split three ways, stratified by class with a fixed seed
+# (`common/tabular.py: split_stratified`). Normalisation is learned from the training rows only, by a
+# `Normalization` layer inside the model, so the saved model takes raw rows.
 def load_data(config):
     """The labelled CSV, checked, split three ways (stratified); also returns the data folder."""
     folder = find_dataset("mobile_price", config.data_dir, required=("train.csv",),
@@ -134,6 +148,11 @@ def make_datasets(config, data):
     return train, val, test, int(np.ceil(len(data.x_train) / config.batch_size))
 
 
+# %% Model and training
+# The network is `models/fnn.py: build_fnn`: Normalization, hidden Dense layers (with the L1 penalty on the
+# first kernel that selects features), softmax. Training is the shared loop
+# (`common/training.py: train_classifier`): compile with the configured optimizer, schedule and loss, fit
+# with Keras callbacks (best checkpoint, CSV history, TensorBoard, exact resume), evaluate once on test.
 def train_one(factory, config, data, folder):
     """Build with the seed, train with backups (and early stopping if asked), evaluate on the test split."""
     model = training.build_seeded(factory, config, data)
@@ -142,6 +161,9 @@ def train_one(factory, config, data, folder):
                                      steps_per_epoch)
 
 
+# %% Cross-validation
+# One split gives one number; k folds give a mean and its spread, which is what a comparison of two
+# settings should rest on.
 def cross_validate(factory, config, data, folder):
     """k stratified folds of all labelled rows, each scored on the fold it did not train on.
 
@@ -167,6 +189,7 @@ def cross_validate(factory, config, data, folder):
             "std": float(np.std(accuracies))}
 
 
+# %% Predictions for unlabelled phones
 def write_predictions(model, csv_path, out_path=None):
     """Label an unlabelled CSV (same feature columns, optional id) with the saved model; the id,price_range
     rows go to `out_path` (None: stdout)."""
@@ -178,6 +201,9 @@ def write_predictions(model, csv_path, out_path=None):
     return predicted
 
 
+# %% The lesson, end to end
+# Load, train the FNN and its softmax-regression baseline (each in its own folder of the run), optionally
+# cross-validate, label the unlabelled phones, write metrics.json and report.html.
 def train(config):
     training.setup_precision(config)
     data, folder = load_data(config)
@@ -208,6 +234,8 @@ def train(config):
     return 0
 
 
+# %% Predict with a finished run
+# `predict` reads a finished run (never modifies it) and writes id,price_range rows to --output or stdout.
 def add_predict_arguments(parser):
     parser.add_argument("--run", required=True, help="a finished phone_price run folder (holds model.keras)")
     parser.add_argument("--input", help="CSV with the 20 feature columns (default: test.csv of the data root)")
@@ -239,6 +267,10 @@ def predict(args):
     return 0
 
 
+# %% Things to try
+# `--input-l1 0` (watch accuracy fall below logistic regression), `--activation sigmoid|tanh|swish`,
+# `--hidden-units 128,64 --dropout 0.3`, `--optimizer sgd --learning-rate 0.1`, `--cv 5`, then compare
+# runs with `python -m tuning.search --task phone_price --compare activation`.
 main = task_main(PhonePriceConfig, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
 
 if __name__ == "__main__":
