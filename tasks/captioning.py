@@ -347,7 +347,7 @@ def read_vocabulary(path):
 
 
 # %% Things to try
-# `--beam-size 5`, `--attention-penalty 1.0` (the doubly stochastic penalty of Xu et al.), a smaller
+# `--beam-size 5`, `--attention-penalty 0` (without the doubly stochastic penalty of Xu et al.), a smaller
 # `--embedding-dim` or `--units`, `--config recipes/captioning_shapes.json` to see attention land on shapes.
 main = task_main(CaptioningConfig, train, __doc__, commands={"caption": (add_caption_arguments, caption)})
 
