@@ -13,13 +13,17 @@ so a saved model takes raw 0..255 pixels, and ends in a float32 softmax.
 - `fast`: a network made for time-to-accuracy, after Keller Jordan's airbench (2024) and Page's ResNet-9:
   a 2x2 stem, then three blocks of conv -> max-pool -> BN -> act -> conv -> BN -> act, global max pooling
   and a down-scaled linear head. Widths are a flag, so it fits a CPU budget (quick) or a GPU one (full).
+  airbench94's model-side methods are flags (`models/airbench.py`): a frozen patch-whitening stem
+  (`whiten`), identity-initialised 3x3 convs (`dirac`, any model), batch norm without a learned scale
+  (`bn_scale`) and with a faster-learning shift (`bn_bias_lr`, any model with batch norm).
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from common.errors import UserError
-from models import registry
+from models import airbench, registry
 
 ARCHITECTURES = ("course_cnn", "vgg", "resnet20", "resnet32", "resnet56", "fast")
 RESNET_BLOCKS = {"resnet20": 3, "resnet32": 5, "resnet56": 9}
@@ -37,7 +41,7 @@ def build_cnn(config, data):
     elif name == "vgg":
         x = vgg_body(x, config)
     elif name == "fast":
-        x = fast_body(x, config)
+        x = fast_body(x, config, data)
     else:
         x = resnet_body(x, config, RESNET_BLOCKS[name])
     logits = layers.Dense(data.num_classes, use_bias=name != "fast", kernel_initializer=_init(config),
@@ -56,13 +60,28 @@ def _l2(config):
     return registry.regularizer(l2=config.l2)
 
 
+def _option(config, name, default):
+    """An airbench setting: configs of other lessons (and tests' small ones) do not have these fields."""
+    return getattr(config, name, default)
+
+
 def conv(x, filters, config, kernel_size=3, strides=1, padding="same", use_bias=False, name=None):
+    initializer = _init(config)
+    if kernel_size == 3 and _option(config, "dirac", False):
+        initializer = airbench.Dirac(initializer)
     return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-                         kernel_initializer=_init(config), kernel_regularizer=_l2(config), name=name)(x)
+                         kernel_initializer=initializer, kernel_regularizer=_l2(config), name=name)(x)
 
 
 def batch_norm(x, config, name=None):
-    return layers.BatchNormalization(momentum=config.bn_momentum, epsilon=1e-5, name=name)(x)
+    """Batch norm; `bn_scale` False drops its learned scale, `bn_bias_lr` != 1 moves its shift into a
+    `ScaledBias` that SGD trains that many times faster."""
+    bias_lr = _option(config, "bn_bias_lr", 1.0)
+    x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=1e-5, center=bias_lr == 1.0,
+                                  scale=_option(config, "bn_scale", True), name=name)(x)
+    if bias_lr != 1.0:
+        x = airbench.ScaledBias.for_learning_rate(bias_lr, name=f"{name}_shift")(x)
+    return x
 
 
 def conv_bn_act(x, filters, config, name, strides=1):
@@ -154,10 +173,15 @@ def resnet_parameter_count(blocks_per_stage, num_classes=10, channels=3):
 
 
 # ------------------------------------------------------------------------------------------------- fast net
-def fast_body(x, config):
-    # A 2x2 stem without padding (32 -> 31 pixels) sees every 2x2 patch; airbench initialises it by patch
-    # whitening, here it is simply trained.
-    x = conv(x, config.stem_width, config, kernel_size=2, padding="valid", use_bias=True, name="stem_conv")
+def fast_body(x, config, data=None):
+    # A 2x2 stem without padding (32 -> 31 pixels) sees every 2x2 patch: trained, or (`whiten`) airbench's
+    # frozen whitening of those patches, computed here from the normalised training images.
+    if _option(config, "whiten", False):
+        stem = airbench.PatchWhitening(eps=_option(config, "whiten_eps", airbench.WHITEN_EPS), name="stem_whiten")
+        x = stem(x)
+        stem.adapt(normalized_training_images(data, airbench.WHITEN_IMAGES))
+    else:
+        x = conv(x, config.stem_width, config, kernel_size=2, padding="valid", use_bias=True, name="stem_conv")
     x = registry.activation(config.activation)(x)
     for stage, filters in enumerate(config.widths, start=1):
         x = conv(x, filters, config, name=f"block{stage}_conv_1")
@@ -167,6 +191,14 @@ def fast_body(x, config):
         x = conv_bn_act(x, filters, config, name=f"block{stage}_2")
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     return layers.Dropout(config.dropout, name="dropout")(x) if config.dropout else x
+
+
+def normalized_training_images(data, count):
+    """The first `count` training images as the model's Normalization layer sees them."""
+    if getattr(data, "x_train", None) is None:
+        raise UserError("the whitening stem is computed from training images; this data has none.")
+    x = np.asarray(data.x_train[:count], dtype="float64")
+    return (x - np.asarray(data.mean)) / np.sqrt(np.asarray(data.variance))
 
 
 def course_cnn_parameter_count(height=32, width=32, channels=3, num_classes=10):
