@@ -8,6 +8,12 @@ In the data set folder `cifar10/` of the data root (see common/data_root.py), in
 
 With no data set folder anywhere, `keras.datasets.cifar10` is asked (its own Keras cache, or the download
 for online users). Class order is `labels.txt` when present, else the standard airplane..truck.
+
+`lossless_holdout` keeps the first 4,000 training images (the start of the original data_batch_1) out of
+training and validation, as evaluation sets: with the JPEG copy, `lossless_train_first4000.npz` beside it
+holds their lossless originals and the name of each one's JPEG, so a model is scored on both versions of the
+same images (`held_out["lossless"]`, `held_out["jpeg"]`): the first estimates accuracy on the original
+CIFAR-10, the difference is what the JPEG copy costs. With the original batches the 4,000 are the originals.
 """
 
 import pickle
@@ -22,28 +28,85 @@ from common.errors import UserError
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SIZE = (32, 32)
 ARCHIVE = "cifar10-images.tar"
+LOSSLESS_FILE = "lossless_train_first4000.npz"
+HOLDOUT_SIZE = 4000
+# A JPEG copy differs from its original by about 6 grey levels per pixel on average (SOURCE.txt of the
+# shared copy); unrelated images differ by about 60. Above this mean, the file does not belong to the copy.
+MATCH_LIMIT = 16.0
 LOSSY_NOTE = "JPEG re-encodings of the CIFAR-10 images (lossy), not the original batches"
 
 
-def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None):
-    """ImageArrays for CIFAR-10; `limit` keeps only that many images per split (smoke runs)."""
+def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False):
+    """ImageArrays for CIFAR-10; `limit` keeps only that many images per split (smoke runs); `val_size` 0
+    holds nothing out for validation; `lossless_holdout`: see the module's docstring."""
     try:
         folder = find_dataset("cifar10", data_dir)
     except UserError as not_found:
         if data_dir is not None:
             raise
-        arrays = _keras_download(not_found)
-        note = ""
+        folder, arrays, note = None, _keras_download(not_found), ""
     else:
         arrays, note = _read_folder(folder)
     x, y, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
     names = [str(n) for n in arrays["class_names"]]
+    held_out = {}
+    if lossless_holdout:
+        held_out, kept, holdout_note = _lossless_holdout(folder, x, y, names, arrays.get("source"))
+        x, y = x[kept], y[kept]
+        note = "; ".join(n for n in (note, holdout_note) if n)
     if limit:
         x, y = _first_per_class(x, y, limit), _first_per_class(y, y, limit)
         x_test, y_test = _first_per_class(x_test, y_test, limit), _first_per_class(y_test, y_test, limit)
-        val_size = max(len(names), min(val_size, len(y) // 5))
-    x_train, y_train, x_val, y_val = images.split_validation(x, y, val_size, split_seed)
-    return images.ImageArrays(x_train, y_train, x_val, y_val, x_test, y_test, names, note)
+        held_out = {k: (_first_per_class(hx, hy, limit), _first_per_class(hy, hy, limit))
+                    for k, (hx, hy) in held_out.items()}
+        val_size = max(len(names), min(val_size, len(y) // 5)) if val_size else 0
+    if val_size:
+        x_train, y_train, x_val, y_val = images.split_validation(x, y, val_size, split_seed)
+    else:  # no validation split: the recipe's hyperparameters were chosen elsewhere
+        x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
+    return images.ImageArrays(x_train, y_train, x_val, y_val, x_test, y_test, names, note, held_out)
+
+
+def _lossless_holdout(folder, x, y, names, source):
+    """({name: (images, labels)}, indices of the training images kept, note) for `lossless_holdout`."""
+    everything = np.arange(len(y))
+    if source == "original":  # the official batches: the first 4,000 are the originals themselves
+        count = min(HOLDOUT_SIZE, len(y))
+        return ({"lossless": (x[:count], y[:count])}, everything[count:],
+                f"the first {count:,} training images (originals) held out")
+    path = folder / LOSSLESS_FILE
+    if not path.is_file():
+        return {}, everything, f"nothing held out: no {LOSSLESS_FILE} beside this copy"
+    try:
+        with np.load(path) as stored:
+            lossless, labels, jpeg_names = stored["x"], stored["y"].astype("int64"), stored["jpeg_name"]
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{path} is not a readable lossless hold-out file ({type(error).__name__}); expected "
+                        "arrays x, y and jpeg_name.") from None
+    by_class = {name: np.flatnonzero(y == c) for c, name in enumerate(names)}
+    indices = np.array([_train_index(str(name), by_class, path) for name in jpeg_names], dtype="int64")
+    copies = x[indices]
+    difference = np.abs(copies.astype("float32") - lossless.astype("float32")).mean() if len(indices) else 0.0
+    if lossless.shape != copies.shape or not np.array_equal(y[indices], labels) or difference > MATCH_LIMIT:
+        raise UserError(f"{path} does not match the training images of this copy (labels or pixels differ); "
+                        "expected the lossless originals of its own images.")
+    return ({"lossless": (lossless, labels), "jpeg": (copies, labels)},
+            np.setdiff1d(everything, indices),
+            f"the first {len(indices):,} training images held out: lossless originals ({LOSSLESS_FILE}) and "
+            "their copies here")
+
+
+def _train_index(name, by_class, path):
+    """Where `train/<class>/NNNN.<ext>` sits in the training arrays: image NNNN of its class, since the
+    arrays hold each class's files in name order (`by_class`: class name -> its indices, in order)."""
+    parts = name.split("/")
+    stem = parts[-1].split(".")[0]
+    position = int(stem) if stem.isdigit() else -1
+    members = by_class.get(parts[-2], []) if len(parts) >= 2 else []
+    if not 0 <= position < len(members):
+        raise UserError(f"{path} names {name}, which is not an image of this copy's training set; expected "
+                        "names like train/<class>/0000.jpg.")
+    return members[position]
 
 
 def _first_per_class(values, labels, limit):
@@ -63,10 +126,10 @@ def _read_folder(folder):
         # The decoded arrays are cached beside the extracted files (and go when the archive changes).
         return images.cached_arrays(tree / "arrays.npz", lambda: _read_tree(tree, class_names)), LOSSY_NOTE
     if (folder / "cifar-10-batches-py").is_dir():
-        return _read_python_batches(folder / "cifar-10-batches-py"), ""
+        return {**_read_python_batches(folder / "cifar-10-batches-py"), "source": "original"}, ""
     if (folder / "cifar-10-python.tar.gz").is_file():
         tree = extract_once(folder / "cifar-10-python.tar.gz", "cifar10-python")
-        return _read_python_batches(tree / "cifar-10-batches-py"), ""
+        return {**_read_python_batches(tree / "cifar-10-batches-py"), "source": "original"}, ""
     raise UserError(f"{folder} holds none of train/+test/ image folders, {ARCHIVE}, cifar-10-batches-py/ "
                     "or cifar-10-python.tar.gz; expected one CIFAR-10 copy there.")
 
@@ -107,5 +170,5 @@ def _keras_download(not_found):
     except Exception:  # noqa: BLE001 (offline, or a partial download: the data set is simply not there)
         raise not_found from None
     return {"x_train": x, "y_train": y.ravel().astype("int64"), "x_test": x_test,
-            "y_test": y_test.ravel().astype("int64"), "class_names": np.array(CLASS_NAMES)}
+            "y_test": y_test.ravel().astype("int64"), "class_names": np.array(CLASS_NAMES), "source": "original"}
 

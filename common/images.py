@@ -11,7 +11,12 @@ a 2-core CPU where the input pipeline shares the cores with training):
 
 - random crop after padding 4 pixels (reflect), and horizontal flip: the standard CIFAR augmentation;
 - cutout (DeVries & Taylor 2017): one square of each image set to the mean (zero after normalisation);
-- mixup (Zhang et al. 2018): pairs of images and their one-hot labels blended with a Beta(a, a) weight.
+- mixup (Zhang et al. 2018): pairs of images and their one-hot labels blended with a Beta(a, a) weight;
+- alternating flip (airbench, Jordan 2024): each image is mirrored in exactly half the epochs, every other
+  one, starting from a random choice per image (`image_pipeline(alternating_flip=True)`).
+
+`predict_tta` is test-time augmentation: predictions averaged over the mirror image and, optionally, one-pixel
+translations (airbench's multi-crop evaluation).
 """
 
 import dataclasses
@@ -41,6 +46,8 @@ class ImageArrays:
     y_test: np.ndarray
     class_names: list
     note: str = ""  # where the images came from, said beside the numbers
+    # Evaluation sets kept out of training and validation: name -> (uint8 images, labels).
+    held_out: dict = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def channel_stats(self):
@@ -207,29 +214,43 @@ def mixup_batch(images, one_hot, seed, alpha):
 
 
 def image_pipeline(x, y, batch_size, num_classes, training, seed=0, one_hot=False, augment=None,
-                   mixup=0.0):
+                   mixup=0.0, alternating_flip=False):
     """A tf.data pipeline of (float32 images on the 0..255 scale, labels) batches from uint8 arrays.
 
     Normalisation lives in the model (a `Normalization` layer), so a saved model takes raw pixels.
     `training` shuffles every epoch (seeded) and applies `augment` (kwargs of `augment_batch`) and
     `mixup` (its alpha; 0 = off) to each batch. `one_hot` gives one-hot labels (mixup needs them).
+    `alternating_flip` (training only) replaces random flips by airbench's alternating ones; the flip then
+    depends on the epoch, so the pipeline is the endless training stream itself (every pass reshuffled, as
+    `resume.stream_from` makes it) and a batch's epoch is its position in the stream // batches per epoch:
+    a resumed run that skips the finished epochs' batches flips exactly as an uninterrupted one.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    alternating_flip = training and alternating_flip
+    if alternating_flip:
+        augment = dict(augment, flip=False) if augment else None  # the flips are made before
+        dataset = tf.data.Dataset.from_tensor_slices((x, y, first_flips(len(x), seed)))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
 
-    def to_float(images, labels):
+    def to_float(images, labels, *flips):
         labels = tf.one_hot(labels, num_classes) if one_hot else labels
-        return tf.cast(images, tf.float32), labels
+        return (tf.cast(images, tf.float32), labels, *flips)
 
     dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if alternating_flip:
+        batches_per_epoch = -(-len(x) // batch_size)
+        epochs = tf.data.Dataset.counter().map(lambda position: position // batches_per_epoch)
+        dataset = tf.data.Dataset.zip(dataset.repeat(), epochs).map(
+            lambda batch, epoch: (alternate_flips(batch[0], batch[2], epoch), batch[1]))
     if training and (augment or mixup):
         # One stateless seed per batch, different every epoch, the same on every run.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
         def transform(batch, batch_seed):
-            images, labels = batch
+            images, labels = batch[:2]
             batch_seed = tf.cast(batch_seed % (2**31), tf.int32)
             if augment:
                 images = augment_batch(images, batch_seed, **augment)
@@ -239,3 +260,49 @@ def image_pipeline(x, y, batch_size, num_classes, training, seed=0, one_hot=Fals
 
         dataset = tf.data.Dataset.zip(dataset, seeds).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def first_flips(count, seed):
+    """Whether each of `count` images is mirrored in the first epoch (a fair coin each, from `seed`)."""
+    return np.random.default_rng([seed, 0xF11B]).random(count) < 0.5
+
+
+def alternate_flips(images, first_flip, epoch):
+    """Mirror an image when its first-epoch choice XOR the epoch's parity says so: each image is then mirrored
+    in every other epoch, exactly half of an even number of them."""
+    flip = tf.math.logical_xor(first_flip, tf.equal(epoch % 2, 1))
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+# ------------------------------------------------------------------------------------ test-time augmentation
+def tta_views(x, translate=False):
+    """(view, weight) pairs of a batch (n, h, w, c): the images and their mirror images (0.5 each); with
+    `translate`, airbench's multi-crop: those two at half weight, and the mirror pairs of the images shifted
+    one pixel down-right and up-left (reflect padding) at a quarter each, i.e. 1/8 per view."""
+    mirror = x[:, :, ::-1]
+    if not translate:
+        return [(x, 0.5), (mirror, 0.5)]
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    height, width = x.shape[1:3]
+    shifted = [padded[:, :height, :width], padded[:, 2:2 + height, 2:2 + width]]
+    return [(x, 0.25), (mirror, 0.25)] + [(view, 0.125) for s in shifted for view in (s, s[:, :, ::-1])]
+
+
+def predict_tta(model, x, translate=False, batch_size=500, chunk=2000):
+    """Class probabilities of uint8 or float images averaged over `tta_views`.
+
+    The views are averaged in log space: the mean log-probability differs from the mean logit only by a
+    per-view constant, so this ranks classes as averaging logits does (airbench's rule), although the model
+    ends in a softmax. A model that ignores its input gets its own output back.
+    """
+    out = []
+    for start in range(0, len(x), chunk):  # the views of 10,000 images at once would take 0.7 GB
+        block = np.asarray(x[start:start + chunk], dtype="float32")
+        log_mean = 0.0
+        for view, weight in tta_views(block, translate):
+            probabilities = np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype="float64")
+            log_mean = log_mean + weight * np.log(np.maximum(probabilities, np.finfo("float32").tiny))
+        log_mean = log_mean - log_mean.max(axis=-1, keepdims=True)
+        probabilities = np.exp(log_mean)
+        out.append(probabilities / probabilities.sum(axis=-1, keepdims=True))
+    return np.concatenate(out).astype("float32")
