@@ -3,6 +3,10 @@
 The data: 60,000 colour images of 32x32 pixels in 10 classes (airplane, automobile, bird, cat, deer, dog,
 frog, horse, ship, truck), 50,000 for training and 10,000 for testing. 5,000 training images (500 per
 class, fixed seed) are held out for validation; the test images are used once, for the final number.
+The offline copy is JPEG re-encodings (about 6 grey levels off per pixel), so the first 4,000 training
+images are held out too (`--lossless-holdout`, on by default) and scored at the end twice: as their lossless
+originals (an estimate of accuracy on the real CIFAR-10) and as their JPEG copies (the difference is what
+the copy costs).
 
 What the lesson shows:
 
@@ -19,6 +23,25 @@ What the lesson shows:
    images the model gets wrong (misclassified.png): cats and dogs are where most errors are.
 5. Export for serving and devices: SavedModel, TFLite float16 and full-integer int8 (post-training
    quantisation calibrated on training images). Each file is run on the test set (exports.md).
+6. airbench94 (Jordan 2024: 94 % on CIFAR-10 in 3.3 s on an A100), every method a flag, all of them in
+   `--config recipes/cifar10_airbench94.json` (the reference's hyperparameters, each explained there), so
+   `benchmarks/cifar10.py --ablations` can take each away and measure what it is worth:
+   - `--whiten`: the 2x2 stem's filters are not learned but computed before training from the covariance
+     of the training images' 2x2 patches (its eigenvectors, scaled to unit variance: `models/airbench.py:
+     PatchWhitening`); the net starts on decorrelated inputs. Its bias trains `--whiten-bias-epochs` epochs.
+   - `--no-bn-scale --bn-bias-lr 64`: batch norm keeps only its shift, and the shift learns 64x faster. Keras
+     has no per-variable learning rate, so the shift is written as 8 * b (`ScaledBias`): SGD's step on b is 8x
+     larger and moves the shift 8x as far, 64x in all, with weight decay unchanged.
+   - `--dirac`: each 3x3 conv starts as the identity on its first channels (`Dirac`), so the deep net
+     begins as a shallow one.
+   - `--logit-scale 0.111`, `--label-smoothing 0.2`: small, soft outputs early in training.
+   - `--optimizer nesterov --schedule triangular`: Nesterov SGD on a triangle, 0.2x -> 1x at 23 % -> 0.07x.
+   - `--lookahead`: every 5 steps the weights are reset to a moving average of themselves, the averaging
+     heavier as training ends (`common/callbacks.py: Lookahead`); the run ends on the averaged weights.
+   - `--alternating-flip`: each image is mirrored in every other epoch (first choice at random) instead of
+     on a coin flip each time: no image is shown the same way two epochs running (`common/images.py`).
+   - `--crop-padding 2`: random translation by up to 2 pixels.
+   - `--tta --tta-crops`: the test image, its mirror and the mirror pairs shifted by one pixel, averaged.
 
 Things to try: `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant` (the course's
 setting), `--activation relu|leaky_relu|swish`, `--label-smoothing 0`, `--crop-padding 0 --no-flip` (no
@@ -28,6 +51,7 @@ augmentation: watch validation accuracy stall while training accuracy climbs), `
     python -m tasks.cifar10                     # quick profile: the fast net, 12 min on a 2-core Xeon
     python -m tasks.cifar10 --profile smoke     # seconds, a few hundred images
     python -m tasks.cifar10 --model course_cnn --epochs 10
+    python -m tasks.cifar10 --config recipes/cifar10_airbench94.json   # airbench94 in Keras, 10 epochs
     python -m tasks.cifar10 predict --run runs/cifar10/<run-id> my_cat.png
 """
 
@@ -46,7 +70,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import export, images, plots, trained, training  # noqa: E402
+from common import callbacks, export, images, plots, trained, training  # noqa: E402
 from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
@@ -90,6 +114,30 @@ class Cifar10Config(TrainConfig):
     mixup: float = dataclasses.field(default=0.0, metadata=dict(help="mixup Beta(a, a) parameter (0 = off)"))
     tta: bool = dataclasses.field(default=True, metadata=dict(
         help="also report test accuracy averaged over each image and its mirror image"))
+    # airbench94's methods (Jordan 2024), one flag each, so the lesson can teach them and a benchmark can take
+    # each away: recipes/cifar10_airbench94.json turns them all on.
+    whiten: bool = dataclasses.field(default=False, metadata=dict(
+        help="fast net: a frozen 2x2 patch-whitening stem computed from the training images (24 filters)"))
+    whiten_eps: float = dataclasses.field(default=5e-4, metadata=dict(
+        help="added to each eigenvalue of the patch covariance before whitening"))
+    whiten_bias_epochs: int = dataclasses.field(default=3, metadata=dict(
+        help="epochs the whitening stem's bias trains before it is frozen"))
+    bn_scale: bool = dataclasses.field(default=True, metadata=dict(
+        help="batch norm learns a scale (airbench: no, only the shift)"))
+    bn_bias_lr: float = dataclasses.field(default=1.0, metadata=dict(
+        help="learning-rate multiplier of the batch-norm shifts (airbench: 64), as a reparametrised shift"))
+    dirac: bool = dataclasses.field(default=False, metadata=dict(
+        help="identity (dirac) initialisation of the 3x3 convs"))
+    lookahead: bool = dataclasses.field(default=False, metadata=dict(
+        help="airbench's lookahead: every few steps, reset the weights to a moving average of them"))
+    lookahead_steps: int = dataclasses.field(default=5, metadata=dict(help="steps between lookahead syncs"))
+    alternating_flip: bool = dataclasses.field(default=False, metadata=dict(
+        help="with --flip: mirror each image in every other epoch instead of at random"))
+    tta_crops: bool = dataclasses.field(default=False, metadata=dict(
+        help="with --tta: also average over the mirror pairs shifted one pixel up-left and down-right"))
+    lossless_holdout: bool = dataclasses.field(default=True, metadata=dict(
+        help="hold the first 4,000 training images out and report accuracy on their lossless originals and "
+             "their JPEG versions (needs lossless_train_first4000.npz beside a JPEG copy)"))
     export: bool = dataclasses.field(default=True, metadata=dict(
         help="export SavedModel, TFLite float16 and int8, and test each file"))
     representative_size: int = dataclasses.field(default=500, metadata=dict(
@@ -101,7 +149,8 @@ class Cifar10Config(TrainConfig):
 
     RANGES: typing.ClassVar[dict] = {
         "widths": ">= 1", "stem_width": ">= 1", "logit_scale": "> 0", "bn_momentum": "[0, 1)", "dropout": "[0, 1)",
-        "l2": ">= 0", "mixup": ">= 0", "representative_size": ">= 1", "val_size": ">= 1",
+        "l2": ">= 0", "mixup": ">= 0", "representative_size": ">= 1", "val_size": ">= 0",
+        "whiten_eps": "> 0", "whiten_bias_epochs": ">= 0", "bn_bias_lr": "> 0", "lookahead_steps": ">= 1",
         # Reflect padding of a 32-pixel image: the crop must still see most of it.
         "crop_padding": f"[0, {IMAGE_SIZE[0] // 2})", "cutout": f"[0, {IMAGE_SIZE[0]}]",
         # Two images per class: one to train on and one to hold out for validation.
@@ -113,10 +162,23 @@ class Cifar10Config(TrainConfig):
             raise UserError("--mixup blends one-hot labels: use --loss categorical_crossentropy (or mse, ...).")
         if self.model in ("vgg", "fast") and not self.widths:
             raise UserError(f"--widths must name the filters per stage of {self.model}, e.g. 32,128,128.")
+        if self.whiten and self.model != "fast":
+            raise UserError(f"--whiten replaces the fast net's stem; --model {self.model} has none (use --model fast).")
+        if self.whiten and self.stem_width != WHITENED_WIDTH:
+            raise UserError(f"--whiten gives the stem {WHITENED_WIDTH} filters (12 per 2x2 patch and their "
+                            f"negatives); leave --stem-width at {WHITENED_WIDTH}, got {self.stem_width}.")
+        if self.alternating_flip and not self.flip:
+            raise UserError("--alternating-flip chooses when to mirror each image: it needs --flip.")
+        if self.tta_crops and not self.tta:
+            raise UserError("--tta-crops adds views to the mirror-image TTA: it needs --tta.")
+
+
+WHITENED_WIDTH = 24  # models/airbench.py: 2 x (2 x 2 pixels x 3 channels)
 
 
 def load_data(config):
-    return load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit)
+    return load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit,
+                        lossless_holdout=config.lossless_holdout)
 
 
 def make_datasets(config, data):
@@ -125,8 +187,9 @@ def make_datasets(config, data):
     augment = dict(crop_padding=config.crop_padding, flip=config.flip, cutout=config.cutout)
     common = dict(num_classes=data.num_classes, one_hot=one_hot)
     train = images.image_pipeline(data.x_train, data.y_train, config.batch_size, training=True, seed=config.seed,
-                                  augment=augment, mixup=config.mixup, **common)
-    val = images.image_pipeline(data.x_val, data.y_val, 1000, training=False, **common)
+                                  augment=augment, mixup=config.mixup, alternating_flip=config.alternating_flip,
+                                  **common)
+    val = images.image_pipeline(data.x_val, data.y_val, 1000, training=False, **common) if len(data.y_val) else None
     test = images.image_pipeline(data.x_test, data.y_test, 1000, training=False, **common)
     return train, val, test, int(np.ceil(len(data.y_train) / config.batch_size))
 
@@ -139,15 +202,18 @@ def train(config):
         config.export = False
     training.setup_precision(config)
     data = load_data(config)
-    print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images"
+    held = "".join(f", held out {len(y)} ({name})" for name, (_, y) in data.held_out.items())
+    print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images{held}"
           + (f" ({data.note})" if data.note else ""))
     run_ = training.start_run(config)
     folder = run_.folder()
     train_set, val_set, test_set, steps = make_datasets(config, data)
     model = training.build_seeded(cnn.build_cnn, config, data)
     result = training.train_classifier(model, config, folder, train_set, val_set, test_set, data.y_test,
-                                       data.class_names, steps, keep_probabilities=True)
+                                       data.class_names, steps, extra_callbacks=method_callbacks(config, steps),
+                                       keep_probabilities=True)
     probabilities = result.pop("probabilities")
+    result["train_images"] = len(data.y_train)
     result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
     result["data"] = data.note or "original images"
     result["class_names"] = data.class_names
@@ -155,9 +221,12 @@ def train(config):
     summary = [{"model": config.model, "metric": "test_accuracy", "value": result["test_accuracy"],
                 "params": result["params"], "train_time_s": result["train_time_s"]}]
     if config.tta:
-        mirrored = model.predict(data.x_test[:, :, ::-1].astype("float32"), batch_size=500, verbose=0)
-        result["test_accuracy_tta"] = float(np.mean((probabilities + mirrored).argmax(-1) == data.y_test))
+        tta = images.predict_tta(model, data.x_test, translate=config.tta_crops)
+        result["test_accuracy_tta"] = float(np.mean(tta.argmax(-1) == data.y_test))
         summary.append({**summary[0], "metric": "test_accuracy_tta", "value": result["test_accuracy_tta"]})
+    for metric, value in evaluate_held_out(model, config, data).items():
+        result[metric] = value
+        summary.append({**summary[0], "metric": metric, "value": value})
     if config.export:
         sample = np.random.default_rng(config.seed).choice(len(data.x_train), config.representative_size)
         started = time.perf_counter()
@@ -172,6 +241,30 @@ def train(config):
                     for row in result["exports"][2:]]
     training.finish_run(run_, config, {config.model: result}, summary)
     return 0
+
+
+def method_callbacks(config, steps_per_epoch):
+    """The callbacks of airbench's training-time methods that are on (common/callbacks.py)."""
+    chosen = []
+    if config.lookahead:
+        chosen.append(callbacks.Lookahead(config.epochs * steps_per_epoch, steps_per_epoch,
+                                          every=config.lookahead_steps))
+    if config.whiten and config.whiten_bias_epochs < config.epochs:
+        chosen.append(callbacks.FreezeBiasAt(config.whiten_bias_epochs))
+    return chosen
+
+
+def evaluate_held_out(model, config, data):
+    """Accuracy on each held-out set (the lossless originals and their JPEG copies), plain and with the
+    run's test-time augmentation: {"heldout_<name>_accuracy[_tta]": value}."""
+    metrics = {}
+    for name, (x, y) in data.held_out.items():
+        plain = model.predict(x.astype("float32"), batch_size=500, verbose=0)
+        metrics[f"heldout_{name}_accuracy"] = float(np.mean(np.argmax(plain, -1) == y))
+        if config.tta:
+            tta = images.predict_tta(model, x, translate=config.tta_crops)
+            metrics[f"heldout_{name}_accuracy_tta"] = float(np.mean(tta.argmax(-1) == y))
+    return metrics
 
 
 def write_misclassified(data, probabilities, path, count=32):
