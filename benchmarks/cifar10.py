@@ -12,6 +12,11 @@ runs with the user's defaults (TensorBoard logs included); the command column sh
 adds.
 
     python -m benchmarks.cifar10 --render                 # the section again from cifar10_rows.json, measuring nothing
+
+airbench94's recipe and its ablations (benchmarks/cifar10_airbench.py, which says what each measures):
+
+    python -m benchmarks.cifar10 --airbench               # recipes/cifar10_airbench94.json, seeds 0,1,2
+    python -m benchmarks.cifar10 --ablations              # each method removed in turn, seed 0
 """
 
 import argparse
@@ -30,6 +35,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 quiet_tensorflow()
 
+from benchmarks import cifar10_airbench as airbench  # noqa: E402
 from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
@@ -39,8 +45,8 @@ from tasks import cifar10  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "cifar10_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["model", "profile", "test accuracy", "best val accuracy", "params", "epochs", "wall time (min)",
-           "time per epoch (s)", "images/s", "stamp", "command"]
+COLUMNS = ["model", "profile", "test accuracy", "held-out lossless / JPEG", "best val accuracy", "params", "epochs",
+           "wall time (min)", "time per epoch (s)", "images/s", "stamp", "command"]
 EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy", "stamp"]
 EPOCH_COLUMNS = ["model", "params", "batch size", "s per epoch (CPU here)", "stamp"]
 # Full-profile recipes whose epochs are too slow to run to the end here: timed for a few steps instead.
@@ -59,6 +65,10 @@ def main(argv=None):
     parser.add_argument("--epoch-times", action="store_true", help="time a few steps of every full-profile model")
     parser.add_argument("--data-dir")
     parser.add_argument("--render", action="store_true", help="write the section from cifar10_rows.json only")
+    parser.add_argument("--airbench", action="store_true", help="the airbench94 recipe's row (--seeds, default 0,1,2)")
+    parser.add_argument("--ablations", action="store_true", help="the recipe with each method removed (--seeds, default 0)")
+    parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations")
+    parser.add_argument("--only", help="comma-separated ablations to run: " + ", ".join(airbench.ABLATIONS))
     args = parser.parse_args(argv)
     state = load_state()
     if args.render:
@@ -66,6 +76,8 @@ def main(argv=None):
     elif args.epoch_times:
         measured = stamp(command_line("benchmarks.cifar10"))
         state["epochs"] = [dict(row, stamp=measured) for row in epoch_times()]
+    elif args.airbench or args.ablations:
+        airbench.measure(args, state, stamp(command_line("benchmarks.cifar10")))
     else:
         run_models(args, state)
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
@@ -92,13 +104,14 @@ def run_models(args, state):
                 shutil.copy(run_dir / plot, PLOTS / f"cifar10_{name}_{args.profile}_{plot}")
         assert code == 0
         accuracy = f"{result['test_accuracy']:.4f}" + (
-            f" ({result['test_accuracy_tta']:.4f} with flip TTA)" if "test_accuracy_tta" in result else "")
+            f" ({result['test_accuracy_tta']:.4f} with {'multi-crop' if config.get('tta_crops') else 'flip'} TTA)"
+            if "test_accuracy_tta" in result else "")
         key = f"{name}/{args.profile}" + (f"/{args.epochs}ep" if args.epochs else "") + (
             f"/{args.extra}" if args.extra else "")
         state["rows"][key] = {
             "model": name + (f" ({','.join(map(str, config['widths']))})" if name in ("fast", "vgg") else ""),
-            "profile": args.profile, "test accuracy": accuracy,
-            "best val accuracy": round(result["best_val_accuracy"], 4), "params": result["params"],
+            "profile": args.profile, "test accuracy": accuracy, "held-out lossless / JPEG": held_out(result),
+            "best val accuracy": round(result["best_val_accuracy"] or 0, 4), "params": result["params"],
             "epochs": result["epochs"], "wall time (min)": f"{wall / 60:.1f}",
             "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}", "images/s": f"{result['images_per_s']:.0f}",
             "stamp": measured, "command": "`" + " ".join(["python -m tasks.cifar10", *flags]) + "`"}
@@ -106,6 +119,13 @@ def run_models(args, state):
             state["exports"] = [dict(row, model=key, stamp=measured) for row in result["exports"]]
         state["data"] = result.get("data", "")
         print(state["rows"][key], flush=True)
+
+
+def held_out(result):
+    """Accuracy on the 4,000 held-out originals and on their JPEG versions (with the run's TTA when on)."""
+    values = [result.get(f"heldout_{name}_accuracy_tta", result.get(f"heldout_{name}_accuracy"))
+              for name in ("lossless", "jpeg")]
+    return " / ".join(f"{v:.4f}" for v in values if v is not None)
 
 
 def epoch_times(steps=12):
@@ -165,9 +185,11 @@ def rerun_command(key):
 def render(state):
     """The section from the recorded rows alone: each table's stamps are spelled out below it."""
     body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n"
-            + "- data: " + (state.get("data") or "CIFAR-10") + "; 45,000 training images, 5,000 held out for "
-              "validation (seed 42), all 10,000 test images for the test accuracy; best val accuracy: the highest "
-              "validation accuracy over the run's epochs\n\n")
+            + "- data: " + (state.get("data") or "CIFAR-10") + "; the 50,000 training images less 5,000 held out "
+              "for validation (seed 42) and, where a row has held-out numbers, less the first 4,000, held out as "
+              "their lossless originals and scored on them and on their JPEG versions (held-out lossless / JPEG: "
+              "the difference is what the JPEG copy costs); all 10,000 test images for the test accuracy; best "
+              "val accuracy: the highest validation accuracy over the run's epochs\n\n")
     tables = [(list(state["rows"].values()), COLUMNS, "cifar10", ""),
               (state.get("exports", []), EXPORT_COLUMNS, "cifar10",
                f"Exported files of `{state['exports'][0]['model']}`, each loaded back from disk and run on the 10,000 "
@@ -179,7 +201,7 @@ def render(state):
         if rows:
             shown, notes = labelled(rows, [lesson] * len(rows))
             body += title + format_table(shown, columns) + "\n\nStamps:\n\n" + notes + "\n\n"
-    return body
+    return body + airbench.render(state, labelled, format_table)
 
 
 def render_recorded():

@@ -16,7 +16,8 @@ BENCHMARKS = ROOT / "benchmarks"
 # Where the stamped units of each rows file are: a new rows file must be added here (the test below says so).
 UNITS = {
     "imdb_rows.json": lambda state: list(state.values()),
-    "cifar10_rows.json": lambda state: [*state["rows"].values(), *state.get("exports", []), *state.get("epochs", [])],
+    "cifar10_rows.json": lambda state: [*state["rows"].values(), *state.get("exports", []), *state.get("epochs", []),
+                                        *filter(None, [state.get("airbench")]), *state.get("ablations", [])],
     "captioning_rows.json": lambda state: list(state["rows"].values()),
     "backends_rows.json": lambda state: [row for rows in state.values() for row in rows],
 }

@@ -1,0 +1,237 @@
+"""airbench94 in Keras (issue 23): the recipe's row over several seeds, and its ablations. Run through
+`benchmarks/cifar10.py`, which keeps the rows in cifar10_rows.json and writes them into RESULTS.md:
+
+    python -m benchmarks.cifar10 --airbench                # recipes/cifar10_airbench94.json, seeds 0, 1, 2
+    python -m benchmarks.cifar10 --ablations               # the recipe with each method removed in turn, seed 0
+    python -m benchmarks.cifar10 --ablations --seeds 0,1,2 --only lookahead,alternating_flip
+
+The recipe row: mean accuracy over the seeds on the 4,000 lossless held-out originals (multi-crop TTA, the
+reference's number; the target is 94.0 %), their JPEG versions and the 10,000 JPEG test images beside it,
+seconds per epoch, wall time per run (data loading included, export excluded), and the achieved training
+FLOP rate against a float32 matmul peak measured in the same process. The first seed also exports the model:
+its int8 TFLite file's accuracy against the float model's (target: within 0.5 point).
+"""
+
+import json
+import shlex
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.training import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "cifar10_airbench94.json"
+SEEDS = (0, 1, 2)
+# Each method of the recipe and the flags that take it away, the rest of the recipe unchanged. (TTA needs no
+# run of its own: every recipe run reports the held-out accuracy without TTA, with the mirror and multi-crop.)
+ABLATIONS = {
+    "whiten": ("frozen patch-whitening stem (a trained 2x2 stem instead)", ["--no-whiten"]),
+    "bn_scale": ("batch norm without a learned scale", ["--bn-scale"]),
+    "bn_bias_lr": ("64x learning rate of the batch-norm shifts", ["--bn-bias-lr", "1"]),
+    "dirac": ("identity init of the 3x3 convs", ["--no-dirac"]),
+    "logit_scale": ("logits scaled by 1/9", ["--logit-scale", "1"]),
+    "label_smoothing": ("label smoothing 0.2", ["--label-smoothing", "0"]),
+    "nesterov": ("Nesterov momentum (heavy ball instead)", ["--optimizer", "momentum"]),
+    "triangular": ("triangular schedule 0.2 -> 1 -> 0.07 (one cycle 0 -> 1 -> 0 instead)",
+                   ["--schedule", "onecycle"]),
+    "lookahead": ("lookahead", ["--no-lookahead"]),
+    "alternating_flip": ("alternating flip (random flips instead)", ["--no-alternating-flip"]),
+    "translate": ("random translation by 2 pixels", ["--crop-padding", "0"]),
+}
+RECIPE_COLUMNS = ["recipe", "seeds", "lossless held-out (TTA)", "lossless, no TTA", "JPEG held-out (TTA)",
+                  "JPEG test (TTA)", "time per epoch (s)", "wall time per run (min)", "training TFLOP",
+                  "achieved GFLOP/s", "matmul peak GFLOP/s", "of peak", "int8 TFLite vs float (test)", "stamp"]
+ABLATION_COLUMNS = ["removed", "flags", "seeds", "lossless held-out (TTA)", "change", "JPEG test (TTA)",
+                    "time per epoch (s)", "stamp"]
+
+
+def run_recipe(seed, extra=(), export=False, data_dir=None):
+    """Train the recipe once with `seed` (plus `extra` flags) in a temporary folder; its numbers and FLOPs."""
+    from tasks import cifar10
+
+    flags = ["--config", str(RECIPE), "--seed", str(seed), "--verbose", "2",
+             *(["--export"] if export else ["--no-export"]), *extra]
+    with tempfile.TemporaryDirectory() as output_dir:
+        started = time.perf_counter()
+        code = cifar10.main(flags + ["--output-dir", output_dir, "--run-id", "bench"]
+                            + (["--data-dir", data_dir] if data_dir else []))
+        wall = time.perf_counter() - started
+        assert code == 0, f"the run with {flags} failed"
+        run_dir = Path(output_dir) / "cifar10" / "bench"
+        result = read_json(run_dir / "metrics.json")["results"]["fast"]
+        config = read_json(run_dir / "config.json")
+        mirror = mirror_only_accuracy(run_dir, config)
+        flops = training_flops(run_dir / "model.keras", result["train_images"] * result["epochs"])
+    return dict(result, wall_s=wall - result.get("export_time_s", 0), mirror_tta=mirror, train_flops=flops,
+                command=" ".join(["python -m tasks.cifar10", *map(shlex.quote, flags)]).replace(
+                    str(RECIPE), str(RECIPE.relative_to(ROOT))))  # no path of this machine in the results
+
+
+def mirror_only_accuracy(run_dir, config):
+    """Lossless held-out accuracy with the mirror-image TTA only (the recipe's runs report multi-crop)."""
+    import keras
+
+    from common import images
+    from tasks import cifar10
+
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    settings = cifar10.Cifar10Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                                        if k != "task"})
+    held_out = cifar10.load_data(settings).held_out
+    if "lossless" not in held_out:
+        return None
+    x, y = held_out["lossless"]
+    return float(np.mean(images.predict_tta(model, x).argmax(-1) == y))
+
+
+def forward_flops(model):
+    """Multiply-adds x 2 of one image's forward pass through the convolutions and dense layers (batch norm,
+    activations and pooling are a few % more and not counted); the stem's share separately."""
+    total = stem = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        per_output = 2 * int(np.prod(kernel.shape[:-1]))  # one multiply and one add per kernel weight
+        outputs = int(np.prod(layer.output.shape[1:]))
+        flops = per_output * outputs
+        total += flops
+        if layer.name.startswith("stem"):
+            stem += flops
+    return total, stem
+
+
+def training_flops(model_path, images):
+    """FLOPs of a whole training on `images` images (all epochs), counted once by formula: each image costs
+    its forward pass and twice that backwards (gradients of inputs and of weights), except the stem, which
+    needs neither (the first layer; frozen when whitened). airbench94 counts 0.36 PFLOPs for its run."""
+    import keras
+
+    forward, stem = forward_flops(keras.saving.load_model(model_path, compile=False))
+    return images * (3 * (forward - stem) + stem)
+
+
+def matmul_peak(size=2048, repeats=10):
+    """FLOP/s of the best of `repeats` float32 matmuls of two size x size matrices on this backend/device."""
+    import keras
+
+    a = keras.random.normal((size, size), seed=0)
+    b = keras.random.normal((size, size), seed=1)
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def _mean(values, digits=4):
+    values = [v for v in values if v is not None]
+    if not values:
+        return ""
+    text = f"{statistics.mean(values):.{digits}f}"
+    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
+
+
+def recipe_row(seeds, data_dir, measured):
+    """Train the recipe once per seed; the row: mean ± standard deviation over the seeds."""
+    runs = [run_recipe(seed, export=i == 0, data_dir=data_dir) for i, seed in enumerate(seeds)]
+    peak = matmul_peak()
+    exports = {row["format"]: row["test_accuracy"] for row in runs[0].get("exports", [])}
+    rate = statistics.mean(r["train_flops"] / r["train_time_s"] for r in runs)
+    row = {"recipe": "`recipes/cifar10_airbench94.json`", "seeds": ",".join(map(str, seeds)),
+           "lossless held-out (TTA)": _mean(r.get("heldout_lossless_accuracy_tta") for r in runs),
+           "lossless, no TTA": _mean(r.get("heldout_lossless_accuracy") for r in runs),
+           "JPEG held-out (TTA)": _mean(r.get("heldout_jpeg_accuracy_tta") for r in runs),
+           "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
+           "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
+           "wall time per run (min)": f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f}",
+           "training TFLOP": f"{runs[0]['train_flops'] / 1e12:.0f}",
+           "achieved GFLOP/s": f"{rate / 1e9:.0f}", "matmul peak GFLOP/s": f"{peak / 1e9:.0f}",
+           "of peak": f"{rate / peak:.0%}",
+           "int8 TFLite vs float (test)": (f"{exports['tflite_int8']:.4f} vs {exports['keras']:.4f}"
+                                           if {"tflite_int8", "keras"} <= set(exports) else ""),
+           "per seed": [{k: r.get(k) for k in ("heldout_lossless_accuracy_tta", "heldout_lossless_accuracy",
+                                                "heldout_jpeg_accuracy_tta", "test_accuracy_tta", "test_accuracy",
+                                                "time_per_epoch_s", "wall_s", "mirror_tta")} for r in runs],
+           "mirror TTA only": _mean(r["mirror_tta"] for r in runs),
+           "stamp": measured, "command": runs[0]["command"]}
+    return row
+
+
+def ablation_rows(names, seeds, data_dir, measured, baseline):
+    """The recipe with each named method removed, `seeds` runs each; `baseline` is the recipe row's mean."""
+    rows = []
+    for name in names:
+        what, flags = ABLATIONS[name]
+        runs = [run_recipe(seed, flags, data_dir=data_dir) for seed in seeds]
+        values = [r.get("heldout_lossless_accuracy_tta") for r in runs]
+        change = (f"{(statistics.mean(values) - baseline) * 100:+.2f} points"
+                  if baseline is not None and None not in values else "")
+        rows.append({"removed": what, "flags": "`" + " ".join(flags) + "`", "seeds": ",".join(map(str, seeds)),
+                     "lossless held-out (TTA)": _mean(values), "change": change,
+                     "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
+                     "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
+                     "key": name, "stamp": measured})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def tta_rows(recipe):
+    """The TTA ablations, read from the recipe's own runs: no TTA, and the mirror image only."""
+    return [{"removed": "multi-crop TTA (no TTA)", "flags": "(the recipe's runs)", "seeds": recipe["seeds"],
+             "lossless held-out (TTA)": recipe["lossless, no TTA"], "change": "", "JPEG test (TTA)": "",
+             "time per epoch (s)": "", "key": "tta", "stamp": recipe["stamp"]},
+            {"removed": "the translated views of multi-crop TTA (mirror only)", "flags": "(the recipe's runs)",
+             "seeds": recipe["seeds"], "lossless held-out (TTA)": recipe["mirror TTA only"], "change": "",
+             "JPEG test (TTA)": "", "time per epoch (s)": "", "key": "tta_crops", "stamp": recipe["stamp"]}]
+
+
+def baseline_of(recipe):
+    """The recipe row's mean lossless TTA accuracy, or None when there is no recipe row yet."""
+    if not recipe or not recipe.get("per seed"):
+        return None
+    values = [r["heldout_lossless_accuracy_tta"] for r in recipe["per seed"]]
+    return statistics.mean(values) if None not in values else None
+
+
+def measure(args, state, measured):
+    """Run what `args` asks (--airbench and/or --ablations) and record it in `state`."""
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    if args.airbench:
+        row = recipe_row(seeds or SEEDS, args.data_dir, measured)
+        state["airbench"] = row
+        print(json.dumps({k: v for k, v in row.items() if k != "stamp"}, indent=1), flush=True)
+    if args.ablations:
+        names = args.only.split(",") if args.only else list(ABLATIONS)
+        unknown = [n for n in names if n not in ABLATIONS]
+        if unknown:
+            raise SystemExit(f"unknown ablation {', '.join(unknown)}; valid: {', '.join(ABLATIONS)}")
+        done = {row["key"]: row for row in state.get("ablations", [])}
+        for row in ablation_rows(names, seeds or (0,), args.data_dir, measured, baseline_of(state.get("airbench"))):
+            done[row["key"]] = row
+        state["ablations"] = [done[k] for k in ABLATIONS if k in done]
+
+
+def render(state, labelled, format_table):
+    """The airbench tables of the cifar10 section (empty until measured)."""
+    body = ""
+    recipe = state.get("airbench")
+    if recipe:
+        shown, notes = labelled([recipe], ["cifar10"])
+        body += ("airbench94's recipe in Keras (`--config recipes/cifar10_airbench94.json`, issue 23): trained on "
+                 "the 46,000 training images outside the first 4,000, which are held out as lossless originals "
+                 "and scored with their JPEG versions; mean ± standard deviation over the seeds (reference: "
+                 "94.01 % on the original test set, 3.83 s on an A100):\n\n"
+                 + format_table(shown, RECIPE_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
+    rows = list(state.get("ablations", [])) + (tta_rows(recipe) if recipe else [])
+    if rows:
+        shown, notes = labelled(rows, ["cifar10"] * len(rows))
+        body += ("Ablations: the recipe with one method removed (change: against the recipe row's mean):\n\n"
+                 + format_table(shown, ABLATION_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
+    return body
