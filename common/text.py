@@ -136,6 +136,70 @@ def adapt_vectorizer(train, vocabulary_size, sequence_length):
     return layer
 
 
+NGRAM_COUNT_CHUNK = 4096  # reviews counted at once: fewer, larger merges, at about 1 GB of n-gram strings
+
+
+def ngram_vocabulary(train, ngrams, max_tokens):
+    """The `max_tokens` most frequent 1- to `ngrams`-grams of the training texts, most frequent first (ties:
+    first seen first), split into n-grams exactly as `TextVectorization(standardize=standardize_review,
+    ngrams=ngrams)` splits a review.
+
+    Counted with `tf.unique_with_counts` per chunk of reviews and once over the chunks' results, instead of
+    `TextVectorization.adapt`: with trigrams the training reviews hold millions of distinct n-grams, and
+    adapt's hash-table update per batch and its final sort of every n-gram string took longer than the
+    linear model's whole training here; counting this way is several times faster."""
+    widths = tuple(range(1, ngrams + 1))
+
+    def count(texts):
+        words = tf.strings.split(standardize_review(texts))
+        unique, _, counts = tf.unique_with_counts(tf.strings.ngrams(words, widths, separator=" ").flat_values)
+        return unique, counts
+
+    chunks = train.map(lambda text, label: text).unbatch().batch(NGRAM_COUNT_CHUNK)
+    tokens, counts = [], []
+    for chunk_tokens, chunk_counts in chunks.map(count, num_parallel_calls=tf.data.AUTOTUNE):
+        tokens.append(chunk_tokens)
+        counts.append(chunk_counts)
+    unique, index = tf.unique(tf.concat(tokens, 0))
+    totals = tf.math.unsorted_segment_sum(tf.concat(counts, 0), index, tf.size(unique)).numpy()
+    return tf.gather(unique, np.argsort(-totals, kind="stable")[:max_tokens]).numpy()
+
+
+def ngram_vectorizer(train, ngrams, vocabulary_size, output_mode="multi_hot"):
+    """A TextVectorization from raw text to one sparse vector per review over the `vocabulary_size` - 1 most
+    frequent n-grams of the training texts (never validation or test) and index 0 for all others:
+    `multi_hot` (1 where the n-gram occurs) or `count` (how often)."""
+    layer = keras.layers.TextVectorization(standardize=standardize_review, ngrams=ngrams, output_mode=output_mode,
+                                           sparse=True, name="vectorize")
+    # Set afterwards, not passed to the constructor: the vocabulary is then saved as a file beside the model
+    # (Keras would otherwise write all of it into the model's JSON config).
+    layer.set_vocabulary(ngram_vocabulary(train, ngrams, vocabulary_size - 1))
+    return layer
+
+
+def vectorized(dataset, vectorizer, seed=None):
+    """(text, label) batches as (vector, label) batches, vectorised once (then cached); with `seed`, the
+    batches come in a new seeded order in every pass."""
+    def vectorize(text, label):  # (TextVectorization's sparse vectors hold int64 values)
+        return tf.cast(vectorizer(text), tf.float32), label
+
+    batches = dataset.map(vectorize, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if seed is not None:
+        batches = batches.shuffle(1_000_000, seed=seed)  # a buffer larger than any split: a full shuffle
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def class_counts(features, size):
+    """Per feature, its total over the positive and over the negative examples of (sparse vector, label)
+    batches; a soft label p (a teacher's P(positive)) counts p towards positive and 1 - p towards negative."""
+    totals = np.zeros((size, 2))
+    for vectors, labels in features:
+        labels = tf.reshape(tf.cast(labels, tf.float32), (-1, 1))
+        both = tf.concat([labels, 1 - labels], 1)
+        totals += tf.sparse.sparse_dense_matmul(vectors, both, adjoint_a=True).numpy()
+    return totals[:, 0], totals[:, 1]
+
+
 def string_batch(texts):
     """A batch of raw strings shaped like the models' input, (n, 1)."""
     return tf.constant([[t] for t in texts])

@@ -9,6 +9,12 @@
 
     raw review -> token ids -> mean of the word and hashed-bigram embeddings (fastText) -> Dense(1, sigmoid)
 
+    raw review -> sparse bag of 1- to 3-grams -> x naive-Bayes log-count ratio of each n-gram (fixed)
+               -> Dense(1, sigmoid): NBSVM (Wang & Manning 2012) with logistic regression, `nbsvm`
+
+Every name the lesson accepts maps to its builder in BUILDERS; ARCHITECTURES are the ones that read token-id
+sequences (they also run without the vectoriser, on every backend: `build_token_classifier`).
+
 Parameters per recurrent layer with H units on I inputs (Keras keeps one bias vector; PyTorch two):
 SimpleRNN H*I + H^2 + H, LSTM 4(H*I + H^2 + H), GRU with reset_after=True 3(H*I + H^2 + 2H); a
 Bidirectional layer doubles them.
@@ -19,6 +25,7 @@ TextVectorization produces). `--recurrent-dropout` > 0 turns them off; SimpleRNN
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from models import registry
@@ -167,6 +174,70 @@ class MaxMeanPooling(keras.layers.Layer):
         return (input_shape[0], 2 * input_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+class NaiveBayesScaling(keras.layers.Layer):
+    """Multiplies each feature by its naive-Bayes log-count ratio r (fixed: computed from the training
+    counts before training, saved with the model, never trained). Takes sparse or dense vectors."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != self.size:
+            raise ValueError(f"{self.size} ratios for vectors of {input_shape[-1]} features")
+        self.ratios = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="ratios")
+
+    def call(self, features):
+        import tensorflow as tf  # sparse vectors come from TextVectorization, which needs TensorFlow
+
+        # TextVectorization's sparse vectors hold int64 values: cast them to this layer's float type.
+        ratios = ops.cast(self.ratios, self.compute_dtype)
+        if isinstance(features, tf.SparseTensor):  # scale the stored values only: the zeros stay zeros
+            values = ops.cast(features.values, self.compute_dtype) * ops.take(ratios, features.indices[:, -1])
+            return tf.SparseTensor(features.indices, values, features.dense_shape)
+        return ops.cast(features, self.compute_dtype) * ratios
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+def log_count_ratios(positive, negative, alpha=1.0):
+    """NBSVM's r = log((p / |p|_1) / (q / |q|_1)) with p = alpha + the per-feature counts in positive
+    examples and q = alpha + those in negative ones: how much more often a feature occurs in positive
+    reviews than in negative ones, relative to their sizes (0: no evidence either way)."""
+    p = alpha + np.asarray(positive, dtype="float64")
+    q = alpha + np.asarray(negative, dtype="float64")
+    return np.log((p / p.sum()) / (q / q.sum())).astype("float32")
+
+
+def build_nbsvm(config, data):
+    """NBSVM's linear model on raw strings. Reads from data: vectorizer (sparse n-gram vectors, inside the
+    model) and nb_ratios (`log_count_ratios` of the training counts; all ones: plain logistic regression on
+    the same n-grams). The weights start at zero (the loss is convex: no symmetry to break)."""
+    review = keras.Input(shape=(1,), dtype="string", name="review")
+    scaling = NaiveBayesScaling(len(data.nb_ratios), name="nb_scaling")
+    x = scaling(data.vectorizer(review))
+    scaling.ratios.assign(data.nb_ratios)
+    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros", dtype="float32",
+                                 name="positive")(x)
+    return keras.Model(review, outputs, name=config.model)
+
+
+def linear_part(model):
+    """The layers after the vectoriser as a model of their own, sharing their weights: n-gram vectors ->
+    P(positive). It trains on vectors computed once, instead of vectorising every review in every epoch."""
+    vectorize = model.get_layer("vectorize")
+    features = keras.Input(shape=(vectorize.vocabulary_size(),), sparse=True, name="ngrams")
+    x = features
+    for layer in model.layers[model.layers.index(vectorize) + 1:]:
+        x = layer(x)
+    return keras.Model(features, x, name=model.name)
+
+
 def build_text_classifier(config, data):
     """A sentiment classifier taking raw strings. Reads from config: model, embedding_dim, units,
     num_layers, dropout, recurrent_dropout, initializer; from data: vectorizer (adapted, inside the model).
@@ -251,12 +322,18 @@ def parameter_table(model):
             formula = f"2 x {formula}" if layer is not inner else formula
         elif isinstance(layer, keras.layers.Embedding):
             formula = f"vocabulary {layer.input_dim} x {layer.output_dim}"
+        elif isinstance(layer, NaiveBayesScaling):
+            formula = f"{layer.size} fixed log-count ratios (not trained)"
         elif isinstance(layer, BigramEmbedding):
             formula = f"(bigram buckets {layer.buckets} + 1) x {layer.embedding_dim}"
         elif isinstance(layer, keras.layers.Dense):
             formula = f"{layer.kernel.shape[0]} x {layer.units} + {layer.units}"
         rows.append({"layer": layer.name, "params": count, "formula": formula})
     return rows
+
+
+# Every name the lesson accepts -> its builder (config, data) -> a keras.Model taking raw strings.
+BUILDERS = {**dict.fromkeys(ARCHITECTURES, build_text_classifier), "nbsvm": build_nbsvm}
 
 
 def attention_weights_model(model):

@@ -11,7 +11,6 @@ import pytest
 
 from common import text, training
 from common.config import build_config
-from common.errors import UserError
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, write_imdb_archive
 from models import text as text_models
 from tasks import imdb
@@ -333,3 +332,107 @@ def test_the_vocabulary_comes_from_training_reviews_only_through_the_lessons_own
         vocabulary = set(keras.saving.load_model(path).get_layer("vectorize").get_vocabulary())
         assert not vocabulary & set(UNSEEN), path
         assert set(POSITIVE + NEGATIVE) <= vocabulary  # the training reviews' words are all there
+
+
+# ------------------------------------------------------------------------------------------------ nbsvm
+def tiny_labelled(texts, labels, batch_size=2):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((np.array(texts), np.array(labels))).batch(batch_size)
+
+
+def test_naive_bayes_ratios_equal_the_hand_computed_values():
+    """pos: "good film", "good good plot"; neg: "bad film", "bad plot"; uni- and bigrams, alpha = 1.
+    Binarised (multi_hot) counts p: good 2, film 1, plot 1, and 1 for each bigram of a positive review;
+    q: bad 2, film 1, plot 1, 1 for each negative bigram. Ten features (nine n-grams and index 0, which no
+    training n-gram reaches), so |p|_1 = 10 + 7 = 17 and |q|_1 = 10 + 6 = 16 (alpha added to each)."""
+    train = tiny_labelled(["Good film.", "good GOOD plot", "bad film", "bad plot!"], [1, 1, 0, 0])
+    vectorizer = text.ngram_vectorizer(train, ngrams=2, vocabulary_size=100)
+    vocabulary = vectorizer.get_vocabulary()
+    assert len(vocabulary) == 10 and vocabulary[0] == "[UNK]"
+    adapted = keras.layers.TextVectorization(standardize=text.standardize_review, ngrams=2,
+                                             output_mode="multi_hot")
+    adapted.adapt(train.map(lambda review, label: review))
+    assert set(vocabulary) == set(adapted.get_vocabulary())  # the same n-grams as Keras' own adapt finds
+
+    vectors = text.vectorized(train, vectorizer)
+    positive, negative = text.class_counts(vectors, len(vocabulary))
+    ratios = dict(zip(vocabulary, text_models.log_count_ratios(positive, negative, alpha=1.0), strict=True))
+    expected = {"good": np.log((3 / 17) / (1 / 16)), "film": np.log((2 / 17) / (2 / 16)),
+                "bad": np.log((1 / 17) / (3 / 16)), "good good": np.log((2 / 17) / (1 / 16)),
+                "bad plot": np.log((1 / 17) / (2 / 16)), "[UNK]": np.log((1 / 17) / (1 / 16))}
+    for ngram, value in expected.items():
+        assert ratios[ngram] == pytest.approx(value, rel=1e-5), ngram
+    counting = text.ngram_vectorizer(train, ngrams=2, vocabulary_size=100, output_mode="count")
+    positive, _ = text.class_counts(text.vectorized(train, counting), len(vocabulary))
+    assert positive[counting.get_vocabulary().index("good")] == 3  # counted, not binarised
+
+
+def test_nbsvm_scaling_reads_sparse_and_dense_vectors_alike_and_is_counted():
+    import tensorflow as tf
+
+    scaling = text_models.NaiveBayesScaling(4)
+    scaling.build((None, 4))
+    scaling.ratios.assign(np.array([0.5, -2.0, 0.0, 3.0], "float32"))
+    dense = np.array([[1.0, 0.0, 1.0, 2.0], [0.0, 1.0, 0.0, 0.0]], "float32")
+    sparse = scaling(tf.sparse.from_dense(dense))
+    np.testing.assert_allclose(tf.sparse.to_dense(sparse).numpy(), [[0.5, 0, 0, 6], [0, -2, 0, 0]])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scaling(dense)), [[0.5, 0, 0, 6], [0, -2, 0, 0]])
+    train = tiny_labelled(["w1 w2 w3", "w2 w4"], [1, 0])  # 4 words, 3 bigrams, and index 0: 8 features
+    data = types.SimpleNamespace(vectorizer=text.ngram_vectorizer(train, 2, 50), nb_ratios=np.ones(8, "float32"))
+    model = text_models.build_nbsvm(model_config("nbsvm"), data)
+    table = {row["layer"]: row for row in text_models.parameter_table(model)}
+    assert table["nb_scaling"]["params"] == 8 and "not trained" in table["nb_scaling"]["formula"]
+    assert table["positive"]["params"] == 8 + 1 and model.count_params() == 8 + 8 + 1
+    assert [w.name for w in model.trainable_weights] == ["kernel", "bias"]
+    with pytest.raises(ValueError, match="8 features"):
+        text_models.build_nbsvm(model_config("nbsvm"), types.SimpleNamespace(vectorizer=data.vectorizer,
+                                                                             nb_ratios=np.ones(7, "float32")))
+
+
+def nbsvm_config(tmp_path, root, **overrides):
+    settings = dict(model="nbsvm", baseline=False, max_batches=None, batch_size=16, epochs=10,
+                    learning_rate=0.05, early_stopping=0)
+    return smoke_config(tmp_path, root, **{**settings, **overrides})
+
+
+ONLY_IN_TEST = ["plimbous", "vextorial", "quarnish"]  # in every test review below, in no training review
+
+
+def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path):
+    """The lesson's own run: the test reviews carry words no training review has, often enough that a
+    vocabulary counted on them would keep them; none of them, alone or in an n-gram, is in the saved model's
+    vocabulary. The saved model, on raw test strings, scores exactly what the run measured."""
+    root = tmp_path / "data"
+    extra = {f"test/{label}/unseen_{i}_1.txt": " ".join(ONLY_IN_TEST * 3 + [words[i % len(words)]] * 2).encode()
+             for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(10)}
+    write_imdb_archive(root, extra=extra)
+    assert imdb.train(nbsvm_config(tmp_path, root, run_id="nb")) == 0
+    run = tmp_path / "runs" / "imdb" / "nb"
+    result = json.loads((run / "metrics.json").read_text())["results"]["nbsvm"]
+    assert result["test_accuracy"] >= 0.8 and result["best_val_accuracy"] >= 0.8  # chance is 0.5
+    assert result["train_time_s"] >= result["prepare_time_s"] > 0  # counting is part of the training time
+
+    model = keras.saving.load_model(run / "model.keras")
+    vocabulary = model.get_layer("vectorize").get_vocabulary()
+    assert not [ngram for ngram in vocabulary if set(ngram.split()) & set(ONLY_IN_TEST)]
+    assert set(POSITIVE + NEGATIVE) <= set(vocabulary) and any(" " in ngram for ngram in vocabulary)
+    data, _ = imdb.load_data(nbsvm_config(tmp_path, root))
+    reviews = [t for batch, _ in data.test for t in batch.numpy()]
+    labels = np.concatenate([y.numpy() for _, y in data.test])
+    predicted = model.predict(text.string_batch(reviews), verbose=0)[:, 0] > 0.5
+    assert np.mean(predicted == labels) == pytest.approx(result["test_accuracy"], abs=1e-9)
+
+
+def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_path, imdb_root):
+    config = nbsvm_config(tmp_path, imdb_root, epochs=3)
+    data, _ = imdb.load_data(config)
+    result, model = imdb.train_one(config, data, tmp_path / "nbsvm")
+    loaded = keras.saving.load_model(tmp_path / "nbsvm" / "model.keras")
+    assert loaded.inputs[0].dtype == "string"
+    reviews = text.string_batch(["A great, moving film!", "Dull and awful.<br />The worst plot.", "",
+                                 "never seen words here"])
+    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
+    np.testing.assert_array_equal(loaded.get_layer("nb_scaling").ratios.numpy(), data.nb_ratios)
+    assert model.predict(reviews, verbose=0)[0, 0] > 0.5 > model.predict(reviews, verbose=0)[1, 0]
+    assert result["params"] == 2 * data.vectorizer.vocabulary_size() + 1
