@@ -436,3 +436,25 @@ def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_p
     np.testing.assert_array_equal(loaded.get_layer("nb_scaling").ratios.numpy(), data.nb_ratios)
     assert model.predict(reviews, verbose=0)[0, 0] > 0.5 > model.predict(reviews, verbose=0)[1, 0]
     assert result["params"] == 2 * data.vectorizer.vocabulary_size() + 1
+
+
+def test_benchmark_measures_the_scikit_learn_anchor_beside_nbsvm(tmp_path, imdb_root, monkeypatch):
+    """A benchmark run of the nbsvm recipe writes two rows, each with validation and test accuracy and a
+    training time: the linear model (its time includes the counting) and the TF-IDF anchor, same stamp."""
+    from benchmarks import common as bench_common
+    from benchmarks import imdb as bench
+
+    monkeypatch.setattr(bench_common, "RESULTS", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(bench, "ROWS_FILE", tmp_path / "imdb_rows.json")
+    argv = ["--config", "recipes/imdb_nbsvm.json", "--profile", "smoke", "--data-dir", str(imdb_root),
+            "--set", "max_batches=null", "--set", "batch_size=16", "--set", "learning_rate=0.05"]
+    monkeypatch.setattr("sys.argv", ["benchmarks/imdb.py", *argv])
+    assert bench.main(argv) == 0
+    rows = json.loads((tmp_path / "imdb_rows.json").read_text())
+    linear = rows["nbsvm (imdb_nbsvm, max_batches=None, batch_size=16, learning_rate=0.05)/smoke"]
+    anchor = rows[f"{bench.ANCHOR}/smoke"]
+    for row in (linear, anchor):
+        assert 0.5 < row["test accuracy"] <= 1 and 0 <= row["best val accuracy"] <= 1
+        assert float(row["train time (s)"].split()[0]) >= 0 and row["sequence length"] == "whole review"
+    assert "counting and vectorising" in linear["train time (s)"] and anchor["stamp"] == linear["stamp"]
+    assert anchor["params"] > 1 and f"| {bench.ANCHOR} | smoke |" in (tmp_path / "RESULTS.md").read_text()
