@@ -95,11 +95,13 @@ class PatchWhitening(layers.Layer):
     def freeze_bias(self):
         """Stop training the bias, keeping its current value (idempotent)."""
         if float(keras.ops.convert_to_numpy(self.bias_frozen)) < 0.5:
-            self.frozen_bias.assign(self.bias)
+            # A copy: on JAX, two variables assigned one array share its buffer, which a jitted step refuses.
+            self.frozen_bias.assign(np.array(keras.ops.convert_to_numpy(self.bias)))
             self.bias_frozen.assign(1.0)
 
     def call(self, x):
-        bias = ops.where(self.bias_frozen > 0.5, self.frozen_bias, self.bias)
+        frozen, frozen_bias, bias = (ops.convert_to_tensor(v) for v in (self.bias_frozen, self.frozen_bias, self.bias))
+        bias = ops.where(frozen > 0.5, frozen_bias, bias)
         return ops.conv(x, self.kernel, strides=1, padding="valid") + bias
 
     def compute_output_shape(self, input_shape):
