@@ -55,6 +55,7 @@ augmentation: watch validation accuracy stall while training accuracy climbs), `
     python -m tasks.cifar10 predict --run runs/cifar10/<run-id> my_cat.png
 """
 
+# %% Setup
 import dataclasses
 import sys
 import time
@@ -78,6 +79,10 @@ from common.tables import format_table  # noqa: E402
 from models import cnn, registry  # noqa: E402
 
 
+# %% Settings
+# Every field is a flag and a `--config` key. The airbench94 methods are flags too (`--whiten`, `--dirac`,
+# `--lookahead`, `--alternating-flip`, `--tta-crops`, ...), so `recipes/cifar10_airbench94.json` switches
+# them all on and `python -m benchmarks.cifar10 --ablations` removes each in turn.
 @dataclasses.dataclass
 class Cifar10Config(TrainConfig):
     TASK: typing.ClassVar[str] = "cifar10"
@@ -173,6 +178,12 @@ class Cifar10Config(TrainConfig):
             raise UserError("--tta-crops adds views to the mirror-image TTA: it needs --tta.")
 
 
+# %% Data: arrays, hold-outs, augmentation
+# The images load as uint8 arrays (`common/cifar10.py: load_cifar10`). The first 4,000 training images are
+# held out as lossless originals, to measure what the JPEG copy costs; validation is carved from the rest.
+# Augmentation runs on whole batches with stateless random ops seeded per batch
+# (`common/images.py: augment_batch`): random crop after reflect padding and a horizontal flip, or
+# airbench's alternating flip (`common/images.py: alternate_flips`).
 WHITENED_WIDTH = 24  # models/airbench.py: 2 x (2 x 2 pixels x 3 channels)
 
 
@@ -194,6 +205,13 @@ def make_datasets(config, data):
     return train, val, test, int(np.ceil(len(data.y_train) / config.batch_size))
 
 
+# %% Model and training
+# The networks are in `models/cnn.py` (`--model`); the default is the airbench-style fast net
+# (`models/cnn.py: fast_body`), whose first layer can be airbench's frozen patch-whitening
+# (`models/airbench.py: PatchWhitening`), computed from the training images' 2x2 patch covariance before
+# training. Training is the shared loop (`common/training.py: train_classifier`) with SGD, Nesterov
+# momentum, decoupled weight decay and a one-cycle or triangular rate; lookahead averaging of the weights is
+# a callback (`common/callbacks.py: Lookahead`).
 def train(config):
     import keras
 
@@ -254,6 +272,9 @@ def method_callbacks(config, steps_per_epoch):
     return chosen
 
 
+# %% Evaluation: test split, held-out originals, test-time augmentation
+# The test split is scored once; so are the 4,000 held-out images, lossless and as JPEGs, with the mirror
+# image and (airbench) translated crops averaged in (`common/images.py: predict_tta`).
 def evaluate_held_out(model, config, data):
     """Accuracy on each held-out set (the lossless originals and their JPEG copies), plain and with the
     run's test-time augmentation: {"heldout_<name>_accuracy[_tta]": value}."""
@@ -278,6 +299,7 @@ def write_misclassified(data, probabilities, path, count=32):
     plots.image_grid(data.x_test[wrong], titles, path, title="Misclassified test images (true -> predicted)")
 
 
+# %% Predict with a finished run
 def add_predict_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size: resized to 32x32)")
     parser.add_argument("--run", required=True, help="a finished cifar10 run folder (holds model.keras)")
@@ -318,6 +340,11 @@ def read_image(path, size):
         raise UserError(f"{path} is not a readable image; expected a PNG, JPEG or other image file.") from None
 
 
+# %% Things to try
+# `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant` (the course's setting),
+# `--crop-padding 0 --no-flip` (no augmentation: validation accuracy stalls while training accuracy climbs),
+# `--label-smoothing 0`, `--mixup 0.2`, `--config recipes/cifar10_airbench94.json` and then one of its
+# methods off, e.g. `--no-whiten` or `--no-lookahead`.
 main = task_main(Cifar10Config, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
 
 if __name__ == "__main__":
