@@ -199,7 +199,9 @@ class NaiveBayesScaling(keras.layers.Layer):
         return ops.cast(features, self.compute_dtype) * ratios
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        # One vector per review: TextVectorization declares (batch, 1, size) for the model's (batch, 1) strings
+        # but returns (batch, size), which is what the layers after it must be told.
+        return (input_shape[0], self.size)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}

@@ -399,10 +399,11 @@ def nbsvm_config(tmp_path, root, **overrides):
 ONLY_IN_TEST = ["plimbous", "vextorial", "quarnish"]  # in every test review below, in no training review
 
 
-def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path):
+def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path, cli):
     """The lesson's own run: the test reviews carry words no training review has, often enough that a
     vocabulary counted on them would keep them; none of them, alone or in an n-gram, is in the saved model's
-    vocabulary. The saved model, on raw test strings, scores exactly what the run measured."""
+    vocabulary. The saved model, on raw test strings, scores exactly what the run measured, and the
+    lesson's predict command reads it."""
     root = tmp_path / "data"
     extra = {f"test/{label}/unseen_{i}_1.txt": " ".join(ONLY_IN_TEST * 3 + [words[i % len(words)]] * 2).encode()
              for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(10)}
@@ -422,6 +423,8 @@ def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path):
     labels = np.concatenate([y.numpy() for _, y in data.test])
     predicted = model.predict(text.string_batch(reviews), verbose=0)[:, 0] > 0.5
     assert np.mean(predicted == labels) == pytest.approx(result["test_accuracy"], abs=1e-9)
+    code, out, _ = cli(imdb.main, ["predict", "--run", str(run), "a superb, moving film", "awful, dull waste"])
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()[-2:]] == ["positive", "negative"]
 
 
 def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_path, imdb_root):
@@ -429,7 +432,7 @@ def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_p
     data, _ = imdb.load_data(config)
     result, model = imdb.train_one(config, data, tmp_path / "nbsvm")
     loaded = keras.saving.load_model(tmp_path / "nbsvm" / "model.keras")
-    assert loaded.inputs[0].dtype == "string"
+    assert loaded.inputs[0].dtype == "string" and loaded.output_shape == (None, 1)  # what predict checks
     reviews = text.string_batch(["A great, moving film!", "Dull and awful.<br />The worst plot.", "",
                                  "never seen words here"])
     np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
