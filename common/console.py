@@ -233,11 +233,14 @@ def jit_summary(backend, config):
     """What the config's jit_compile means on this backend, with "auto" resolved as Keras resolves it."""
     setting = str(getattr(config, "jit_compile", "auto")).lower()
     name = "torch.compile" if backend == "torch" else "XLA"
+    deterministic = backend == "tensorflow" and getattr(config, "deterministic", False)
+    if setting == "true" and deterministic:  # Keras turns XLA off under op determinism, with a warning
+        return f"{name} off (deterministic ops; --no-deterministic lets --jit-compile true turn it on)"
     if setting in ("true", "false"):
         return f"{name} {'on' if setting == 'true' else 'off'}"
     if backend == "torch":
         return f"{name} off (auto: eager)"
-    if backend == "tensorflow" and getattr(config, "deterministic", False):
+    if deterministic:
         return f"{name} off (auto: deterministic ops)"  # Keras turns XLA off when op determinism is on
     return f"{name} auto (on where every layer supports it)"
 

@@ -21,7 +21,9 @@ def build_fnn(config, data, hidden_units=None, name="fnn"):
     `hidden_units` overrides the config's widths (the baseline passes `()`).
     """
     units = tuple(config.hidden_units if hidden_units is None else hidden_units)
-    normalize = keras.layers.Normalization(name="normalize")
+    # float32 even under mixed precision: raw features reach variances (RAM: about 1e6) past float16's
+    # largest number, 65504, and an infinite variance would scale every input to 0.
+    normalize = keras.layers.Normalization(name="normalize", dtype="float32")
     normalize.adapt(data.x_train)  # statistics of the training rows only: no leak from validation/test
 
     inputs = keras.Input(shape=(data.num_features,), name="features")
