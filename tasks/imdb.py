@@ -44,6 +44,8 @@ What the lesson shows:
 7. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
+Running it:
+
     python -m tasks.imdb                            # quick profile: GRU + n-gram reference
     python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
     python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min of training) + n-gram
@@ -53,6 +55,7 @@ What the lesson shows:
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
 """
 
+# %% Setup
 import dataclasses
 import html
 import sys
@@ -76,11 +79,14 @@ from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from models import text as text_models  # noqa: E402
 
+# %% The data set
 CLASS_NAMES = ["neg", "pos"]
 ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MAX_TABLE = 2**31  # numbers in one embedding table (8 GB of float32)
 
 
+# %% Settings
+# Every field is a flag and a `--config` key; the recipes in `recipes/imdb_*.json` are such files.
 @dataclasses.dataclass
 class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
@@ -174,6 +180,11 @@ class ImdbConfig(TrainConfig):
                             "has no unlabelled reviews.")
 
 
+# %% Data: reviews, splits, vocabulary
+# The archive is extracted once into the cache (atomically: a bad archive never costs a good cache), the
+# reviews become tf.data batches of raw strings with validation carved from the training reviews
+# (`common/text.py: review_datasets`), and the vocabulary is adapted on the training reviews only
+# (`common/text.py: adapt_vectorizer`): the test reviews are read once, for the final number.
 def find_reviews(data_dir=None):
     """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
     def download():  # online users: the official archive into the Keras cache; offline: not found
@@ -234,6 +245,10 @@ def keras_reviews():
     return decode(train_ids), train_labels, decode(test_ids), test_labels
 
 
+# %% Recurrent models
+# `models/text.py: build_text_classifier` stacks TextVectorization (inside the model, so it takes raw
+# strings), an embedding, the recurrent layers (`models/text.py: recurrent_stack`) and a pooling: the last
+# state, max+mean over the unmasked steps, or attention (`models/text.py: AttentionPooling`).
 def train_one(config, data, folder, train_data=None):
     """Adapt the vectoriser this model needs on the training text, build, train, evaluate.
 
@@ -258,6 +273,10 @@ def train_one(config, data, folder, train_data=None):
     return result, model
 
 
+# %% The linear bar: NBSVM
+# Multi-hot 1- to 3-grams scaled by their naive-Bayes log-count ratios
+# (`models/text.py: NaiveBayesScaling`), then logistic regression: seconds of training, and the number a
+# recurrent model has to beat.
 def train_nbsvm(config, data, folder, train_data, test_labels):
     """NBSVM: count the n-grams of the training reviews (the vocabulary), vectorise every split once, take
     the naive-Bayes ratios from the training vectors, then fit the linear part on the vectors. Its training
@@ -292,6 +311,9 @@ def steps_per_epoch(dataset):
     return steps if steps > 0 else sum(1 for _ in dataset)
 
 
+# %% Self-training with the unlabelled reviews
+# A trained teacher labels the 50,000 unlabelled reviews with its P(positive); the recurrent model learns
+# from those soft targets and the labelled reviews (`common/text.py: with_pseudo_labels`).
 def pseudo_labelled(config, data, unlabelled, teacher):
     """Self-training data: the teacher (the trained n-gram model) labels the unlabelled reviews with its
     P(positive); they join the labelled training reviews as soft targets."""
@@ -302,6 +324,7 @@ def pseudo_labelled(config, data, unlabelled, teacher):
     return text.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
 
 
+# %% Reading the attention
 def write_attention_view(model, reviews, folder):
     """The first words of each review shaded by attention weight, as HTML and PNG."""
     import matplotlib
@@ -337,6 +360,7 @@ def write_attention_view(model, reviews, folder):
         "<h2>Attention weights (darker = more weight)</h2>" + "\n".join(blocks) + "</body></html>\n")
 
 
+# %% The lesson, end to end
 def ngram_config(config):
     """The n-gram model keeps its own vocabulary, (small) embedding size, epochs and learning rate. Beside a
     recurrent model (as the reference, or as the teacher) it also trains with its profile's schedule and
@@ -375,6 +399,7 @@ def train(config):
     return 0
 
 
+# %% Predict with a finished run
 def add_predict_arguments(parser):
     parser.add_argument("reviews", nargs="*", help="review texts")
     parser.add_argument("--run", required=True, help="a finished imdb run folder (holds model.keras)")
@@ -400,6 +425,9 @@ def predict(args):
     return 0
 
 
+# %% Things to try
+# `--model lstm|gru|bilstm|bilstm_attention|nbsvm`, `--config recipes/imdb_nbsvm.json --no-nb-scaling`
+# (what the naive-Bayes ratios add), `--sequence-length 600`, `--bigram-buckets 0`, `--unlabelled 50000`.
 main = task_main(ImdbConfig, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
 
 if __name__ == "__main__":
