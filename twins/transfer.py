@@ -104,7 +104,7 @@ def pairs(keras_model, torch_model):
         layer, k_layers = k_layers[0], k_layers[1:]
         result += _layer_pairs(layer, module, name)
     if k_layers:
-        raise TransferError(f"Keras layers without a PyTorch counterpart: {', '.join(l.name for l in k_layers)}.")
+        raise TransferError(f"Keras layers without a PyTorch counterpart: {', '.join(layer.name for layer in k_layers)}.")
     return result
 
 
@@ -186,7 +186,9 @@ def _recurrent_pairs(layer, module, name, index):
     for keras_rnn, suffix in directions:
         expected = {nn.RNN: keras.layers.SimpleRNN, nn.LSTM: keras.layers.LSTM, nn.GRU: keras.layers.GRU}
         _expect(keras_rnn, module, expected[type(module)], name)
-        p = lambda kind: (f"{name}.{kind}_l{index}{suffix}", getattr(module, f"{kind}_l{index}{suffix}"))  # noqa: E731
+
+        def p(kind, name=name, index=index, suffix=suffix, module=module):  # bound now, called in this pass
+            return f"{name}.{kind}_l{index}{suffix}", getattr(module, f"{kind}_l{index}{suffix}")
         result += _cell_pairs(keras_rnn.cell, p, GATES[type(module)], isinstance(module, nn.GRU), keras_rnn.name)
     return result
 
