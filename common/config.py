@@ -118,7 +118,7 @@ class TrainConfig:
         check_values(self)
         check_run_id(self.run_id)
         for f in dataclasses.fields(self):
-            kind = f.metadata.get("registry")
+            kind = field_metadata(type(self), f).get("registry")
             if kind:
                 registry.check_name(kind, getattr(self, f.name))
         if self.schedule == "multistep" and not self.milestones:
@@ -197,7 +197,7 @@ def check_values(config):
             raise UserError(f"{flag} expects true or false, got {value}.")
         elif kind is str and not isinstance(value, str):
             raise UserError(f"{flag} expects a name, got {value}.")
-        choices = f.metadata.get("choices")
+        choices = field_metadata(type(config), f).get("choices")
         if choices and value not in choices:
             raise UserError(f"{flag} must be one of {', '.join(choices)}, got '{value}'.")
         spec = ranges.get(f.name)
@@ -304,7 +304,7 @@ def _apply(config, values, source):
         if name not in names:
             valid = ", ".join(sorted(names))
             raise UserError(f"unknown setting '{name}' in {source}; valid settings: {valid}.")
-        if source != "flag" and not names[name].metadata.get("portable", True):
+        if source != "flag" and not field_metadata(type(config), names[name]).get("portable", True):
             continue  # where a run was written is not part of the recipe
         setattr(config, name, _convert(name, hints[name], value, source))
 
@@ -340,6 +340,16 @@ def build_config(cls, profile=None, config_file=None, overrides=None):
     return config
 
 
+def field_metadata(cls, field):
+    """A field's metadata merged over what its base classes said of it: a lesson that only changes a
+    default (`epochs: int = 16`) keeps the help, registry, choices and portability of the shared field."""
+    merged = {}
+    for base in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(base) and field.name in base.__dataclass_fields__:
+            merged.update(base.__dataclass_fields__[field.name].metadata)
+    return merged
+
+
 def add_config_arguments(parser, cls):
     """Add --profile, --config and one flag per dataclass field to an argparse parser."""
     parser.add_argument("--config", dest="config_file", default=argparse.SUPPRESS, metavar="JSON",
@@ -347,7 +357,7 @@ def add_config_arguments(parser, cls):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind, _ = _base_type(hints[f.name])
-        meta = f.metadata
+        meta = field_metadata(cls, f)
         help_text = meta.get("help", "")
         if meta.get("registry"):
             from models import registry

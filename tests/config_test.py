@@ -162,3 +162,17 @@ def test_every_recipe_is_a_valid_config_for_its_task(recipe):
     settings = {k: v for k, v in values.items() if not k.startswith("_") and k not in ("task", "profile")}
     assert settings and all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v)
                             for k, v in settings.items())
+
+
+def test_a_lesson_that_only_changes_a_default_keeps_the_shared_help():
+    """Issue 17.4: `epochs: int = 16` in a lesson re-declares the field without metadata; --help must still
+    explain it (and the registry check must still apply)."""
+    import argparse
+
+    from common.config import add_config_arguments, field_metadata
+    from tasks.cifar10 import Cifar10Config
+
+    epochs = Cifar10Config.__dataclass_fields__["epochs"]
+    assert not epochs.metadata and field_metadata(Cifar10Config, epochs)["help"] == "maximum number of epochs"
+    text = add_config_arguments(argparse.ArgumentParser(), Cifar10Config).format_help()
+    assert "maximum number of epochs" in text and "decoupled weight decay" in text
