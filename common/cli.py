@@ -50,6 +50,9 @@ def task_main(config_cls, train, description, commands=None, prog=None):
             + f"; '{prog} <command> --help' explains one.")
         add_config_arguments(parser, config_cls)
         config = config_from_namespace(config_cls, parser.parse_args(argv))
+        from common import distribution
+
+        distribution.setup(config)  # before the backend lists its devices: multi-process engines come first
         print(console.runtime_summary(config), flush=True)
         return train(config)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common import distribution
 from common.errors import UserError
 from common.runs import atomic_save, read_json, write_json
 
@@ -86,20 +87,27 @@ class ExactResume(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:  # its slots must exist to take the saved values
             optimizer.build(self.model.trainable_variables)
+        chief = distribution.is_chief()  # in a multi-worker run only the chief has the files
         try:
-            self.model.load_weights(self.backup / self.state["weights"])
-            extras = np.load(self.backup / self.state["random_state"])
-            for variable, value in zip(random_state_variables(self.model), extras.values(), strict=True):
-                variable.assign(value)
+            if chief:
+                self.model.load_weights(self.backup / self.state["weights"])
+                extras = np.load(self.backup / self.state["random_state"])
+                for variable, value in zip(random_state_variables(self.model), extras.values(), strict=True):
+                    variable.assign(value)
             for callback, saved in zip(self.stateful, self.state["callbacks"], strict=True):
                 for name, value in saved.items():
                     setattr(callback, name, value)
                 if getattr(callback, "restore_best_weights", False) and self.state.get("best_weights"):
-                    best = np.load(self.backup / self.state["best_weights"])
-                    callback.best_weights = [best[k] for k in sorted(best, key=lambda k: int(k[1:]))]
+                    if chief:
+                        best = np.load(self.backup / self.state["best_weights"])
+                        callback.best_weights = [best[k] for k in sorted(best, key=lambda k: int(k[1:]))]
+                    callback.best_weights = distribution.from_chief(
+                        callback.best_weights if chief else self.model.get_weights())
         except (OSError, ValueError, KeyError) as error:
             raise UserError(f"the saved training state in {self.backup} cannot be restored ({error}); delete "
                             "that folder to retrain this model from its first epoch.") from None
+        variables = [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]
+        distribution.assign_from_chief(variables + random_state_variables(self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         self.backup.mkdir(parents=True, exist_ok=True)

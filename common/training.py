@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import plots, resume, run_report, runs
+from common import distribution, plots, resume, run_report, runs
 from common.errors import UserError
 from common.tables import format_table
 from models import registry
@@ -50,16 +50,28 @@ def setup_precision(config):
 # -------------------------------------------------------------------------------------------------- run folder
 # Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py; these names keep old imports.
 Run = runs.Run
-start_run = runs.start_run
 write_json = runs.write_json
 read_json = runs.read_json
 RESUMABLE_CHANGES = runs.RESUMABLE_CHANGES
+
+
+def start_run(config):
+    """The run folder (common/runs.py). Only the chief of a multi-worker run writes it; every other worker
+    gets a scratch folder, removed when the run closes (common/distribution.py)."""
+    distribution.setup(config)
+    distribution.check_lesson()
+    return runs.start_run(config) if distribution.is_chief() else distribution.scratch_run(config)
 
 
 # ------------------------------------------------------------------------------------------------------ compile
 def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=None):
     """Compile with the optimizer, schedule, loss and clipping named in the config (`loss`: a loss function
     that replaces the config's, for models whose loss is not a registry name, such as the captioner's)."""
+    with distribution.scope():  # the optimizer and the metrics create variables: mirrored under a strategy
+        return _compile(model, config, steps_per_epoch, metrics, loss)
+
+
+def _compile(model, config, steps_per_epoch, metrics, loss):
     learning_rate = registry.schedule(
         config.schedule, config.learning_rate, steps_per_epoch, config.epochs,
         step_epochs=config.step_epochs, milestones=config.milestones, gamma=config.gamma,
@@ -148,10 +160,15 @@ def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), 
     folder.mkdir(parents=True, exist_ok=True)
     backup = folder / "backup"
     state = resume.load_state(backup)
+    trained = bool(state and state.get("finished") and (folder / "model.keras").is_file())
+    # Workers of a multi-worker run keep no state: they resume from the chief's (common/distribution.py).
+    state, trained = distribution.json_from_chief([state, trained])
     compile_model(model, config, steps_per_epoch, metrics, loss)
     run_report.save_model_summary(model, folder, show=config.verbose > 0)
-    if state and state.get("finished") and (folder / "model.keras").is_file():
-        model.set_weights(keras.saving.load_model(folder / "model.keras", compile=False).get_weights())
+    if trained:
+        if distribution.is_chief():
+            model.set_weights(keras.saving.load_model(folder / "model.keras", compile=False).get_weights())
+        distribution.assign_from_chief(model.weights)
         print(f"{folder}: already trained, skipped")
         return _outcome(folder, state["train_time_s"])
     start = state["epoch"] if state else 0
@@ -164,13 +181,15 @@ def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), 
     if start:
         print(f"{folder}: resuming after epoch {start}")
     # shuffle=False: the tf.data pipeline shuffles (seeded, once per pass of the stream) itself.
-    model.fit(resume.stream_from(train, start, steps), steps_per_epoch=steps, validation_data=val,
+    model.fit(distribution.prepare(resume.stream_from(train, start, steps)), steps_per_epoch=steps,
+              validation_data=distribution.prepare(val),
               initial_epoch=start, epochs=epochs, verbose=config.verbose, shuffle=False,
               callbacks=own + [exact])
     train_time = exact.state["train_time_s"] if exact.state else 0.0
     history = read_history(folder / "history.csv")
     losses = history.get("loss", [])
-    if not losses or not all(math.isfinite(v) for v in losses):
+    # A worker's history holds only the epochs it ran itself; the chief's is whole (and the same).
+    if distribution.is_chief() and (not losses or not all(math.isfinite(v) for v in losses)):
         raise UserError(f"training diverged (the loss became NaN or infinite, see {folder / 'history.csv'}); "
                         "try a lower --learning-rate or --clipnorm 1.0.")
     runs.save_model(model, folder / "model.keras")
@@ -236,6 +255,7 @@ def _number(text):
 
 def evaluate_classifier(model, dataset, labels, class_names, folder):
     """Test loss/accuracy, per-class accuracy and the confusion matrix (saved as PNG) on a labelled split."""
+    dataset = distribution.prepare(dataset)  # every worker evaluates its share; results are gathered
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     probabilities = model.predict(dataset, verbose=0)
     if probabilities.shape[-1] == 1:  # one sigmoid unit: the probability of class 1
@@ -266,8 +286,13 @@ def best_validation(history, metric="val_accuracy"):
 def build_seeded(factory, config, data):
     """Seed, then build: every model of a run starts from the weights its seed gives, in any order."""
     keras.backend.clear_session()
+    # clear_session also forgets the dtype policy and the Keras distribution: set them again.
+    setup_precision(config)
+    distribution.setup(config)
+    distribution.activate()
     seed_everything(config.seed, config.deterministic)
-    return factory(config, data)
+    with distribution.scope():  # variables made here are mirrored over the replicas
+        return distribution.adapt_model(factory(config, data))
 
 
 def train_classifier(model, config, folder, train, val, test, test_labels, class_names, steps_per_epoch,
@@ -302,6 +327,10 @@ def finish_run(run, config, results, summary):
     write_json(run.path / "metrics.json", {"task": config.TASK, "run_dir": str(run.path),
                                            "profile": config.profile, "seed": config.seed,
                                            "summary": summary, "results": results})
+    if not distribution.is_chief():  # a worker's numbers are the chief's; its scratch folder goes
+        run.close()
+        print(f"worker {distribution.active().worker_index}: done (the chief wrote the run folder)")
+        return
     try:
         run_report.write_run_report(run.path)
     except (UserError, OSError, ValueError) as error:  # the run's numbers are safe; the page is a view of them

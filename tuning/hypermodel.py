@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import keras_tuner
 
-from common import runs, training
+from common import distribution, runs, training
 from tuning import tasks
 
 
@@ -49,7 +49,11 @@ class TaskHyperModel(keras_tuner.HyperModel):
         return self._compiled_model(config)
 
     def _compiled_model(self, config):
-        model = self.spec.build_model(config, self.data)
+        # KerasTuner clears the session before each build, which forgets the dtype policy and the Keras
+        # distribution; KerasTuner's own `distribution_strategy` scope is around this call.
+        training.setup_precision(config)
+        distribution.activate()
+        model = distribution.adapt_model(self.spec.build_model(config, self.data))
         _, _, _, steps_per_epoch = self.spec.make_datasets(config, self.data)
         training.compile_model(model, config, steps_per_epoch)
         return model

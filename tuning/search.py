@@ -19,8 +19,10 @@ tuning.report <dir>` writes it at any time.
 hyperparameter (activation, initializer, optimizer, dropout), everything else at the task's defaults, each
 value trained with `--seeds` seeds, learning curves side by side.
 
-Scale-out uses KerasTuner's own chief/worker mode (see `python -m tuning.distributed`); on one machine with
-several GPUs, `--distribution mirrored` trains each trial with tf.distribute.MirroredStrategy.
+Scale-out uses KerasTuner's own chief/worker mode (see `python -m tuning.distributed`): one trial per process.
+Each trial itself can use every device of its machine: `--distribution mirrored` (tf.distribute.MirroredStrategy,
+TensorFlow) or `--distribution data_parallel` (keras.distribution.DataParallel, JAX), as in the lessons
+(common/distribution.py).
 """
 
 import argparse
@@ -63,8 +65,11 @@ def build_parser():
     parser.add_argument("--directory", default="tuning_runs", help="root of the searches")
     parser.add_argument("--name", help="name of the search folder (default: <tuner>-<profile>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
-    parser.add_argument("--distribution", choices=("none", "mirrored"), default="none",
-                        help="mirrored: each trial on all local GPUs (tf.distribute.MirroredStrategy)")
+    parser.add_argument("--distribution", choices=("none", "mirrored", "multi_worker", "data_parallel"),
+                        default="none", help="each trial on every local device: mirrored (all GPUs, "
+                        "tf.distribute.MirroredStrategy) or data_parallel (keras.distribution.DataParallel, "
+                        "JAX); multi_worker is the lessons' (KerasTuner runs one trial per process: spread "
+                        "trials with python -m tuning.distributed); the batch size stays the global batch")
     parser.add_argument("--seed", type=int, default=42, help="seed of the tuner and of the first execution")
     parser.add_argument("--data-dir", help="data root (see the task's --help)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
@@ -91,6 +96,10 @@ def check_args(args):
         raise UserError(f"--epochs must be at least 1, got {args.epochs}.")
     if args.name is not None:
         runs.check_plain_name(args.name, "--name")
+    if args.distribution == "multi_worker":
+        raise UserError("--distribution multi_worker trains one model over several processes, but KerasTuner "
+                        "runs one trial per process: spread the trials with python -m tuning.distributed, and "
+                        "give each trial its machine's devices with --distribution mirrored or data_parallel.")
 
 
 def project_dir(args):
@@ -102,6 +111,7 @@ def project_dir(args):
 def make_tuner(args, hypermodel, folder):
     import keras_tuner
 
+    from common import distribution
     from tuning.grid import grid_search
 
     direction = "min" if "loss" in args.objective else "max"
@@ -110,10 +120,8 @@ def make_tuner(args, hypermodel, folder):
         "directory": str(folder.parent), "project_name": folder.name, "seed": args.seed,
         "max_consecutive_failed_trials": args.max_failures,
         "executions_per_trial": args.seeds if args.compare else args.executions_per_trial}
-    if args.distribution == "mirrored":
-        import tensorflow as tf
-
-        common["distribution_strategy"] = tf.distribute.MirroredStrategy()
+    if distribution.active().strategy is not None:  # KerasTuner's own switch: builds each trial in its scope
+        common["distribution_strategy"] = distribution.active().strategy
     if args.compare:
         return grid_search(max_trials=10_000, **common)  # the grid's size decides
     if args.tuner == "hyperband":
@@ -172,18 +180,20 @@ def main(argv=None):
 
 
 def search(args):
+    from common import distribution
     from common.config import build_config
     from tuning import folder as folders
     from tuning import report, spaces, tasks
     from tuning.hypermodel import TaskHyperModel
 
     spec = tasks.get(args.task)
-    overrides = {"tensorboard": False, "verbose": 0, "seed": args.seed}
+    overrides = {"tensorboard": False, "verbose": 0, "seed": args.seed, "distribution": args.distribution}
     if args.epochs:
         overrides["epochs"] = args.epochs
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     base = build_config(spec.config_cls, profile=args.profile, config_file=args.config, overrides=overrides)
+    distribution.setup(base)  # refuses a mode this backend cannot run, before any folder is touched
     folder = project_dir(args)
     folders.check_location(folder)
     space = spaces.comparison(args.compare, spec.comparisons[args.compare]) if args.compare else spec.space
