@@ -1,16 +1,20 @@
-"""Export a trained image classifier for serving and for devices, and check every exported file.
+"""Export a trained model through Keras' own exporters (`model.export`), and check every exported file.
 
 - `model.keras`: the Keras format (written by the training loop), for Python and further training.
-- `saved_model/`: a TensorFlow SavedModel from `model.export` (TF Serving, TFLite conversion, TF.js).
-- `model_float16.tflite`: TFLite with float16 weights (half the size, float compute).
-- `model_int8.tflite`: full-integer post-training quantisation: weights and activations int8, calibrated on
-  a representative sample of training images; its input is uint8 raw pixels (scale 1, zero point 0).
+- `saved_model/`: a TensorFlow SavedModel (`format="tf_saved_model"`: TF Serving, TF.js).
+- `model.onnx`: ONNX (`format="onnx"`, through tf2onnx), for ONNX Runtime and the many runtimes that read it.
+- `model.tflite`: LiteRT, float32 (`format="litert"`), for phones and microcontrollers.
+- image classifiers also get `model_float16.tflite` (float16 weights, half the size) and `model_int8.tflite`
+  (full-integer post-training quantisation calibrated on training images; its input is uint8 raw pixels).
+  Both go through `model.export(format="litert", ...)` too: Keras passes converter settings on.
 
-Each file is loaded back from disk and run on the test images (`model.keras` with
-`keras.saving.load_model`, the SavedModel with `tf.saved_model.load`, TFLite files with the interpreter), so
-the reported accuracy is the accuracy of the file, not of the model in memory it came from.
+Each file is loaded back from disk with its own runtime (Keras; TensorFlow; ONNX Runtime; the LiteRT
+interpreter from `ai-edge-litert`) and run on the test split, so the table gives the file's own size, load
+time, latency per example and accuracy, not those of the model in memory it came from.
 """
 
+import contextlib
+import time
 import warnings
 from pathlib import Path
 
@@ -19,33 +23,103 @@ import numpy as np
 import tensorflow as tf
 
 from common.errors import UserError
+from common.tables import format_table
+
+COLUMNS = ["format", "file", "size_mb", "load_s", "ms_per_example", "test_accuracy"]
+FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite",
+         "tflite_float16": "model_float16.tflite", "tflite_int8": "model_int8.tflite"}
 
 
-def export_classifier(model, folder, representative, x_test, y_test, batch_size=250):
-    """Export `model` in every format and evaluate each file; returns one row per format.
+def unavailable():
+    """Why this backend cannot export every format (None when it can)."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":  # Keras 3.15 exports LiteRT from TF or torch only, SavedModel from TF or JAX
+        return f"model.export to SavedModel, ONNX and LiteRT together needs the TensorFlow backend, not {backend}."
+    return None
 
-    `folder/model.keras` must exist already (the training loop writes it): it is scored as loaded from disk.
+
+def export_model(model, folder, x_test, y_test, representative=None, batch_size=250):
+    """Export `model` as SavedModel, ONNX and LiteRT (and, given `representative` inputs, LiteRT float16 and
+    int8) into `folder` and score each file on (x_test, y_test); returns one row per format (COLUMNS).
+
+    `folder/model.keras`, when it exists (the training loop writes it), is scored as loaded from disk too.
+    Outputs with one column are sigmoid probabilities (class = p > 0.5); others are scored by argmax.
     """
     folder = Path(folder)
-    keras_file = folder / "model.keras"
-    rows = [_row("keras", keras_file, _accuracy(_keras_predict(keras_file), x_test, y_test, batch_size))]
-    saved = folder / "saved_model"
-    model.export(str(saved), format="tf_saved_model", verbose=False)
-    rows.append(_row("saved_model", saved, _accuracy(_saved_model_predict(saved), x_test, y_test, batch_size)))
-    for kind in ("float16", "int8"):
-        path = folder / f"model_{kind}.tflite"
-        path.write_bytes(convert_tflite(saved, kind, representative))
-        rows.append(_row(f"tflite_{kind}", path, _accuracy(tflite_predict(path), x_test, y_test, batch_size)))
+    x_test = np.asarray(x_test)
+    model(x_test[:1])  # the ONNX exporter needs a model that has been called once
+    _teach_tf2onnx_erfc()
+    rows = []
+    if (folder / "model.keras").exists():
+        rows.append(_score("keras", folder / "model.keras", _keras_predict, x_test, y_test, batch_size))
+    for kind in ("saved_model", "onnx", "litert"):
+        path = folder / FILES[kind]
+        with _statistics_as_variables(model) if kind == "onnx" else contextlib.nullcontext():
+            model.export(str(path), format="tf_saved_model" if kind == "saved_model" else kind, verbose=False,
+                         **({"opset_version": 17} if kind == "onnx" else {}))
+        rows.append(_score(kind, path, LOADERS[kind], x_test, y_test, batch_size))
+    if representative is not None:
+        for kind in ("float16", "int8"):
+            path = folder / FILES[f"tflite_{kind}"]
+            export_quantised(model, path, kind, representative)
+            rows.append(_score(f"tflite_{kind}", path, litert_predict, x_test, y_test, batch_size))
     return rows
 
 
-def convert_tflite(saved_model_dir, kind, representative=None):
-    """TFLite bytes from a SavedModel: `float16` weights, or full-integer `int8` calibrated on `representative`
-    (a float32 array of example inputs)."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+def export_classifier(model, folder, representative, x_test, y_test, batch_size=250):
+    """An image classifier in every format, the quantised LiteRT files included (see `export_model`)."""
+    return export_model(model, folder, x_test, y_test, representative=representative, batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _statistics_as_variables(model):
+    """A `Normalization` layer keeps its mean and variance as plain tensors, which tf2onnx turns into extra
+    graph inputs (ONNX Runtime then asks for them) instead of constants; as variables they are frozen in."""
+    saved = []
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            saved.append((layer, layer.mean, layer.variance))
+            layer.mean, layer.variance = tf.Variable(layer.mean), tf.Variable(layer.variance)
+    try:
+        yield
+    finally:
+        for layer, mean, variance in saved:
+            layer.mean, layer.variance = mean, variance
+
+
+_ERFC_REGISTERED = []
+
+
+def _teach_tf2onnx_erfc():
+    """tf2onnx 1.17 has no converter for TensorFlow's Erfc, which exact GELU (`tf.nn.gelu`, the lessons'
+    default activation) uses; ONNX has Erf, and erfc(x) = 1 - erf(x)."""
+    if _ERFC_REGISTERED:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = ctx.get_dtype(node.output[0])
+            shape = ctx.get_shape(node.output[0])
+            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name)
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"),
+                                 np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
+            outputs = list(node.output)
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=outputs, shapes=[shape], dtypes=[dtype])
+
+    _ERFC_REGISTERED.append(Erfc)
+
+
+def export_quantised(model, path, kind, representative=None):
+    """A LiteRT file with `float16` weights, or full-integer `int8` calibrated on `representative` (a float32
+    array of example inputs), through `model.export(format="litert")` with converter settings."""
+    settings = {"optimizations": [tf.lite.Optimize.DEFAULT]}
     if kind == "float16":
-        converter.target_spec.supported_types = [tf.float16]
+        settings["target_spec"] = {"supported_types": [tf.float16]}
     elif kind == "int8":
         if representative is None or len(representative) == 0:
             raise UserError("int8 quantisation needs a representative sample of inputs.")
@@ -54,21 +128,20 @@ def convert_tflite(saved_model_dir, kind, representative=None):
             for example in representative:
                 yield [np.asarray(example, dtype="float32")[None]]
 
-        converter.representative_dataset = samples
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8  # raw pixels 0..255 need no scaling at all
+        settings.update(representative_dataset=samples, inference_input_type=tf.uint8,  # raw pixels 0..255
+                        target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]})
     else:
-        raise ValueError(f"unknown TFLite kind {kind!r}")
+        raise ValueError(f"unknown LiteRT kind {kind!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return converter.convert()
+        model.export(str(path), format="litert", verbose=False, **settings)
 
 
-def tflite_predict(path):
-    """A function (float32 batch) -> probabilities that runs the TFLite file at `path`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to ai-edge-litert
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+def litert_predict(path):
+    """A function (float32 batch) -> outputs that runs the LiteRT file at `path` with the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter  # the interpreter tf.lite.Interpreter now points to
+
+    interpreter = Interpreter(model_path=str(path))
     input_detail = interpreter.get_input_details()[0]
     output_index = interpreter.get_output_details()[0]["index"]
 
@@ -88,27 +161,48 @@ def tflite_predict(path):
     return predict
 
 
+tflite_predict = litert_predict  # the name earlier lessons used
+
+
+def onnx_predict(path):
+    """A function (float32 batch) -> outputs that runs the ONNX file at `path` with ONNX Runtime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: np.asarray(batch, dtype="float32")})[0]
+
+
+def saved_model_predict(path):
+    """A function (float32 batch) -> outputs that runs the SavedModel at `path` with TensorFlow."""
+    loaded = tf.saved_model.load(str(path))  # keep the object alive: `serve` refers to its variables
+    return lambda batch: loaded.serve(tf.constant(batch, dtype=tf.float32)).numpy()
+
+
 def _keras_predict(path):
     loaded = keras.saving.load_model(path, compile=False)
     return lambda batch: keras.ops.convert_to_numpy(loaded(batch, training=False))
 
 
-def _saved_model_predict(path):
-    loaded = tf.saved_model.load(str(path))  # keep the object alive: `serve` refers to its variables
-    return lambda batch: loaded.serve(tf.constant(batch, dtype=tf.float32)).numpy()
+_saved_model_predict = saved_model_predict
+LOADERS = {"saved_model": saved_model_predict, "onnx": onnx_predict, "litert": litert_predict}
 
 
-def _accuracy(predict, x, y, batch_size):
-    correct = 0
+def _score(kind, path, loader, x, y, batch_size):
+    started = time.perf_counter()
+    predict = loader(path)
+    load_s = time.perf_counter() - started
+    correct, elapsed = 0, 0.0
     for start in range(0, len(x), batch_size):
-        probabilities = np.asarray(predict(x[start:start + batch_size].astype("float32")))
-        correct += int(np.sum(probabilities.argmax(axis=-1) == y[start:start + batch_size]))
-    return correct / max(1, len(x))
-
-
-def _row(kind, path, accuracy):
+        batch = x[start:start + batch_size].astype("float32")
+        started = time.perf_counter()
+        outputs = np.asarray(predict(batch))
+        elapsed += time.perf_counter() - started
+        labels = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
+        correct += int(np.sum(labels == np.asarray(y[start:start + batch_size]).reshape(-1)))
     return {"format": kind, "file": Path(path).name, "size_mb": round(_size(path) / 2**20, 3),
-            "test_accuracy": round(accuracy, 4)}
+            "load_s": round(load_s, 3), "ms_per_example": round(1000 * elapsed / max(1, len(x)), 4),
+            "test_accuracy": round(correct / max(1, len(x)), 4)}
 
 
 def _size(path):
@@ -116,3 +210,10 @@ def _size(path):
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size if path.exists() else 0
+
+
+def write_table(rows, folder):
+    """`folder/exports.md`: the rows as a Markdown table; returns the table."""
+    table = format_table(rows, COLUMNS)
+    (Path(folder) / "exports.md").write_text(table + "\n")
+    return table

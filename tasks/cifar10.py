@@ -75,7 +75,6 @@ from common import callbacks, export, images, plots, trained, training  # noqa: 
 from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
-from common.tables import format_table  # noqa: E402
 from models import cnn, registry  # noqa: E402
 
 
@@ -144,7 +143,7 @@ class Cifar10Config(TrainConfig):
         help="hold the first 4,000 training images out and report accuracy on their lossless originals and "
              "their JPEG versions (needs lossless_train_first4000.npz beside a JPEG copy)"))
     export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export SavedModel, TFLite float16 and int8, and test each file"))
+        help="export SavedModel, ONNX, LiteRT float32, float16 and int8 (model.export), and test each file"))
     representative_size: int = dataclasses.field(default=500, metadata=dict(
         help="training images used to calibrate int8 quantisation"))
     val_size: int = 5000
@@ -213,10 +212,8 @@ def make_datasets(config, data):
 # momentum, decoupled weight decay and a one-cycle or triangular rate; lookahead averaging of the weights is
 # a callback (`common/callbacks.py: Lookahead`).
 def train(config):
-    import keras
-
-    if config.export and keras.backend.backend() == "torch":
-        print("export skipped: model.export (SavedModel, TFLite) needs the TensorFlow or JAX backend.")
+    if config.export and export.unavailable():
+        print(f"export skipped: {export.unavailable()}")
         config.export = False
     training.setup_precision(config)
     data = load_data(config)
@@ -251,9 +248,7 @@ def train(config):
         result["exports"] = export.export_classifier(model, folder, data.x_train[sample].astype("float32"),
                                                      data.x_test, data.y_test)
         result["export_time_s"] = round(time.perf_counter() - started, 1)
-        table = format_table(result["exports"], ["format", "file", "size_mb", "test_accuracy"])
-        (folder / "exports.md").write_text(table + "\n")
-        print(table)
+        print(export.write_table(result["exports"], folder))
         summary += [{"model": f"{config.model} ({row['format']})", "metric": "test_accuracy",
                      "value": row["test_accuracy"], "params": result["params"], "train_time_s": ""}
                     for row in result["exports"][2:]]

@@ -49,7 +49,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import tabular, trained, training  # noqa: E402
+from common import export, tabular, trained, training  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.data_root import find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -74,7 +74,7 @@ EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CS
 class PhonePriceConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "phone_price"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(epochs=8, max_rows=400, batch_size=32, tensorboard=False, verbose=0),
+        "smoke": dict(epochs=8, max_rows=400, batch_size=32, tensorboard=False, export=False, verbose=0),
         # One compiled call runs 32 training steps (an epoch is 21): the same numbers, less per-step overhead.
         "quick": dict(steps_per_execution=32),
         "full": dict(cv=5, steps_per_execution=32),
@@ -104,6 +104,8 @@ class PhonePriceConfig(TrainConfig):
     cv: int = dataclasses.field(default=0, metadata=dict(help="k-fold cross-validation (0 = off)"))
     max_rows: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="use a stratified subset of this many labelled rows (smoke tests)"))
+    export: bool = dataclasses.field(default=True, metadata=dict(
+        help="export the FNN as SavedModel, ONNX and LiteRT (model.export) and test each file (exports.md)"))
 
     RANGES: typing.ClassVar[dict] = {
         "dropout": "[0, 1)", "l2": ">= 0", "input_l1": ">= 0", "val_fraction": "(0, 1)", "test_fraction": "(0, 1)",
@@ -223,11 +225,18 @@ def train(config):
             results[name]["cv"] = cv
             summary.append({"model": name, "metric": f"cv{config.cv}_accuracy_mean", "value": cv["mean"],
                             "params": results[name]["params"], "train_time_s": ""})
+    import keras
+
+    model = keras.saving.load_model(run_.path / "model.keras")
+    if config.export:  # the saved FNN, in every format Keras exports, each file scored on the test rows
+        reason = export.unavailable()
+        if reason:
+            print(f"export skipped: {reason}")
+        else:
+            results["fnn"]["exports"] = export.export_model(model, run_.path, data.x_test, data.y_test)
+            print(export.write_table(results["fnn"]["exports"], run_.path))
     unlabelled = folder / "test.csv"
     if unlabelled.exists():
-        import keras
-
-        model = keras.saving.load_model(run_.path / "model.keras")
         write_predictions(model, unlabelled, run_.path / "predictions.csv")
         print(f"predictions for {unlabelled}: {run_.path / 'predictions.csv'}")
     training.finish_run(run_, config, results, summary)
