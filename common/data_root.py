@@ -9,9 +9,13 @@ in this order:
 4. whatever fallback the loader has: the official download for online users, or a copy shipped in this
    repo (the phone-price CSVs are small enough).
 
-Archives are never unpacked in place (the shared root is read-only): `extract_once` checks an archive
-against the `SHA256SUMS` beside it (when there is one), unpacks it into `~/.cache/keras-tutorials/` (or
-`$KERAS_TUTORIALS_CACHE`) and reuses the result. A cache folder is only ever replaced whole: it is built in a
+Files read as they are (the phone-price CSVs, Flickr8k's caption file: the `required` files of a data set)
+are checked against the `SHA256SUMS` beside them (when it lists them) every time they are found: they are
+small, and they are what the lesson reads. Archives are never unpacked in place (the shared root is
+read-only): `extract_once` checks an archive against its `SHA256SUMS` line, unpacks it into
+`~/.cache/keras-tutorials/` (or `$KERAS_TUTORIALS_CACHE`) and reuses the result while the archive keeps its
+path, size and modification time. The archive is not hashed again on reuse: what a lesson reads then is the
+cache, which that check could not vouch for anyway; a changed archive is checked and unpacked again. A cache folder is only ever replaced whole: it is built in a
 temporary folder beside it and renamed into place when complete (`fill_once`), so a bad archive, a kill or a
 full disk leaves the cache as it was.
 """
@@ -40,10 +44,11 @@ def cache_root():
 
 
 def find_dataset(name, data_dir=None, required=(), fallback=None):
-    """Return the folder of data set `name` that holds every file in `required`.
+    """Return the folder of data set `name` that holds every file in `required`, each one checked against the
+    folder's SHA256SUMS when it lists it.
 
     `fallback` is called (with no arguments) when no root has the data set; it returns a folder or None.
-    Raises UserError naming every place that was searched.
+    Raises UserError naming every place that was searched, or a file that does not match its checksum.
     """
     searched = []
     if data_dir is not None:
@@ -66,13 +71,19 @@ def find_dataset(name, data_dir=None, required=(), fallback=None):
             missing = [f for f in required if not (folder / f).exists()]
             if missing:
                 raise UserError(f"{folder} is missing {', '.join(missing)}; expected the {name} files there.")
-            return folder
+            return _verified(folder, required)
     if fallback is not None and data_dir is None:
         folder = fallback()
         if folder is not None:
-            return Path(folder)
+            return _verified(Path(folder), required)
     raise UserError(f"data set {name}/ not found (looked in {', '.join(searched)}); "
                     f"pass --data-dir or set {ENV_DATA} to a folder that holds {name}/.")
+
+
+def _verified(folder, required):
+    for name in required:
+        verify_checksum(folder / name)
+    return folder
 
 
 def extract_once(archive, subdir):

@@ -1,6 +1,7 @@
 import hashlib
 import os
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,46 @@ def test_a_stale_partial_folder_of_a_killed_extraction_is_cleaned_up(tmp_path):
     (tmp_path / "cache" / ".thing.partial-abc").mkdir(parents=True)
     fill_once(target, "v1", lambda folder: (folder / "one.txt").write_text("1"))
     assert sorted(p.name for p in target.parent.iterdir()) == [".thing.lock", "thing"]
+
+
+def test_the_files_a_lesson_reads_directly_are_checked_against_sha256sums_every_time(tmp_path, cli):
+    """The phone-price CSVs are read as they are (no cache): a copy that differs from its SHA256SUMS line
+    is refused before anything trains, on every run, and the files that ship in tasks/data/ match theirs."""
+    from conftest import write_phone_csv
+    from tasks import phone_price
+
+    shipped = Path(phone_price.EMBEDDED_DATA) / "mobile_price"
+    assert find_dataset("mobile_price", shipped.parent, required=("train.csv", "test.csv")) == shipped
+    folder = tmp_path / "root" / "mobile_price"
+    write_phone_csv(folder / "train.csv")
+    good = hashlib.sha256((folder / "train.csv").read_bytes()).hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{good}  train.csv\n")
+    assert find_dataset("mobile_price", tmp_path / "root", required=("train.csv",)) == folder
+    with open(folder / "train.csv", "a") as handle:
+        handle.write("1,0,1.0,0,1,0,1,0.1,100,1,1,1,1,1,1,1,1,0,0,0,3\n")  # one row added: same name, new bytes
+    with pytest.raises(UserError, match="train.csv does not match its checksum"):
+        find_dataset("mobile_price", tmp_path / "root", required=("train.csv",))
+    code, _, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "root"),
+                                          "--output-dir", str(tmp_path / "runs")])
+    assert code == 2 and "does not match its checksum" in err and not (tmp_path / "runs").exists()
+
+
+def test_a_reused_cache_is_not_rehashed_but_a_changed_archive_is(tmp_path, monkeypatch):
+    """The decision documented in common/data_root.py: an archive is hashed when it is unpacked; its cache is
+    reused while path, size and mtime stay, and any change of those unpacks and checks it again."""
+    from common import data_root
+
+    (tmp_path / "a.txt").write_text("data")
+    archive = tmp_path / "data.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "a.txt", arcname="a.txt")
+    (tmp_path / "SHA256SUMS").write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  data.tar\n")
+    checked = []
+    real = data_root.verify_checksum
+    monkeypatch.setattr(data_root, "verify_checksum", lambda path: checked.append(path) or real(path))
+    extract_once(archive, "reused")
+    extract_once(archive, "reused")
+    assert checked == [archive]
+    os.utime(archive, (2, 2))
+    extract_once(archive, "reused")
+    assert checked == [archive, archive]
