@@ -14,6 +14,9 @@ training and validation, as evaluation sets: with the JPEG copy, `lossless_train
 holds their lossless originals and the name of each one's JPEG, so a model is scored on both versions of the
 same images (`held_out["lossless"]`, `held_out["jpeg"]`): the first estimates accuracy on the original
 CIFAR-10, the difference is what the JPEG copy costs. With the original batches the 4,000 are the originals.
+With `source="tfds"` (TensorFlow Datasets' `cifar10`, PNG-decoded, so lossless too) the images are put back
+in the original order, so the held-out 4,000 are the same originals and `held_out["lossless"]` means the same:
+accuracy on unseen original images; there is no JPEG copy, so no "jpeg" set and no cost to measure.
 """
 
 import pickle
@@ -36,17 +39,16 @@ MATCH_LIMIT = 16.0
 LOSSY_NOTE = "JPEG re-encodings of the CIFAR-10 images (lossy), not the original batches"
 
 
-def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False):
+def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False, source="auto"):
     """ImageArrays for CIFAR-10; `limit` keeps only that many images per split (smoke runs); `val_size` 0
-    holds nothing out for validation; `lossless_holdout`: see the module's docstring."""
-    try:
-        folder = find_dataset("cifar10", data_dir)
-    except UserError as not_found:
-        if data_dir is not None:
-            raise
-        folder, arrays, note = None, _keras_download(not_found), ""
+    holds nothing out for validation; `lossless_holdout`: see the module's docstring; `source` "tfds" reads
+    TensorFlow Datasets' prepared `cifar10` (`common/tfds_data.py`; `data_dir` is then the TFDS data dir)."""
+    if source == "tfds":  # the original images: the held-out 4,000 are lossless originals, as with the batches
+        from common import tfds_data
+
+        folder, arrays, note = None, tfds_data.cifar10_arrays(CLASS_NAMES, data_dir), "TensorFlow Datasets cifar10"
     else:
-        arrays, note = _read_folder(folder)
+        folder, arrays, note = _find_copy(data_dir)
     x, y, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
     names = [str(n) for n in arrays["class_names"]]
     held_out = {}
@@ -65,6 +67,17 @@ def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossle
     else:  # no validation split: the recipe's hyperparameters were chosen elsewhere
         x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
     return images.ImageArrays(x_train, y_train, x_val, y_val, x_test, y_test, names, note, held_out)
+
+
+def _find_copy(data_dir):
+    """(folder or None, arrays, note) from the data root's copy, else keras.datasets."""
+    try:
+        folder = find_dataset("cifar10", data_dir)
+    except UserError as not_found:
+        if data_dir is not None:
+            raise
+        return None, _keras_download(not_found), ""
+    return (folder, *_read_folder(folder))
 
 
 def _lossless_holdout(folder, x, y, names, source):

@@ -113,6 +113,12 @@ def unlabelled_reviews(root, limit, batch_size=256, seed=0):
     return texts.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
 
 
+def unlabelled_batches(texts, batch_size=256):
+    """In-memory unlabelled texts (e.g. TFDS imdb_reviews' unsupervised split) as the same cached string
+    batches `unlabelled_reviews` gives."""
+    return tf.data.Dataset.from_tensor_slices(np.asarray(texts, dtype=object).astype(str)).batch(batch_size).cache()
+
+
 def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
     """The labelled training reviews plus unlabelled ones labelled with a teacher's P(positive), shuffled
     together (seeded, every epoch) into batches. Labels become float32: the true ones stay 0 or 1, the

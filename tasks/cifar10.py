@@ -146,6 +146,11 @@ class Cifar10Config(TrainConfig):
         help="export SavedModel, ONNX, LiteRT float32, float16 and int8 (model.export), and test each file"))
     representative_size: int = dataclasses.field(default=500, metadata=dict(
         help="training images used to calibrate int8 quantisation"))
+    source: str = dataclasses.field(default="auto", metadata=dict(
+        help="auto: the data root's copy (folders, the JPEG archive or the python batches), else "
+             "keras.datasets.cifar10; tfds: TensorFlow Datasets' prepared cifar10 (--data-dir is then the "
+             "TFDS data dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+        choices=("auto", "tfds")))
     val_size: int = 5000
     split_seed: int = 42
     limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
@@ -188,7 +193,7 @@ WHITENED_WIDTH = 24  # models/airbench.py: 2 x (2 x 2 pixels x 3 channels)
 
 def load_data(config):
     return load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit,
-                        lossless_holdout=config.lossless_holdout)
+                        lossless_holdout=config.lossless_holdout, source=config.source)
 
 
 def make_datasets(config, data):

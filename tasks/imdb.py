@@ -5,7 +5,9 @@ The data: the Large Movie Review Dataset (Maas et al. 2011), 25,000 training and
 half positive, half negative, as one text file each (`aclImdb/{train,test}/{pos,neg}/*.txt`). The 50,000
 unlabelled reviews in `train/unsup/` are read only for self-training (point 6). A validation part is
 carved from the training reviews with a fixed seed; the test reviews are used once, for the final number.
-`--source keras` reads the same reviews from `keras.datasets.imdb` (integer sequences, decoded back to words).
+`--source keras` reads the same reviews from `keras.datasets.imdb` (integer sequences, decoded back to words);
+`--source tfds` from TensorFlow Datasets' prepared `imdb_reviews` (raw text, its `unsupervised` split for
+self-training; `common/tfds_data.py`), with the same validation carving and the same models.
 
 What the lesson shows:
 
@@ -148,8 +150,10 @@ class ImdbConfig(TrainConfig):
              "then trained first, as the teacher"))
     source: str = dataclasses.field(default="folder", metadata=dict(
         help="folder: the aclImdb review files (data root, Keras cache or the official archive); keras: "
-             "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words",
-        choices=("folder", "keras")))
+             "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words; tfds: "
+             "TensorFlow Datasets' prepared imdb_reviews (--data-dir is then the TFDS data dir, else "
+             "$TFDS_DATA_DIR or ~/tensorflow_datasets)",
+        choices=("folder", "keras", "tfds")))
     val_fraction: float = 0.1
     split_seed: int = 42
     max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
@@ -176,8 +180,8 @@ class ImdbConfig(TrainConfig):
                 raise UserError(f"the embedding table of {rows} rows would hold {size:,} numbers, more than "
                                 f"{MAX_TABLE:,} (8 GB); choose fewer rows or a smaller embedding size.")
         if self.unlabelled and self.source == "keras":
-            raise UserError("--unlabelled needs the aclImdb review files (--source folder): keras.datasets.imdb "
-                            "has no unlabelled reviews.")
+            raise UserError("--unlabelled needs --source folder or tfds: keras.datasets.imdb has no unlabelled "
+                            "reviews.")
 
 
 # %% Data: reviews, splits, vocabulary
@@ -212,12 +216,17 @@ def find_reviews(data_dir=None):
 
 
 def load_data(config):
-    """The labelled splits, and where they came from (the aclImdb folder, or the Keras copy's name)."""
-    if config.source == "keras":
-        train_texts, train_labels, test_texts, test_labels = keras_reviews()
-        splits = text.array_review_datasets(train_texts, train_labels, test_texts, test_labels, config.batch_size,
-                                            config.val_fraction, config.split_seed, CLASS_NAMES, config.max_batches)
-        return splits, "keras.datasets.imdb"
+    """The labelled splits, and where they came from (the aclImdb folder, or the Keras or TFDS copy's name)."""
+    if config.source in ("keras", "tfds"):  # in-memory texts and labels
+        if config.source == "keras":
+            reviews, where = keras_reviews(), "keras.datasets.imdb"
+        else:
+            from common import tfds_data
+
+            reviews, where = tfds_data.imdb_texts(config.data_dir), "TensorFlow Datasets imdb_reviews"
+        splits = text.array_review_datasets(*reviews, config.batch_size, config.val_fraction, config.split_seed,
+                                            CLASS_NAMES, config.max_batches)
+        return splits, where
     root = find_reviews(config.data_dir)
     splits = text.review_datasets(root, config.batch_size, config.val_fraction, config.split_seed,
                                   CLASS_NAMES, config.max_batches)
@@ -381,7 +390,7 @@ def train(config):
     data, root = load_data(config)
     print(f"data: {root}")
     teacher = config.unlabelled > 0 and config.model != "ngram"
-    unlabelled = text.unlabelled_reviews(root, config.unlabelled, seed=config.split_seed) if teacher else None
+    unlabelled = load_unlabelled(config, root) if teacher else None
     run_ = training.start_run(config)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
     with_reference = (config.baseline or teacher) and config.model != "ngram"
@@ -397,6 +406,16 @@ def train(config):
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
     training.finish_run(run_, config, results, summary)
     return 0
+
+
+def load_unlabelled(config, root):
+    """The unlabelled reviews for self-training: aclImdb's train/unsup/ files, or TFDS's unsupervised split."""
+    if config.source != "tfds":
+        return text.unlabelled_reviews(root, config.unlabelled, seed=config.split_seed)
+    from common import tfds_data
+
+    texts = tfds_data.imdb_unlabelled(config.unlabelled, config.data_dir, seed=config.split_seed)
+    return text.unlabelled_batches(texts)
 
 
 # %% Predict with a finished run
