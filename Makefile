@@ -1,4 +1,5 @@
-# make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest;
+# make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest
+# (the optional extras installed first);
 # make pages: the lesson pages in site/.
 PYTHON ?= python3
 VENV := .venv
@@ -33,7 +34,9 @@ $(VENV)/.installed-compare: requirements-compare.txt $(VENV)/.installed
 run: setup setup-compare
 	$(BIN)/python run_all.py --profile $(PROFILE)
 
-test: setup
+# The extras first, so that the twin, EfficientNet and backend tests run instead of skipping; pytest's last
+# line counts what still skipped, and why (README: "What a skipped test means").
+test: setup setup-compare
 	$(BIN)/python -m pytest
 
 # The lessons, their measured results and newest runs as a static site (offline): open site/index.html.

@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated environment per test, tiny generated data sets, and a CLI runner."""
 
+import collections
 import dataclasses
 import os
 
@@ -14,6 +15,18 @@ REAL_DATA_ROOT = os.environ.get("KERAS_TUTORIALS_DATA")
 PHONE_FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
                   "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
                   "three_g", "touch_screen", "wifi"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line at the end: how many tests skipped, grouped by reason (README: "What a skipped test means")."""
+    reasons = collections.Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.write_line(f"skipped {sum(reasons.values())}: " + "; ".join(
+            f"{count} x {reason}" for reason, count in reasons.most_common()))
 
 
 @pytest.fixture(autouse=True)
