@@ -32,7 +32,7 @@ UNIT = r"%|x(?!\w)|ms\b|s\b|seconds?\b|min\b|minutes?\b|h\b|hours?\b|MB\b|GB\b"
 SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600}
 NUMBER = re.compile(
     r"(?:(?<=\d-)|(?<![\w.\-/+=]))(?P<value>\d{1,3}(?:,\d{3})+|\d+)(?P<decimals>\.\d+)?"
-    rf"(?:\s?(?P<unit>{UNIT}))?(?![\w.]*\d)")
+    rf"(?:\s?(?P<unit>{UNIT}))?(?![\w.]*\d)(?![A-Za-z])")
 RANGE_END = re.compile(rf"-\d+(?:\.\d+)?\s?(?P<unit>{UNIT})")
 VERSION = re.compile(r"(Python|Keras|TensorFlow|KerasTuner|PyTorch|torch|jax|jaxlib|==)\s*$")
 CITATION = re.compile(r"\([^()]*(?:et al\.|\b(?:19|20)\d\d\b)[^()]*\)")
@@ -140,7 +140,7 @@ def test_every_number_in_a_lesson_docstring_appears_in_results_md():
 
 def test_what_counts_as_a_number():
     text = ("0.905 (seeds 42, 1), 12.4 min, 545 s per epoch, 78 %, 1.22x, 17-18 min, 1.3-1.6x, 0.6 MB, "
-            "Python 3.11, Keras 0.99, TensorFlow 2.21.0, BLEU-4, ResNet-20, 32x32, 1e-5, 2026, 5 seeds, 25,000 "
+            "Python 3.11, Keras 0.99, TensorFlow 2.21.0, BLEU-4, ResNet-20, 32x32, 1e-5, 1.8e-5, 2026, 5 seeds, 25,000 "
             "reviews, commit 89d82be, `--epochs 50`, `0.777` (Xu et al. 2015: 0.67) (Jordan 2024: 3.3 s)")
     assert numbers(text) == [("0.905", None), ("12.4", "min"), ("545", "s"), ("78", "%"), ("1.22", "x"),
                              ("17", "min"), ("18", "min"), ("1.3", "x"), ("1.6", "x"), ("0.6", "MB")]
