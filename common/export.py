@@ -25,7 +25,7 @@ import tensorflow as tf
 from common.errors import UserError
 from common.tables import format_table
 
-COLUMNS = ["format", "file", "size_mb", "load_s", "ms_per_example", "test_accuracy"]
+COLUMNS = ["format", "file", "runtime", "size_mb", "load_s", "ms_per_example", "test_accuracy"]
 FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite",
          "tflite_float16": "model_float16.tflite", "tflite_int8": "model_int8.tflite"}
 
@@ -53,17 +53,49 @@ def export_model(model, folder, x_test, y_test, representative=None, batch_size=
     if (folder / "model.keras").exists():
         rows.append(_score("keras", folder / "model.keras", _keras_predict, x_test, y_test, batch_size))
     for kind in ("saved_model", "onnx", "litert"):
-        path = folder / FILES[kind]
-        with _statistics_as_variables(model) if kind == "onnx" else contextlib.nullcontext():
-            model.export(str(path), format="tf_saved_model" if kind == "saved_model" else kind, verbose=False,
-                         **({"opset_version": 17} if kind == "onnx" else {}))
-        rows.append(_score(kind, path, LOADERS[kind], x_test, y_test, batch_size))
+        rows.append(_export_and_score(model, kind, folder, x_test, y_test, batch_size))
     if representative is not None:
         for kind in ("float16", "int8"):
             path = folder / FILES[f"tflite_{kind}"]
             export_quantised(model, path, kind, representative)
             rows.append(_score(f"tflite_{kind}", path, litert_predict, x_test, y_test, batch_size))
     return rows
+
+
+def export_text_classifier(model, folder, reviews, labels, batch_size=250):
+    """A classifier of raw strings (TextVectorization inside): the SavedModel takes raw strings, as the
+    Keras file does; ONNX and LiteRT get the same model from its vectoriser's output on (token ids in, the
+    rows say so): tf2onnx converts no string ops, and LiteRT would run the string lookup only as a TensorFlow
+    (Flex) op, which the LiteRT interpreter does not include."""
+    folder = Path(folder)
+    strings = np.asarray(reviews, dtype=object).reshape(-1, 1)
+    model(strings[:1])
+    _teach_tf2onnx_erfc()
+    rows = []
+    if (folder / "model.keras").exists():
+        rows.append(_score("keras", folder / "model.keras", _keras_predict, strings, labels, batch_size))
+    rows.append(_export_and_score(model, "saved_model", folder, strings, labels, batch_size))
+    vectorize = next(layer for layer in model._flatten_layers(include_self=False)
+                     if isinstance(layer, keras.layers.TextVectorization))
+    tokens_model = keras.Model(vectorize.output, model.output, name=f"{model.name}_tokens")
+    tokens = keras.ops.convert_to_numpy(vectorize(strings))
+    tokens_model(tokens[:1])
+    for kind in ("onnx", "litert"):
+        # LiteRT: one review per call. With a free batch size a recurrent layer's loop keeps TensorFlow
+        # tensor-list ops (Flex, which ai-edge-litert cannot run); with batch 1 the converter fuses the LSTM.
+        signature = [keras.InputSpec(shape=(1, *tokens.shape[1:]), dtype=str(tokens.dtype))]
+        row = _export_and_score(tokens_model, kind, folder, tokens, labels, batch_size,
+                                input_signature=signature if kind == "litert" else None)
+        rows.append({**row, "format": f"{kind} (token ids)"})
+    return rows
+
+
+def _export_and_score(model, kind, folder, x, y, batch_size, input_signature=None):
+    path = Path(folder) / FILES[kind]
+    with _statistics_as_variables(model) if kind == "onnx" else contextlib.nullcontext():
+        model.export(str(path), format="tf_saved_model" if kind == "saved_model" else kind, verbose=False,
+                     input_signature=input_signature, **({"opset_version": 17} if kind == "onnx" else {}))
+    return _score(kind, path, LOADERS[kind], x, y, batch_size)
 
 
 def export_classifier(model, folder, representative, x_test, y_test, batch_size=250):
@@ -146,15 +178,18 @@ def litert_predict(path):
     output_index = interpreter.get_output_details()[0]["index"]
 
     def predict(batch):
-        batch = np.asarray(batch, dtype="float32")
+        batch = np.asarray(batch)
+        if input_detail["shape_signature"][0] == 1 and len(batch) > 1:  # exported for one example at a time
+            return np.concatenate([predict(batch[i:i + 1]) for i in range(len(batch))])
         interpreter.resize_tensor_input(input_detail["index"], batch.shape)
         interpreter.allocate_tensors()
         dtype = input_detail["dtype"]
-        if dtype != np.float32:  # quantised input: q = x / scale + zero_point
-            scale, zero_point = input_detail["quantization"]
+        scale, zero_point = input_detail["quantization"]
+        if scale:  # quantised input: q = x / scale + zero_point
+            batch = batch.astype("float32")
             info = np.iinfo(dtype)
             batch = np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(dtype)
-        interpreter.set_tensor(input_detail["index"], batch)
+        interpreter.set_tensor(input_detail["index"], batch.astype(dtype))
         interpreter.invoke()
         return interpreter.get_tensor(output_index)
 
@@ -169,14 +204,16 @@ def onnx_predict(path):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: np.asarray(batch, dtype="float32")})[0]
+    first = session.get_inputs()[0]
+    dtype = {"tensor(int64)": "int64", "tensor(int32)": "int32"}.get(first.type, "float32")
+    return lambda batch: session.run(None, {first.name: np.asarray(batch).astype(dtype)})[0]
 
 
 def saved_model_predict(path):
     """A function (float32 batch) -> outputs that runs the SavedModel at `path` with TensorFlow."""
     loaded = tf.saved_model.load(str(path))  # keep the object alive: `serve` refers to its variables
-    return lambda batch: loaded.serve(tf.constant(batch, dtype=tf.float32)).numpy()
+    dtype = loaded.serve.input_signature[0].dtype if loaded.serve.input_signature else tf.float32
+    return lambda batch: loaded.serve(tf.constant(batch, dtype=dtype)).numpy()
 
 
 def _keras_predict(path):
@@ -194,13 +231,14 @@ def _score(kind, path, loader, x, y, batch_size):
     load_s = time.perf_counter() - started
     correct, elapsed = 0, 0.0
     for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size].astype("float32")
+        batch = x[start:start + batch_size]
         started = time.perf_counter()
         outputs = np.asarray(predict(batch))
         elapsed += time.perf_counter() - started
         labels = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
         correct += int(np.sum(labels == np.asarray(y[start:start + batch_size]).reshape(-1)))
-    return {"format": kind, "file": Path(path).name, "size_mb": round(_size(path) / 2**20, 3),
+    runtime = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime"}.get(kind, "ai-edge-litert")
+    return {"format": kind, "file": Path(path).name, "runtime": runtime, "size_mb": round(_size(path) / 2**20, 3),
             "load_s": round(load_s, 3), "ms_per_example": round(1000 * elapsed / max(1, len(x)), 4),
             "test_accuracy": round(correct / max(1, len(x)), 4)}
 

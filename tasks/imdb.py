@@ -74,7 +74,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import runs, text, trained, training  # noqa: E402
+from common import export, runs, text, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config  # noqa: E402
 from common.data_root import extract_once, find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -95,7 +95,7 @@ class ImdbConfig(TrainConfig):
     PROFILES: typing.ClassVar[dict] = {
         "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_vocabulary_size=2000,
                       ngram_buckets=5000, sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16,
-                      nbsvm_vocabulary_size=2000, early_stopping=0, tensorboard=False, verbose=0),
+                      nbsvm_vocabulary_size=2000, early_stopping=0, tensorboard=False, export=False, verbose=0),
         "quick": dict(),
         "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
     }
@@ -104,6 +104,9 @@ class ImdbConfig(TrainConfig):
         help="architecture", choices=tuple(text_models.BUILDERS)))
     baseline: bool = dataclasses.field(default=True, metadata=dict(
         help="also train the bag-of-n-grams (fastText-style) reference"))
+    export: bool = dataclasses.field(default=True, metadata=dict(
+        help="export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT on token ids; "
+             "each file scored on the test reviews (exports.md)"))
     epochs: int = 4
     early_stopping: int = 1
     batch_size: int = 64
@@ -400,12 +403,23 @@ def train(config):
     results, summary, pseudo = {}, [], None
     for name, (model_config, folder) in plan.items():
         results[name], model = train_one(model_config, data, folder, pseudo)
+        if config.export and name == config.model:
+            results[name]["exports"] = export_lesson_model(model, data, folder)
         if teacher and name == "ngram":
             pseudo = pseudo_labelled(config, data, unlabelled, model)
         summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
     training.finish_run(run_, config, results, summary)
     return 0
+
+
+def export_lesson_model(model, data, folder):
+    """The trained model in every format Keras exports, each file scored on the test reviews
+    (`common/export.py: export_text_classifier`); the table goes to exports.md."""
+    reviews, labels = zip(*[(x.numpy(), y.numpy()) for x, y in data.test], strict=True)
+    rows = export.export_text_classifier(model, folder, np.concatenate(reviews), np.concatenate(labels))
+    print(export.write_table(rows, folder))
+    return rows
 
 
 def load_unlabelled(config, root):

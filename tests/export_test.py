@@ -126,3 +126,19 @@ def test_gelu_exports_to_onnx(tmp_path):
     export.export_model(model, tmp_path, x, np.zeros(6, dtype=int))
     np.testing.assert_allclose(export.onnx_predict(tmp_path / "model.onnx")(x), model.predict(x, verbose=0),
                                atol=1e-5)
+
+
+def test_imdb_run_exports_strings_and_token_ids(tmp_path, imdb_root):
+    from common.config import build_config
+    from tasks import imdb
+
+    config = build_config(imdb.ImdbConfig, profile="smoke", overrides=dict(
+        data_dir=str(imdb_root), output_dir=str(tmp_path / "runs"), run_id="export", baseline=False,
+        epochs=1, export=True))
+    assert imdb.train(config) == 0
+    folder = tmp_path / "runs" / "imdb" / "export"
+    rows = json.loads((folder / "metrics.json").read_text())["results"][config.model]["exports"]
+    assert [r["format"] for r in rows] == ["keras", "saved_model", "onnx (token ids)", "litert (token ids)"]
+    assert "| litert (token ids) |" in (folder / "exports.md").read_text()
+    accuracy = {row["format"]: row["test_accuracy"] for row in rows}
+    assert len(set(accuracy.values())) == 1, accuracy  # the same decisions from every file
