@@ -36,8 +36,11 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def available_tasks():
-    """Every lesson script in tasks/ (a module with a main)."""
-    return sorted(p.stem for p in (ROOT / "tasks").glob("*.py") if not p.stem.startswith("_"))
+    """Every lesson script in tasks/ (a module with a main; launchers such as tasks.distributed are not lessons)."""
+    from tasks import LAUNCHERS
+
+    return sorted(p.stem for p in (ROOT / "tasks").glob("*.py")
+                  if not p.stem.startswith("_") and p.stem not in LAUNCHERS)
 
 
 def config_class(task):

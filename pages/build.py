@@ -20,6 +20,7 @@ from common.errors import UserError
 from common.run_report import SMOKE_NOTE, git_commit, html_table, markdown_to_html, read_run
 from pages.lesson import read_lesson
 from pages.results import copy_figure, read_sections, section_html
+from tasks import LAUNCHERS
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -29,7 +30,8 @@ MARKER = ".pages-site"  # marks a folder this builder made, so a rebuild may emp
 
 
 def lesson_files(tasks=ROOT / "tasks"):
-    files = {p.stem: p for p in sorted(Path(tasks).glob("*.py")) if not p.stem.startswith("_")}
+    files = {p.stem: p for p in sorted(Path(tasks).glob("*.py")) if not p.stem.startswith("_")
+             and p.stem not in LAUNCHERS}  # launchers (tasks.distributed) start lessons, teach none
     return [files[t] for t in LESSON_ORDER if t in files] + [p for t, p in files.items() if t not in LESSON_ORDER]
 
 
