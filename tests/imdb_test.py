@@ -172,8 +172,10 @@ def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
     assert imdb.train(config) == 0
     run = tmp_path / "runs" / "imdb" / "s"
     metrics = json.loads((run / "metrics.json").read_text())["results"]
-    assert metrics["bilstm_attention"]["test_accuracy"] >= 0.8  # chance is 0.5
-    assert metrics["ngram"]["test_accuracy"] >= 0.7
+    # Measured here: 1.0 and 0.95 (seeds 0, 1: 1.0, 1.0 and 0.9625, 0.9125); chance is 0.5. A change that
+    # costs the attention model 4 of the 80 test reviews, or drops the n-gram model below its worst seed, fails.
+    assert metrics["bilstm_attention"]["test_accuracy"] >= 0.95
+    assert metrics["ngram"]["test_accuracy"] >= 0.9
     for name in ["model.keras", "history.csv", "attention.png", "attention.html", "confusion_matrix.png",
                  "parameters.md", "baseline/model.keras"]:
         assert (run / name).is_file(), name
