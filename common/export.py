@@ -90,6 +90,87 @@ def export_text_classifier(model, folder, reviews, labels, batch_size=250):
     return rows
 
 
+COMPARE_COLUMNS = ["format", "file", "runtime", "size_mb", "load_s", "ms_per_example", "max_abs_diff",
+                   "argmax_agreement"]
+
+
+def export_compared(model, folder, inputs, batch_size=64):
+    """Export a model of several inputs (the captioner: encoder input and caption tokens -> next-word logits)
+    as SavedModel, ONNX and LiteRT and compare each file's outputs with the Keras model's on `inputs` (a list
+    of arrays): largest absolute difference and the share of positions whose argmax (the next word) agrees.
+    Word-by-word caption generation (greedy, beam) is Python around the decoder's step, which no exporter
+    takes; these files give the teacher-forced logits, so they are compared rather than scored with BLEU.
+
+    LiteRT takes one example per call: with a free batch size the decoder's recurrent loop keeps TensorFlow
+    tensor-list ops (Flex), which the ai-edge-litert interpreter cannot run."""
+    folder = Path(folder)
+    inputs = [np.asarray(x) for x in inputs]
+    expected = keras.ops.convert_to_numpy(model.predict(inputs, batch_size=batch_size, verbose=0))
+    _teach_tf2onnx_erfc()
+    rows = []
+    for kind in ("saved_model", "onnx", "litert"):
+        path = folder / FILES[kind]
+        signature = None
+        if kind == "litert":
+            # one argument, the list of inputs (a flat list would be read as positional arguments)
+            signature = [[keras.InputSpec(shape=(1, *x.shape[1:]), dtype=str(x.dtype)) for x in inputs]]
+        with _statistics_as_variables(model) if kind == "onnx" else contextlib.nullcontext():
+            model.export(str(path), format="tf_saved_model" if kind == "saved_model" else kind, verbose=False,
+                         input_signature=signature, **({"opset_version": 17} if kind == "onnx" else {}))
+        started = time.perf_counter()
+        predict = MULTI_LOADERS[kind](path)
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        outputs = np.concatenate([predict([x[i:i + batch_size] for x in inputs])
+                                  for i in range(0, len(inputs[0]), batch_size)])
+        elapsed = time.perf_counter() - started
+        rows.append({"format": kind, "file": path.name,
+                     "runtime": {"saved_model": "tensorflow", "onnx": "onnxruntime"}.get(kind, "ai-edge-litert"),
+                     "size_mb": round(_size(path) / 2**20, 3), "load_s": round(load_s, 3),
+                     "ms_per_example": round(1000 * elapsed / max(1, len(inputs[0])), 4),
+                     "max_abs_diff": float(f"{np.abs(outputs - expected).max():.3g}"),
+                     "argmax_agreement": round(float(np.mean(outputs.argmax(-1) == expected.argmax(-1))), 4)})
+    return rows
+
+
+def _saved_model_multi(path):
+    loaded = tf.saved_model.load(str(path))
+    specs = loaded.serve.input_signature[0]  # one argument: the list of the model's inputs
+
+    def predict(xs):
+        return loaded.serve([tf.constant(x, dtype=spec.dtype) for x, spec in zip(xs, specs, strict=True)]).numpy()
+
+    return predict
+
+
+def _onnx_multi(path):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    types = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
+    feeds = [(i.name, types.get(i.type, "float32")) for i in session.get_inputs()]
+    return lambda xs: session.run(None, {name: np.asarray(x).astype(dtype)
+                                         for (name, dtype), x in zip(feeds, xs, strict=True)})[0]
+
+
+def _litert_multi(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner()
+    details = runner.get_input_details()  # by name; the exporter names them args_0, args_1, ... in order
+    names = sorted(details, key=lambda name: int(name.rsplit("_", 1)[-1]) if name[-1].isdigit() else 0)
+
+    def predict(xs):
+        rows = []
+        for i in range(len(xs[0])):
+            feeds = {n: np.asarray(x[i:i + 1]).astype(details[n]["dtype"]) for n, x in zip(names, xs, strict=True)}
+            rows.append(next(iter(runner(**feeds).values())))
+        return np.concatenate(rows)
+
+    return predict
+
+
 def _export_and_score(model, kind, folder, x, y, batch_size, input_signature=None):
     path = Path(folder) / FILES[kind]
     with _statistics_as_variables(model) if kind == "onnx" else contextlib.nullcontext():
@@ -223,6 +304,7 @@ def _keras_predict(path):
 
 _saved_model_predict = saved_model_predict
 LOADERS = {"saved_model": saved_model_predict, "onnx": onnx_predict, "litert": litert_predict}
+MULTI_LOADERS = {"saved_model": _saved_model_multi, "onnx": _onnx_multi, "litert": _litert_multi}
 
 
 def _score(kind, path, loader, x, y, batch_size):
@@ -250,8 +332,8 @@ def _size(path):
     return path.stat().st_size if path.exists() else 0
 
 
-def write_table(rows, folder):
+def write_table(rows, folder, columns=COLUMNS):
     """`folder/exports.md`: the rows as a Markdown table; returns the table."""
-    table = format_table(rows, COLUMNS)
+    table = format_table(rows, columns)
     (Path(folder) / "exports.md").write_text(table + "\n")
     return table

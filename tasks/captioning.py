@@ -43,7 +43,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import captions, plots, trained, training  # noqa: E402
+from common import captions, export, plots, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config, whole_number  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
@@ -67,12 +67,15 @@ class CaptioningConfig(TrainConfig):
         "smoke": dict(dataset="shapes", shapes_count=400, shapes_size=32, epochs=8, batch_size=32, learning_rate=3e-3,
                       embedding_dim=32, units=96, attention_units=32, feature_units=64, cnn_widths=(16, 32, 32),
                       dropout=0.0, feature_dropout=0.0, beam_size=2, samples=4, attention_maps=1,
-                      tensorboard=False, verbose=0),
+                      tensorboard=False, export=False, verbose=0),
         "quick": dict(),
         "full": dict(epochs=20, early_stopping=4),
     }
 
     dataset: str = dataclasses.field(default="flickr8k", metadata=dict(help="data set", choices=DATASETS))
+    export: bool = dataclasses.field(default=True, metadata=dict(
+        help="export the captioner (features and caption -> next-word logits) as SavedModel, ONNX and LiteRT "
+             "(model.export) and compare each file's outputs with Keras' on the test split (exports.md)"))
     images: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
         help="--dataset folder: the image folder", portable=False))
     captions: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
@@ -225,12 +228,31 @@ def train(config):
               "epochs": outcome["epochs"], "train_time_s": outcome["train_time_s"],
               "time_per_epoch_s": outcome["time_per_epoch_s"], "data": data.note or "original images"}
     result.update(evaluate(model, config, data, inputs, words, folder))
+    if config.export:
+        result["exports"] = export_captioner(model, config, data, inputs, vectorizer, folder)
     summary = [{"model": f"{model.name} ({decoding})", "metric": metric, "value": result[decoding][metric],
                 "params": result["params"], "train_time_s": result["train_time_s"]}
                for decoding in ("greedy", f"beam{config.beam_size}") for metric in ("bleu1", "bleu4")]
     keras.backend.clear_session()
     training.finish_run(run_, config, {model.name: result}, summary)
     return 0
+
+
+def export_captioner(model, config, data, inputs, vectorizer, folder):
+    """The captioner in every format Keras exports, each file's next-word logits compared with the Keras
+    model's on the test images (first caption each): the files hold no generation loop, so no BLEU
+    (`common/export.py: export_compared`)."""
+    reason = export.unavailable()
+    if reason:
+        print(f"export skipped: {reason}")
+        return []
+    test = data.splits["test"]
+    image_index, tokens = captions.vectorize(vectorizer, data, test, config.max_words)
+    first = np.unique(image_index, return_index=True)[1]
+    length = model.inputs[1].shape[1]  # the caption without its last token, as in training
+    rows = export.export_compared(model, folder, [inputs[image_index[first]], tokens[first, :length]])
+    print(export.write_table(rows, folder, export.COMPARE_COLUMNS))
+    return rows
 
 
 # %% Evaluation: greedy and beam search, BLEU, attention

@@ -142,3 +142,38 @@ def test_imdb_run_exports_strings_and_token_ids(tmp_path, imdb_root):
     assert "| litert (token ids) |" in (folder / "exports.md").read_text()
     accuracy = {row["format"]: row["test_accuracy"] for row in rows}
     assert len(set(accuracy.values())) == 1, accuracy  # the same decisions from every file
+
+
+def test_a_two_input_captioner_exports_with_the_keras_outputs(tmp_path):
+    """The captioner (image and caption tokens -> next-word logits): every file within 1e-5 of Keras."""
+    from types import SimpleNamespace
+
+    from models.captioning import build_captioner
+
+    keras.utils.set_random_seed(0)
+    config = SimpleNamespace(embedding_dim=8, units=12, attention_units=8, feature_units=8, cnn_widths=(4, 4, 4),
+                             dropout=0.0, feature_dropout=0.0, cell="lstm", attention_penalty=0.0, max_words=6)
+    model = build_captioner(config, 20, (16, 16, 3))
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32"), rng.integers(0, 20, (4, 7)).astype("int32")]
+    rows = export.export_compared(model, tmp_path, inputs)
+    assert [r["format"] for r in rows] == ["saved_model", "onnx", "litert"]
+    for row in rows:
+        assert row["max_abs_diff"] <= 1e-5 and row["argmax_agreement"] == 1.0, row
+    # the comparison can fail: a file that swapped the two inputs or ignored the tokens would not agree
+    swapped = export.MULTI_LOADERS["onnx"](tmp_path / "model.onnx")([inputs[0], inputs[1][::-1]])
+    assert np.abs(swapped - model.predict(inputs, verbose=0)).max() > 1e-3
+
+
+def test_captioning_run_with_export_compares_every_format(tmp_path):
+    from common.config import build_config
+    from tasks import captioning
+
+    config = build_config(captioning.CaptioningConfig, "smoke", overrides=dict(
+        output_dir=str(tmp_path / "runs"), run_id="export", shapes_count=60, epochs=1, export=True))
+    assert captioning.train(config) == 0
+    folder = tmp_path / "runs" / "captioning" / "export"
+    rows = json.loads((folder / "metrics.json").read_text())["results"]["captioner_lstm"]["exports"]
+    assert [r["format"] for r in rows] == ["saved_model", "onnx", "litert"]
+    assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] >= 0.99 for r in rows), rows
+    assert "| litert |" in (folder / "exports.md").read_text()
