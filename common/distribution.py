@@ -40,7 +40,7 @@ from common import runs
 from common.errors import UserError
 
 MODES = ("none", "mirrored", "multi_worker", "data_parallel")
-# The backend each mode runs on, and why the others cannot.
+# The backend each mode runs on, and the engine that runs it.
 ENGINES = {"mirrored": ("tensorflow", "tf.distribute.MirroredStrategy"),
            "multi_worker": ("tensorflow", "tf.distribute.MultiWorkerMirroredStrategy"),
            "data_parallel": ("jax", "keras.distribution.DataParallel")}

@@ -1,8 +1,11 @@
 """Train one lesson with several worker processes on this machine: the launcher for `--distribution multi_worker`
-(TensorFlow) and multi-process `--distribution data_parallel` (JAX).
+(TensorFlow).
 
     python -m tasks.distributed --workers 2 -- python -m tasks.cifar10 --profile quick --run-id cifar-2w
-    KERAS_BACKEND=jax python -m tasks.distributed --workers 2 --mode data_parallel -- python -m tasks.phone_price
+
+`--mode data_parallel` starts JAX processes (keras.distribution.initialize) the same way; they train, but the
+lessons refuse to run so for now (Keras 3.15's predict cannot gather outputs across JAX processes, see
+common/distribution.py), so it serves scripts that only train, such as tests/distribution_probe.py.
 
 Everything after `--` is the lesson's command, unchanged but for three flags the launcher adds: `--distribution
 <mode>` (unless the command names multi_worker or data_parallel itself), `--workers` (a free loopback port per
