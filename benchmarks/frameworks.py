@@ -130,7 +130,7 @@ def keras_worker(steps, warmup):
     import numpy as np
 
     from common import training
-    from models import registry
+    from common import registry
 
     rows = []
     for spec in models_to_compare():

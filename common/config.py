@@ -113,7 +113,7 @@ class TrainConfig:
     def validate(self):
         """Raise UserError for any value that cannot work; called once every source is merged, before
         anything is read or written."""
-        from models import registry  # late import: keeps `--help` free of a TensorFlow import
+        from common import registry  # late import: keeps `--help` free of a TensorFlow import
 
         check_values(self)
         check_run_id(self.run_id)
@@ -360,7 +360,7 @@ def add_config_arguments(parser, cls):
         meta = field_metadata(cls, f)
         help_text = meta.get("help", "")
         if meta.get("registry"):
-            from models import registry
+            from common import registry
 
             help_text = (help_text + " " if help_text else "") + "one of: " + ", ".join(
                 registry.names(meta["registry"]))

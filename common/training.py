@@ -19,7 +19,7 @@ import numpy as np
 from common import distribution, plots, resume, run_report, runs
 from common.errors import UserError
 from common.tables import format_table
-from models import registry
+from common import registry
 
 
 def seed_everything(seed, deterministic=True):

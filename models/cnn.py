@@ -23,7 +23,8 @@ import numpy as np
 from keras import layers
 
 from common.errors import UserError
-from models import airbench, registry
+from common import registry
+from models import airbench
 
 ARCHITECTURES = ("course_cnn", "vgg", "resnet20", "resnet32", "resnet56", "fast")
 RESNET_BLOCKS = {"resnet20": 3, "resnet32": 5, "resnet56": 9}

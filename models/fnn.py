@@ -11,7 +11,7 @@ regression, the linear baseline every FNN has to beat.
 
 import keras
 
-from models import registry
+from common import registry
 
 
 def build_fnn(config, data, hidden_units=None, name="fnn"):

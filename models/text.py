@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from models import registry
+from common import registry
 
 RECURRENT = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool", "ngram")

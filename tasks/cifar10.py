@@ -75,7 +75,8 @@ from common import callbacks, export, images, plots, trained, training  # noqa: 
 from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
-from models import cnn, registry  # noqa: E402
+from common import registry  # noqa: E402
+from models import cnn  # noqa: E402
 
 
 # %% Settings

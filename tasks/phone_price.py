@@ -53,7 +53,8 @@ from common import export, tabular, trained, training  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.data_root import find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from models import build_fnn, build_softmax_regression, registry  # noqa: E402
+from common import registry  # noqa: E402
+from models import build_fnn, build_softmax_regression  # noqa: E402
 
 # %% The data set
 # Twenty numeric columns and the label. A copy of the CSVs ships with the repo, so the lesson also runs

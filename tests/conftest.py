@@ -74,7 +74,7 @@ def _erf(x):
     return np.vectorize(math.erf)(x)
 
 
-# What each activation of models/registry.py computes, written out: tests compare values, not only shapes.
+# What each activation of common/registry.py computes, written out: tests compare values, not only shapes.
 # leaky_relu's slope is the registry's 0.01 (Keras' own default is 0.3), gelu is the exact erf form (Keras'
 # default; the tanh approximation differs by 1e-4 at -2), selu has Klambauer et al.'s constants.
 ACTIVATION_FORMULAS = {

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import ACTIVATION_FORMULAS
-from models import build_fnn, build_softmax_regression, registry
+from common import registry
+from models import build_fnn, build_softmax_regression
 from models.fnn import fnn_parameter_count
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from common.errors import UserError
 from conftest import ACTIVATION_FORMULAS
-from models import registry
+from common import registry
 
 
 @pytest.mark.parametrize("kind", ["activation", "initializer", "loss", "optimizer", "schedule"])

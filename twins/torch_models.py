@@ -22,7 +22,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmo
 
 
 def activation(name):
-    from models.registry import check_name
+    from common.registry import check_name
 
     return ACTIVATIONS[check_name("activation", name)]()
 
