@@ -8,6 +8,10 @@
   (full-integer post-training quantisation calibrated on training images; its input is uint8 raw pixels).
   Both go through `model.export(format="litert", ...)` too: Keras passes converter settings on.
 
+Per lesson: phone price and CIFAR-10 export the whole model (`export_model`, `export_classifier`); IMDB's
+SavedModel takes raw strings and its ONNX and LiteRT files take the vectoriser's output (`export_text_classifier`);
+the captioner's files give next-word logits and are compared with Keras' outputs (`export_compared`).
+
 Each file is loaded back from disk with its own runtime (Keras; TensorFlow; ONNX Runtime; the LiteRT
 interpreter from `ai-edge-litert`) and run on the test split, so the table gives the file's own size, load
 time, latency per example and accuracy, not those of the model in memory it came from.
