@@ -21,8 +21,9 @@ What the lesson shows:
    one-cycle learning rate (linear up, linear down), label smoothing 0.2, large batches.
 4. Reading the result: learning curves, the confusion matrix, per-class accuracy and a grid of the test
    images the model gets wrong (misclassified.png): cats and dogs are where most errors are.
-5. Export for serving and devices: SavedModel, TFLite float16 and full-integer int8 (post-training
-   quantisation calibrated on training images). Each file is run on the test set (exports.md).
+5. Export for serving and devices with Keras' exporters: SavedModel, ONNX, LiteRT float32, float16 and
+   full-integer int8 (post-training quantisation calibrated on training images). Each file is run on the
+   test set by its own runtime (exports.md).
 6. airbench94 (Jordan 2024: 94 % on CIFAR-10 in 3.3 s on an A100), every method a flag, all of them in
    `--config recipes/cifar10_airbench94.json` (the reference's hyperparameters, each explained there), so
    `benchmarks/cifar10.py --ablations` can take each away and measure what it is worth:
