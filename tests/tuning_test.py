@@ -86,9 +86,11 @@ def test_search_resumes_without_rerunning_trials_and_writes_a_report(tmp_path, p
     code, _, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "3"))
     second = {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("trial_*/trial.json")}
     assert len(second) == 3 and all(second[name] == first[name] for name in first)
-    for name in ["trials.csv", "trials.md", "best.json", "objective_vs_hyperparameters.png"]:
+    for name in ["trials.csv", "trials.md", "best.json", "objective_vs_hyperparameters.png", "report.html"]:
         assert (folder / name).is_file(), name
     assert len((folder / "trials.csv").read_text().strip().splitlines()) == 4
+    page = (folder / "report.html").read_text()
+    assert "objective_vs_hyperparameters.png" in page and page.count("<td>COMPLETED</td>") == 3
 
     best = json.loads((folder / "best.json").read_text())
     config = build_config(PhonePriceConfig, profile="smoke", config_file=folder / "best.json")

@@ -6,6 +6,7 @@ searches alike):
 writes into that folder:
 - `trials.csv`, `trials.md`: every trial ranked by the objective (failed trials last, with their status),
 - `objective_vs_hyperparameters.png`: the objective against each hyperparameter,
+- `report.html`: all of it as one page, with the environment (linked from the lesson pages),
 - `best.json`: the best trial as a task config file (`python -m tasks.<task> --config best.json`),
 - for `--compare` searches, `compare_curves.png` (validation curves per value, mean and range over seeds)
   and `compare.md` (best validation score per value, mean +- std over seeds).
@@ -123,7 +124,39 @@ def write_report(folder):
         plot_objective(finished, names, objective, folder / "objective_vs_hyperparameters.png")
     if meta.get("compare"):
         write_comparison(folder, meta, trials)
+    write_html(folder, meta, rows)
     return rows
+
+
+SEARCH_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{{ meta.task }}: {{ meta.tuner }} search {{ name }}</title>
+<style>body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}</style></head><body>
+<h1>{{ meta.task }}: {{ meta.tuner }} search <code>{{ name }}</code></h1>
+<p>Objective: <b>{{ meta.objective }}</b>{% if meta.compare %}; comparison of <b>{{ meta.compare }}</b>{% endif %}.
+Retrain the best configuration with
+<code>python -m tasks.{{ meta.task }} --config {{ folder }}/best.json</code>.</p>
+<h2>Trials, best first</h2>{{ table(rows) }}
+{% if comparison %}<h2>Comparison</h2>{{ comparison | safe }}{% endif %}
+<h2>Figures</h2>{% for figure in figures %}<figure><img src="{{ figure }}" alt="{{ figure }}">
+<figcaption>{{ figure }}</figcaption></figure>{% else %}<p>No figures yet.</p>{% endfor %}
+<h2>Environment</h2><table>{% for key, value in env.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>
+{% endfor %}</table></body></html>
+"""
+
+
+def write_html(folder, meta, rows):
+    """report.html: the same tables and figures as one page (the lesson pages link to it)."""
+    import jinja2
+
+    from common import run_report
+
+    compare = folder / "compare.md"
+    page = jinja2.Environment(autoescape=True).from_string(SEARCH_PAGE).render(
+        meta=meta, name=folder.name, folder=folder.as_posix(), rows=rows, table=run_report.html_table,
+        comparison=run_report.markdown_to_html(compare.read_text()) if compare.exists() else None,
+        figures=sorted(p.name for p in folder.glob("*.png")), env=run_report.environment())
+    (folder / "report.html").write_text(page)
 
 
 def _short(value):
