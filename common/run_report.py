@@ -333,8 +333,10 @@ def write_run_report(run_path, command=None):
         run=run, env=environment(), command=command or launch_command(run["task"]), table=html_table,
         config_path=config_path.as_posix(), written=time.strftime("%Y-%m-%d %H:%M:%S"), smoke_note=SMOKE_NOTE,
         intended_use=INTENDED_USE.get(run["task"], "Teaching material; not a model to deploy."))
+    from common.runs import atomic_write_text
+
     path = Path(run_path) / "report.html"
-    path.write_text(page)
+    atomic_write_text(path, page)  # written whole: it is the last file of a finished run
     return path
 
 
