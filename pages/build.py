@@ -1,7 +1,7 @@
 """Build the static site: an index, one page per lesson, a search page and a comparison page.
 
     python -m pages                               # runs/, tuning_runs/, benchmarks/RESULTS.md -> site/
-    python -m pages --runs /tmp/r --output /tmp/site
+    python -m pages --runs my_runs --output my_site   # other folders, relative to the current one
 
 Everything the pages show is copied into the output folder (figures, run reports, styles), so the folder can
 be opened from disk or served as it is, with no network: no CDN, no web fonts.

@@ -108,7 +108,7 @@ def test_json_values_of_the_wrong_type_are_refused(tmp_path, values, fragment):
         build_config(DemoConfig, config_file=tmp_path / "c.json")
 
 
-@pytest.mark.parametrize("run_id", ["../escaped", "/tmp/abs", ".", "..", "a/b", "sp ace", "x" * 201,
+@pytest.mark.parametrize("run_id", ["../escaped", "/abs", ".", "..", "a/b", "sp ace", "x" * 201,
                                     "new\nline", "tab\t"])
 def test_a_run_id_must_be_a_plain_name(run_id):
     with pytest.raises(UserError, match="--run-id must be a plain name"):

@@ -32,7 +32,7 @@ SEEN_HERE = [
 ]
 REAL = [
     "Traceback (most recent call last):",
-    "/tmp/x.py:7: UserWarning: a real warning",
+    "lesson.py:7: UserWarning: a real warning",
     "error: --epochs must be positive, got 0.",
     "E0000 00:00:1796040058.6 4777 cuda_dnn.cc:535] Could not create cudnn handle: CUDNN_STATUS_INTERNAL_ERROR",
     "W0000 00:00:1796040058.6 4777 bfc_allocator.cc:482] Allocator (GPU_0_bfc) ran out of memory",

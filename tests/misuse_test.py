@@ -165,7 +165,7 @@ BAD_FLAGS = [
     ("phone_price", ["--max-rows", "10"], "10 labelled rows", "too few to split"),
     ("phone_price", ["--cv", "500"], "--cv must be between 2 and the smallest class size (100)"),
     ("phone_price", ["--run-id", "../../../escaped"], "--run-id must be a plain name"),
-    ("phone_price", ["--run-id", "/tmp/absolute"], "--run-id must be a plain name"),
+    ("phone_price", ["--run-id", "/absolute"], "--run-id must be a plain name"),
     ("phone_price", ["--run-id", "."], "--run-id must be a plain name"),
     ("phone_price", ["--run-id", ".."], "--run-id must be a plain name"),
     ("phone_price", ["--run-id", "a\x1b[31mred"], "--run-id must be a plain name", "\\x1b"),
