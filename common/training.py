@@ -48,13 +48,7 @@ def setup_precision(config):
 
 
 # -------------------------------------------------------------------------------------------------- run folder
-# Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py; these names keep old imports.
-Run = runs.Run
-write_json = runs.write_json
-read_json = runs.read_json
-RESUMABLE_CHANGES = runs.RESUMABLE_CHANGES
-
-
+# Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py.
 def start_run(config):
     """The run folder (common/runs.py). Only the chief of a multi-worker run writes it; every other worker
     gets a scratch folder, removed when the run closes (common/distribution.py)."""
@@ -324,9 +318,9 @@ def finish_run(run, config, results, summary):
     removed once metrics.json is written, in the same process and under the run's lock: a finished run is
     never resumed, and nothing else in its folder changes afterwards.
     """
-    write_json(run.path / "metrics.json", {"task": config.TASK, "run_dir": str(run.path),
-                                           "profile": config.profile, "seed": config.seed,
-                                           "summary": summary, "results": results})
+    runs.write_json(run.path / "metrics.json", {"task": config.TASK, "run_dir": str(run.path),
+                                                "profile": config.profile, "seed": config.seed,
+                                                "summary": summary, "results": results})
     if not distribution.is_chief():  # a worker's numbers are the chief's; its scratch folder goes
         run.close()
         print(f"worker {distribution.active().worker_index}: done (the chief wrote the run folder)")

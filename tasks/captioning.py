@@ -43,7 +43,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import captions, export, plots, trained, training  # noqa: E402
+from common import captions, export, plots, runs, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config, whole_number  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
@@ -218,7 +218,7 @@ def train(config):
                for split in ("train", "val")}
     run_ = training.start_run(config)
     folder = run_.folder()
-    training.write_json(folder / "vocabulary.json", words)
+    runs.write_json(folder / "vocabulary.json", words)
     model = training.build_seeded(lambda c, _: build_captioner(c, len(words), inputs.shape[1:]), config, None)
     outcome = training.fit(model, config, folder, batches["train"], batches["val"], len(batches["train"]),
                            loss=masked_crossentropy, metrics=(masked_accuracy,))
