@@ -28,7 +28,8 @@ quiet_tensorflow()
 
 from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.tables import format_table  # noqa: E402
-from common.training import read_history, read_json  # noqa: E402
+from common.runs import read_json  # noqa: E402
+from common.training import read_history  # noqa: E402
 from tasks import captioning  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

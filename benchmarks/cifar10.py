@@ -39,7 +39,7 @@ from benchmarks import cifar10_airbench as airbench  # noqa: E402
 from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
-from common.training import read_json  # noqa: E402
+from common.runs import read_json  # noqa: E402
 from tasks import cifar10  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

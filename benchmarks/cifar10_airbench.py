@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.training import read_json
+from common.runs import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "cifar10_airbench94.json"

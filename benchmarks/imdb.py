@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
-from common.training import read_json  # noqa: E402
+from common.runs import read_json  # noqa: E402
 from tasks import imdb  # noqa: E402
 
 COLUMNS = ["model", "profile", "test accuracy", "best val accuracy", "params", "epochs", "train time (s)",

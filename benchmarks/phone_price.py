@@ -31,7 +31,7 @@ from benchmarks.common import command_line, facts_block, publish, stamp  # noqa:
 from common import tabular  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
-from common.training import read_json  # noqa: E402
+from common.runs import read_json  # noqa: E402
 from tasks import phone_price  # noqa: E402
 
 
