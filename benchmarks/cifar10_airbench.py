@@ -76,12 +76,13 @@ def mirror_only_accuracy(run_dir, config):
     import keras
 
     from common import images
+    from datasets import cifar10 as cifar10_data
     from tasks import cifar10
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     settings = cifar10.Cifar10Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
                                         if k != "task"})
-    held_out = cifar10.load_data(settings).held_out
+    held_out = cifar10_data.load(settings).held_out
     if "lossless" not in held_out:
         return None
     x, y = held_out["lossless"]

@@ -42,6 +42,7 @@ from benchmarks.common import command_line, labelled, publish, stamp, unstamped 
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
+from datasets import imdb as imdb_data  # noqa: E402
 from tasks import imdb  # noqa: E402
 
 COLUMNS = ["model", "profile", "test accuracy", "best val accuracy", "params", "epochs", "train time (s)",
@@ -119,7 +120,7 @@ def anchor_row(config, measured):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    data, _ = imdb.load_data(config)
+    data = imdb_data.load(config)
     (train, y_train), (val, y_val), (test, y_test) = (texts_and_labels(split)
                                                       for split in (data.train, data.val, data.test))
     started = time.perf_counter()

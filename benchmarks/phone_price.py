@@ -28,10 +28,10 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from benchmarks.common import command_line, facts_block, publish, stamp  # noqa: E402
-from common import tabular  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
+from datasets import mobile_price  # noqa: E402
 from tasks import phone_price  # noqa: E402
 
 
@@ -57,11 +57,11 @@ def logistic_regression_cv(config):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    data, _ = phone_price.load_data(config)
+    data = mobile_price.load(config)
     x = np.concatenate([data.x_train, data.x_val, data.x_test])
     y = np.concatenate([data.y_train, data.y_val, data.y_test])
     scores = []
-    for train_idx, test_idx in tabular.stratified_folds(y, config.cv, config.split_seed):
+    for train_idx, test_idx in mobile_price.stratified_folds(y, config.cv, config.split_seed):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=1000, max_iter=20000))
         scores.append(model.fit(x[train_idx], y[train_idx]).score(x[test_idx], y[test_idx]))
     return float(np.mean(scores)), float(np.std(scores))

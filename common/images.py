@@ -19,8 +19,6 @@ a 2-core CPU where the input pipeline shares the cores with training):
 translations (airbench's multi-crop evaluation).
 """
 
-import dataclasses
-import functools
 import os
 import tempfile
 import zipfile
@@ -32,44 +30,6 @@ import tensorflow as tf
 from common.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-@dataclasses.dataclass
-class ImageArrays:
-    """uint8 images (n, height, width, channels) and integer labels per split."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: list
-    note: str = ""  # where the images came from, said beside the numbers
-    # Evaluation sets kept out of training and validation: name -> (uint8 images, labels).
-    held_out: dict = dataclasses.field(default_factory=dict)
-
-    @functools.cached_property
-    def channel_stats(self):
-        """Per-channel (mean, variance) of the training images, for the models' Normalization layer."""
-        mean, std = channel_stats(self.x_train)
-        return mean, std**2
-
-    @property
-    def mean(self):
-        return self.channel_stats[0]
-
-    @property
-    def variance(self):
-        return self.channel_stats[1]
-
-    @property
-    def image_shape(self):
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
 
 
 # --------------------------------------------------------------------------------------------- folder trees

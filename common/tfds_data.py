@@ -71,7 +71,7 @@ def tfds_dir(data_dir=None):
 
 
 def cifar10_arrays(class_names, data_dir=None):
-    """The arrays `common/cifar10.py` reads from any copy (x/y train and test, class names, source).
+    """The arrays `datasets/cifar10.py` reads from any copy (x/y train and test, class names, source).
 
     TFDS stores the original PNG-decoded images, in its own shuffled order; the `id` field
     (`train_00000`...) is the position in the original batches, so sorting by it restores the order of

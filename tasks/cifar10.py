@@ -73,10 +73,11 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import callbacks, export, images, plots, trained, training  # noqa: E402
-from common.cifar10 import CLASS_NAMES, IMAGE_SIZE, load_cifar10  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common import registry  # noqa: E402
+from datasets import cifar10  # noqa: E402
+from datasets.cifar10 import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
 from models import cnn  # noqa: E402
 
 
@@ -185,17 +186,12 @@ class Cifar10Config(TrainConfig):
 
 
 # %% Data: arrays, hold-outs, augmentation
-# The images load as uint8 arrays (`common/cifar10.py: load_cifar10`). The first 4,000 training images are
-# held out as lossless originals, to measure what the JPEG copy costs; validation is carved from the rest.
-# Augmentation runs on whole batches with stateless random ops seeded per batch
-# (`common/images.py: augment_batch`): random crop after reflect padding and a horizontal flip, or
+# The images load as uint8 arrays (`datasets/cifar10.py: load`, which calls `datasets/cifar10.py: read`).
+# The first 4,000 training images are held out as lossless originals, to measure what the JPEG copy costs;
+# validation is carved from the rest. Augmentation runs on whole batches with stateless random ops seeded per
+# batch (`common/images.py: augment_batch`): random crop after reflect padding and a horizontal flip, or
 # airbench's alternating flip (`common/images.py: alternate_flips`).
 WHITENED_WIDTH = 24  # models/airbench.py: 2 x (2 x 2 pixels x 3 channels)
-
-
-def load_data(config):
-    return load_cifar10(config.data_dir, config.val_size, config.split_seed, config.limit,
-                        lossless_holdout=config.lossless_holdout, source=config.source)
 
 
 def make_datasets(config, data):
@@ -223,7 +219,7 @@ def train(config):
         print(f"export skipped: {export.unavailable()}")
         config.export = False
     training.setup_precision(config)
-    data = load_data(config)
+    data = cifar10.load(config)
     held = "".join(f", held out {len(y)} ({name})" for name, (_, y) in data.held_out.items())
     print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images{held}"
           + (f" ({data.note})" if data.note else ""))

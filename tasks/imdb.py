@@ -74,21 +74,18 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import export, runs, text, trained, training  # noqa: E402
+from common import export, runs, trained, training  # noqa: E402
 from common.config import TrainConfig, build_config  # noqa: E402
-from common.data_root import extract_once, find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
+from datasets import imdb  # noqa: E402
 from models import text as text_models  # noqa: E402
-
-# %% The data set
-CLASS_NAMES = ["neg", "pos"]
-ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-MAX_TABLE = 2**31  # numbers in one embedding table (8 GB of float32)
-
 
 # %% Settings
 # Every field is a flag and a `--config` key; the recipes in `recipes/imdb_*.json` are such files.
+MAX_TABLE = 2**31  # numbers in one embedding table (8 GB of float32)
+
+
 @dataclasses.dataclass
 class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
@@ -188,73 +185,12 @@ class ImdbConfig(TrainConfig):
 
 
 # %% Data: reviews, splits, vocabulary
-# The archive is extracted once into the cache (atomically: a bad archive never costs a good cache), the
-# reviews become tf.data batches of raw strings with validation carved from the training reviews
-# (`common/text.py: review_datasets`), and the vocabulary is adapted on the training reviews only
-# (`common/text.py: adapt_vectorizer`): the test reviews are read once, for the final number.
-def find_reviews(data_dir=None):
-    """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
-    def download():  # online users: the official archive into the Keras cache; offline: not found
-        import keras
-
-        try:
-            path = keras.utils.get_file("aclImdb_v1.tar.gz", ARCHIVE_URL, cache_subdir="datasets/imdb")
-        except Exception as error:  # noqa: BLE001 (any network failure means: not available)
-            print(f"could not download {ARCHIVE_URL}: {error}", file=sys.stderr)
-            return None
-        return Path(path).parent
-
-    folder = find_dataset("imdb", data_dir, fallback=download)
-    if (folder / "aclImdb").is_dir():
-        return folder / "aclImdb"
-    archive = folder / "aclImdb.tar.gz"
-    if not archive.is_file():
-        archive = folder / "aclImdb_v1.tar.gz"
-    if not archive.is_file():
-        raise UserError(f"{folder} has neither aclImdb/ nor aclImdb.tar.gz; expected the IMDB reviews there.")
-    root = extract_once(archive, "imdb") / "aclImdb"
-    if not root.is_dir():
-        raise UserError(f"{archive} does not contain an aclImdb/ folder.")
-    return root
-
-
-def load_data(config):
-    """The labelled splits, and where they came from (the aclImdb folder, or the Keras or TFDS copy's name)."""
-    if config.source in ("keras", "tfds"):  # in-memory texts and labels
-        if config.source == "keras":
-            reviews, where = keras_reviews(), "keras.datasets.imdb"
-        else:
-            from common import tfds_data
-
-            reviews, where = tfds_data.imdb_texts(config.data_dir), "TensorFlow Datasets imdb_reviews"
-        splits = text.array_review_datasets(*reviews, config.batch_size, config.val_fraction, config.split_seed,
-                                            CLASS_NAMES, config.max_batches)
-        return splits, where
-    root = find_reviews(config.data_dir)
-    splits = text.review_datasets(root, config.batch_size, config.val_fraction, config.split_seed,
-                                  CLASS_NAMES, config.max_batches)
-    return splits, root
-
-
-def keras_reviews():
-    """keras.datasets.imdb (the Keras cache, else a download) decoded back to text with its word index, so the
-    same vectoriser and models read it. Its reviews were tokenised when it was made: lower-case, without
-    punctuation or line breaks, so they read a little differently from the raw files."""
-    import keras
-
-    try:
-        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data()
-        word_index = keras.datasets.imdb.get_word_index()
-    except Exception as error:  # noqa: BLE001 (offline, or a broken cache file: say which, stop)
-        raise UserError("keras.datasets.imdb is neither in the Keras cache (~/.keras/datasets/imdb.npz) nor "
-                        f"downloadable ({type(error).__name__}: {error}); use --source folder.") from None
-    # load_data's defaults: 0 = padding, 1 = start of review, 2 = out of vocabulary, word of rank r = r + 3.
-    words = {rank + 3: word for word, rank in word_index.items()}
-
-    def decode(reviews):
-        return [" ".join(words[i] for i in ids if i in words) for ids in reviews]
-
-    return decode(train_ids), train_labels, decode(test_ids), test_labels
+# `datasets/imdb.py: load` reads the reviews of `--source`: the aclImdb files
+# (`datasets/imdb.py: find_reviews`: the archive is extracted once into the cache, atomically, so a bad
+# archive never costs a good cache), keras.datasets.imdb or TensorFlow Datasets. They become tf.data batches of
+# raw strings with validation carved from the training reviews (`datasets/imdb.py: review_datasets`), and the
+# vocabulary is adapted on the training reviews only (`datasets/imdb.py: adapt_vectorizer`): the test reviews
+# are read once, for the final number.
 
 
 # %% Recurrent models
@@ -272,7 +208,7 @@ def train_one(config, data, folder, train_data=None):
         result, model = train_nbsvm(config, data, folder, train_data, labels)
     else:
         length = config.ngram_sequence_length if config.model == "ngram" else config.sequence_length
-        data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, length)
+        data.vectorizer = imdb.adapt_vectorizer(data.train, config.vocabulary_size, length)
         model = training.build_seeded(text_models.BUILDERS[config.model], config, data)
         result = training.train_classifier(model, config, folder, train_data, data.val, data.test, labels,
                                            data.class_names, steps_per_epoch(train_data))
@@ -297,18 +233,18 @@ def train_nbsvm(config, data, folder, train_data, test_labels):
     for _ in data.train:  # read the review files first (into data.train's cache): loading, not training
         pass
     started = time.perf_counter()
-    data.vectorizer = text.ngram_vectorizer(data.train, config.nbsvm_ngrams, config.nbsvm_vocabulary_size,
+    data.vectorizer = imdb.ngram_vectorizer(data.train, config.nbsvm_ngrams, config.nbsvm_vocabulary_size,
                                             config.nbsvm_output_mode)
     size = data.vectorizer.vocabulary_size()
-    train_vectors = text.vectorized(train_data, data.vectorizer, seed=config.seed)
-    val_vectors = text.vectorized(data.val, data.vectorizer)
+    train_vectors = imdb.vectorized(train_data, data.vectorizer, seed=config.seed)
+    val_vectors = imdb.vectorized(data.val, data.vectorizer)
     # (This first pass over the vectors also fills their cache.)
-    data.nb_ratios = (text_models.log_count_ratios(*text.class_counts(train_vectors, size), config.nb_alpha)
+    data.nb_ratios = (text_models.log_count_ratios(*imdb.class_counts(train_vectors, size), config.nb_alpha)
                       if config.nb_scaling else np.ones(size, "float32"))
     model = training.build_seeded(text_models.build_nbsvm, config, data)
     steps = steps_per_epoch(train_vectors)
     prepared = time.perf_counter() - started
-    test_vectors = text.vectorized(data.test, data.vectorizer)  # same order as test_labels
+    test_vectors = imdb.vectorized(data.test, data.vectorizer)  # same order as test_labels
     result = training.train_classifier(text_models.linear_part(model), config, folder, train_vectors,
                                        val_vectors, test_vectors, test_labels, data.class_names, steps)
     # The saved file is the whole model, raw strings in: it shares the trained weights of its linear part.
@@ -325,7 +261,7 @@ def steps_per_epoch(dataset):
 
 # %% Self-training with the unlabelled reviews
 # A trained teacher labels the 50,000 unlabelled reviews with its P(positive); the recurrent model learns
-# from those soft targets and the labelled reviews (`common/text.py: with_pseudo_labels`).
+# from those soft targets and the labelled reviews (`datasets/imdb.py: with_pseudo_labels`).
 def pseudo_labelled(config, data, unlabelled, teacher):
     """Self-training data: the teacher (the trained n-gram model) labels the unlabelled reviews with its
     P(positive); they join the labelled training reviews as soft targets."""
@@ -333,7 +269,7 @@ def pseudo_labelled(config, data, unlabelled, teacher):
     print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the n-gram model "
           f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
           "with P > 0.9 or < 0.1)")
-    return text.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
+    return imdb.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
 
 
 # %% Reading the attention
@@ -345,8 +281,8 @@ def write_attention_view(model, reviews, folder):
     import matplotlib.pyplot as plt
 
     vocabulary = model.get_layer("vectorize").get_vocabulary()
-    token_ids, weights = text_models.attention_weights_model(model).predict(text.string_batch(reviews), verbose=0)
-    probabilities = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    token_ids, weights = text_models.attention_weights_model(model).predict(imdb.string_batch(reviews), verbose=0)
+    probabilities = model.predict(imdb.string_batch(reviews), verbose=0)[:, 0]
     blocks, shown = [], 60
     fig, axes = plt.subplots(len(reviews), 1, figsize=(14, 1.6 * len(reviews)))
     for ax, ids, weight, p in zip(np.atleast_1d(axes), token_ids, weights, probabilities):
@@ -390,10 +326,10 @@ def train(config):
     training.require_backend("imdb", ("tensorflow",), "its models keep TextVectorization inside, so that a "
                              "saved model takes raw strings, and only TensorFlow runs string tensors.")
     training.setup_precision(config)
-    data, root = load_data(config)
-    print(f"data: {root}")
+    data = imdb.load(config)
+    print(f"data: {data.source}")
     teacher = config.unlabelled > 0 and config.model != "ngram"
-    unlabelled = load_unlabelled(config, root) if teacher else None
+    unlabelled = imdb.load_unlabelled(config, data.source) if teacher else None
     run_ = training.start_run(config)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
     with_reference = (config.baseline or teacher) and config.model != "ngram"
@@ -422,16 +358,6 @@ def export_lesson_model(model, data, folder):
     return rows
 
 
-def load_unlabelled(config, root):
-    """The unlabelled reviews for self-training: aclImdb's train/unsup/ files, or TFDS's unsupervised split."""
-    if config.source != "tfds":
-        return text.unlabelled_reviews(root, config.unlabelled, seed=config.split_seed)
-    from common import tfds_data
-
-    texts = tfds_data.imdb_unlabelled(config.unlabelled, config.data_dir, seed=config.split_seed)
-    return text.unlabelled_batches(texts)
-
-
 # %% Predict with a finished run
 def add_predict_arguments(parser):
     parser.add_argument("reviews", nargs="*", help="review texts")
@@ -451,7 +377,7 @@ def predict(args):
     model = trained.load_model(model_path)
     trained.expect_input(model, model_path, model.inputs[0].dtype == "string" and model.output_shape[1:] == (1,),
                          "raw review strings in, P(positive) out")
-    probabilities = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    probabilities = model.predict(imdb.string_batch(reviews), verbose=0)[:, 0]
     for review, p in zip(reviews, probabilities.tolist(), strict=True):
         label = "positive" if p > 0.5 else "negative"
         print(f"{label}\t{p:.3f}\t{trained.shown(review)}")

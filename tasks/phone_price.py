@@ -49,22 +49,18 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import export, tabular, trained, training  # noqa: E402
+from common import export, trained, training  # noqa: E402
 from common.config import TrainConfig  # noqa: E402
-from common.data_root import find_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common import registry  # noqa: E402
+from datasets import mobile_price  # noqa: E402
+from datasets.mobile_price import CLASS_NAMES, FEATURES  # noqa: E402
 from models import build_fnn, build_softmax_regression  # noqa: E402
 
 # %% The data set
-# Twenty numeric columns and the label. A copy of the CSVs ships with the repo, so the lesson also runs
-# without any data root.
-FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
-            "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
-            "three_g", "touch_screen", "wifi"]
-LABEL = "price_range"
-CLASS_NAMES = ["low", "medium", "high", "very_high"]
-EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CSVs ships with the repo
+# Twenty numeric columns (`FEATURES`: battery, RAM, pixels, ...) and the label, `price_range`, one of four
+# `CLASS_NAMES`. A copy of the CSVs ships with the repo (`datasets/data/`), so the lesson also runs without
+# any data root.
 
 
 # %% Settings
@@ -122,22 +118,9 @@ class PhonePriceConfig(TrainConfig):
 
 
 # %% Data: check, split, batch
-# The CSV is checked (columns, labels, size) and split three ways, stratified by class with a fixed seed
-# (`common/tabular.py: split_stratified`). Normalisation is learned from the training rows only, by a
-# `Normalization` layer inside the model, so the saved model takes raw rows.
-def load_data(config):
-    """The labelled CSV, checked, split three ways (stratified); also returns the data folder."""
-    folder = find_dataset("mobile_price", config.data_dir, required=("train.csv",),
-                          fallback=lambda: EMBEDDED_DATA / "mobile_price")
-    _, x, y = tabular.read_csv(folder / "train.csv", FEATURES, LABEL, num_classes=len(CLASS_NAMES))
-    if config.max_rows:
-        x, y = tabular.stratified_subset(x, y, config.max_rows, config.split_seed)
-    if config.cv:
-        tabular.stratified_folds(y, config.cv, config.split_seed)  # refuse too many folds before any training
-    parts = tabular.split_stratified(x, y, config.val_fraction, config.test_fraction, config.split_seed)
-    return tabular.TabularSplits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES), folder
-
-
+# `datasets/mobile_price.py: load` checks the CSV (columns, labels, size) and splits it three ways, stratified
+# by class with a fixed seed (`datasets/mobile_price.py: split_stratified`). Normalisation is learned from the
+# training rows only, by a `Normalization` layer inside the model, so the saved model takes raw rows.
 def make_datasets(config, data):
     """tf.data splits (train shuffled with the seed) and the number of steps per epoch."""
     one_hot = registry.loss_target(config.loss) == "one_hot"
@@ -145,9 +128,10 @@ def make_datasets(config, data):
     def labels(y):  # MSE/MAE/Huber/BCE compare the softmax output with one-hot vectors
         return np.eye(data.num_classes, dtype="float32")[y] if one_hot else y
 
-    train = tabular.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed)
-    val = tabular.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val) else None
-    test = tabular.to_dataset(data.x_test, labels(data.y_test), config.batch_size)
+    train = mobile_price.to_dataset(data.x_train, labels(data.y_train), config.batch_size, config.seed)
+    val = (mobile_price.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val)
+           else None)
+    test = mobile_price.to_dataset(data.x_test, labels(data.y_test), config.batch_size)
     return train, val, test, int(np.ceil(len(data.x_train) / config.batch_size))
 
 
@@ -176,15 +160,16 @@ def cross_validate(factory, config, data, folder):
     x = np.concatenate([data.x_train, data.x_val, data.x_test])
     y = np.concatenate([data.y_train, data.y_val, data.y_test])
     accuracies = []
-    for k, (rest, held_out) in enumerate(tabular.stratified_folds(y, config.cv, config.split_seed), start=1):
+    folds = mobile_price.stratified_folds(y, config.cv, config.split_seed)
+    for k, (rest, held_out) in enumerate(folds, start=1):
         if config.early_stopping:
-            x_train, x_val, y_train, y_val = tabular.train_test_split(
+            x_train, x_val, y_train, y_val = mobile_price.train_test_split(
                 x[rest], y[rest], test_size=config.val_fraction, stratify=y[rest],
                 random_state=config.split_seed)
         else:
             x_train, y_train, x_val, y_val = x[rest], y[rest], x[:0], y[:0]
-        fold = tabular.TabularSplits(x_train, y_train, x_val, y_val, x[held_out], y[held_out],
-                                     FEATURES, CLASS_NAMES)
+        fold = mobile_price.Splits(x_train, y_train, x_val, y_val, x[held_out], y[held_out],
+                                   FEATURES, CLASS_NAMES)
         result = train_one(factory, config, fold, folder / f"fold-{k}")
         accuracies.append(result["test_accuracy"])
         print(f"cv fold {k}/{config.cv}: accuracy {result['test_accuracy']:.4f}")
@@ -196,7 +181,7 @@ def cross_validate(factory, config, data, folder):
 def write_predictions(model, csv_path, out_path=None):
     """Label an unlabelled CSV (same feature columns, optional id) with the saved model; the id,price_range
     rows go to `out_path` (None: stdout)."""
-    frame, x, _ = tabular.read_csv(csv_path, FEATURES)
+    frame, x, _ = mobile_price.read_csv(csv_path, FEATURES)
     ids = frame["id"].to_numpy() if "id" in frame.columns else np.arange(1, len(x) + 1)
     predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
     lines = ["id,price_range"] + [f"{i},{p}" for i, p in zip(ids.tolist(), predicted.tolist(), strict=True)]
@@ -209,8 +194,8 @@ def write_predictions(model, csv_path, out_path=None):
 # cross-validate, label the unlabelled phones, write metrics.json and report.html.
 def train(config):
     training.setup_precision(config)
-    data, folder = load_data(config)
-    print(f"data: {folder} -> train {len(data.y_train)}, validation {len(data.y_val)}, "
+    data = mobile_price.load(config)
+    print(f"data: {data.source} -> train {len(data.y_train)}, validation {len(data.y_val)}, "
           f"test {len(data.y_test)} rows")
     run_ = training.start_run(config)
     models = {"fnn": (build_fnn, run_.folder())}
@@ -236,7 +221,7 @@ def train(config):
         else:
             results["fnn"]["exports"] = export.export_model(model, run_.path, data.x_test, data.y_test)
             print(export.write_table(results["fnn"]["exports"], run_.path))
-    unlabelled = folder / "test.csv"
+    unlabelled = data.source / "test.csv"
     if unlabelled.exists():
         write_predictions(model, unlabelled, run_.path / "predictions.csv")
         print(f"predictions for {unlabelled}: {run_.path / 'predictions.csv'}")
@@ -262,9 +247,8 @@ def predict(args):
     if args.input:
         csv_path = Path(args.input)
     else:
-        csv_path = find_dataset("mobile_price", args.data_dir, required=("test.csv",),
-                                fallback=lambda: EMBEDDED_DATA / "mobile_price") / "test.csv"
-    tabular.read_csv(csv_path, FEATURES)  # a bad file is refused before the model is loaded
+        csv_path = mobile_price.find_folder(args.data_dir, required=("test.csv",)) / "test.csv"
+    mobile_price.read_csv(csv_path, FEATURES)  # a bad file is refused before the model is loaded
     model_path = Path(args.run) / "model.keras"
     model = trained.load_model(model_path)
     trained.expect_input(model, model_path, model.input_shape[1:] == (len(FEATURES),)

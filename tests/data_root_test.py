@@ -135,11 +135,12 @@ def test_a_stale_partial_folder_of_a_killed_extraction_is_cleaned_up(tmp_path):
 
 def test_the_files_a_lesson_reads_directly_are_checked_against_sha256sums_every_time(tmp_path, cli):
     """The phone-price CSVs are read as they are (no cache): a copy that differs from its SHA256SUMS line
-    is refused before anything trains, on every run, and the files that ship in tasks/data/ match theirs."""
+    is refused before anything trains, on every run, and the files that ship in datasets/data/ match theirs."""
     from conftest import write_phone_csv
+    from datasets import mobile_price
     from tasks import phone_price
 
-    shipped = Path(phone_price.EMBEDDED_DATA) / "mobile_price"
+    shipped = Path(mobile_price.EMBEDDED_DATA) / "mobile_price"
     assert find_dataset("mobile_price", shipped.parent, required=("train.csv", "test.csv")) == shipped
     folder = tmp_path / "root" / "mobile_price"
     write_phone_csv(folder / "train.csv")

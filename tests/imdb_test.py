@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from common import text, training
+from common import training
 from common.config import build_config
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, write_imdb_archive
+from datasets import imdb as imdb_data
+from datasets.imdb import standardize_review
 from models import text as text_models
 from tasks import imdb
 from tasks.imdb import ImdbConfig
@@ -24,7 +26,8 @@ def smoke_config(tmp_path, root, **overrides):
 
 def test_loader_reads_labelled_reviews_only(tmp_path, imdb_root):
     config = smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16)
-    data, root = imdb.load_data(config)
+    data = imdb_data.load(config)
+    root = data.source
     assert root.name == "aclImdb" and (root / "train" / "unsup").is_dir()  # there, but not read
     train = sum(int(y.shape[0]) for _, y in data.train)
     val = sum(int(y.shape[0]) for _, y in data.val)
@@ -38,18 +41,18 @@ def test_empty_and_non_utf8_reviews_are_read_with_replacement(tmp_path):
     root = tmp_path / "data"
     write_imdb_archive(root, per_class=10, extra={"train/pos/empty_1.txt": b"",
                                                   "train/neg/latin1_1.txt": b"caf\xe9 awful \xff film"})
-    data, _ = imdb.load_data(smoke_config(tmp_path, root, max_batches=None))
+    data = imdb_data.load(smoke_config(tmp_path, root, max_batches=None))
     texts = [t for batch, _ in data.train.concatenate(data.val) for t in batch.numpy()]
     assert b"" in texts
-    standardized = text.standardize_review(np.array([b"caf\xe9 Awful<br />\xff FILM!"])).numpy()[0].decode()
+    standardized = standardize_review(np.array([b"caf\xe9 Awful<br />\xff FILM!"])).numpy()[0].decode()
     assert standardized.split() == ["caf\ufffd", "awful", "\ufffd", "film"]
 
 
 def test_unicode_separators_split_words_and_the_vocabulary_survives_saving(tmp_path):
     odd = ["good\x85film", "fine\u2028acting", "zero\u200bwidth", "tab\x0bbed", "nbsp\xa0here"]
-    standardized = [text.standardize_review(np.array([t.encode()])).numpy()[0].decode().split() for t in odd]
+    standardized = [standardize_review(np.array([t.encode()])).numpy()[0].decode().split() for t in odd]
     assert standardized == [["good", "film"], ["fine", "acting"], ["zero", "width"], ["tab", "bed"], ["nbsp", "here"]]
-    vectorizer = keras.layers.TextVectorization(standardize=text.standardize_review, output_sequence_length=4)
+    vectorizer = keras.layers.TextVectorization(standardize=standardize_review, output_sequence_length=4)
     vectorizer.adapt(np.array(odd * 3))
     inputs = keras.Input(shape=(1,), dtype="string")
     model = keras.Model(inputs, vectorizer(inputs))
@@ -77,17 +80,17 @@ def test_no_data_and_no_network_is_a_clear_error(tmp_path, cli, monkeypatch):
 
 
 def test_vectorizer_is_adapted_on_training_text_only(tmp_path, imdb_root):
-    data, _ = imdb.load_data(smoke_config(tmp_path, imdb_root))
-    vectorizer = text.adapt_vectorizer(data.train, 1000, 16)
+    data = imdb_data.load(smoke_config(tmp_path, imdb_root))
+    vectorizer = imdb_data.adapt_vectorizer(data.train, 1000, 16)
     vocabulary = set(vectorizer.get_vocabulary())
     train_words = {w for batch, _ in data.train for t in batch.numpy()
-                   for w in text.standardize_review(np.array([t])).numpy()[0].decode().split()}
+                   for w in standardize_review(np.array([t])).numpy()[0].decode().split()}
     assert vocabulary - {"", "[UNK]"} <= train_words
     assert "unlabelled" not in vocabulary
 
 
 def tiny_data(vocabulary_size=50, length=12):
-    vectorizer = keras.layers.TextVectorization(max_tokens=vocabulary_size, standardize=text.standardize_review,
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocabulary_size, standardize=standardize_review,
                                                 output_sequence_length=length, name="vectorize")
     words = [f"w{i}" for i in range(vocabulary_size - 2)]
     vectorizer.adapt(np.array([" ".join(words)]))
@@ -123,7 +126,7 @@ def test_appended_padding_does_not_change_the_prediction(kind, bigram_buckets):
     short = text_models.build_text_classifier(config, tiny_data(length=12))
     long = text_models.build_text_classifier(config, tiny_data(length=30))
     long.set_weights(short.get_weights())
-    review = text.string_batch(["w3 w7 w1 w22 w9 w4 w4"])
+    review = imdb_data.string_batch(["w3 w7 w1 w22 w9 w4 w4"])
     np.testing.assert_allclose(long.predict(review, verbose=0), short.predict(review, verbose=0), atol=1e-6)
 
 
@@ -153,13 +156,13 @@ def test_bigram_pooled_model_survives_saving(tmp_path):
     model = text_models.build_text_classifier(model_config("bigru_pool", bigram_buckets=16), tiny_data(length=12))
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
-    reviews = text.string_batch(["w3 w7 w1 w22", "w22 w1 w7 w3 w9"])
+    reviews = imdb_data.string_batch(["w3 w7 w1 w22", "w22 w1 w7 w3 w9"])
     np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
 
 
 def test_attention_weights_sum_to_one_and_skip_padding():
     model = text_models.build_text_classifier(model_config("bilstm_attention"), tiny_data(length=12))
-    ids, weights = text_models.attention_weights_model(model).predict(text.string_batch(["w1 w2 w3 w4"]),
+    ids, weights = text_models.attention_weights_model(model).predict(imdb_data.string_batch(["w1 w2 w3 w4"]),
                                                                       verbose=0)
     assert weights.shape == (1, 12)
     assert weights[0].sum() == pytest.approx(1.0, abs=1e-5)
@@ -182,7 +185,7 @@ def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
 
     model = keras.saving.load_model(run / "model.keras")
     reviews = ["great wonderful superb film", "awful boring terrible waste"]
-    loaded = model.predict(text.string_batch(reviews), verbose=0)[:, 0]
+    loaded = model.predict(imdb_data.string_batch(reviews), verbose=0)[:, 0]
     assert loaded[0] > 0.5 > loaded[1]
 
     review_file = tmp_path / "reviews.txt"
@@ -208,19 +211,20 @@ def test_real_reviews_load(tmp_path, real_data_root):
     config = build_config(ImdbConfig, profile="smoke", overrides=dict(
         data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", baseline=False))
     imdb.train(config)
-    data, root = imdb.load_data(dataclasses.replace(config, max_batches=None))
+    data = imdb_data.load(dataclasses.replace(config, max_batches=None))
+    root = data.source
     assert sum(int(y.shape[0]) for _, y in data.val) == 2500
     assert len(list((root / "test" / "pos").glob("*.txt"))) == 12500
     assert Path(tmp_path, "imdb", "real", "metrics.json").is_file()
 
 
 def test_unlabelled_reviews_join_training_with_soft_labels(tmp_path, imdb_root):
-    data, root = imdb.load_data(smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16))
-    unlabelled = text.unlabelled_reviews(root, 12, batch_size=5, seed=0)
+    data = imdb_data.load(smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16))
+    unlabelled = imdb_data.unlabelled_reviews(data.source, 12, batch_size=5, seed=0)
     texts = [t for batch in unlabelled for t in batch.numpy()]
     assert len(texts) == 12 and all(t.startswith(b"unlabelled") for t in texts)
     probabilities = np.linspace(0.05, 0.95, 12)
-    combined = text.with_pseudo_labels(data.train, unlabelled, probabilities, batch_size=16, seed=0)
+    combined = imdb_data.with_pseudo_labels(data.train, unlabelled, probabilities, batch_size=16, seed=0)
     pairs = [(t, float(y)) for batch, labels in combined for t, y in zip(batch.numpy(), labels.numpy())]
     labelled = [y for t, y in pairs if not t.startswith(b"unlabelled")]
     pseudo = sorted(y for t, y in pairs if t.startswith(b"unlabelled"))
@@ -255,7 +259,7 @@ def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path
     history = training.read_history(run / "history.csv")
     assert min(history["accuracy"]) > 0.3  # soft targets are read by their side of 0.5, not as "never equal"
     model = keras.saving.load_model(run / "model.keras")  # the rounded-accuracy metric is registered
-    assert model.predict(text.string_batch(["great superb film"]), verbose=0)[0, 0] > 0.5
+    assert model.predict(imdb_data.string_batch(["great superb film"]), verbose=0)[0, 0] > 0.5
 
 
 def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imdb_root, cli):
@@ -291,9 +295,9 @@ def fake_keras_imdb(monkeypatch, per_class=40):
 
 def test_keras_copy_is_decoded_to_text_and_split_like_the_folder(tmp_path, monkeypatch):
     fake_keras_imdb(monkeypatch)
-    data, source = imdb.load_data(smoke_config(tmp_path, tmp_path, source="keras", max_batches=None,
-                                               batch_size=16, val_fraction=0.25))
-    assert source == "keras.datasets.imdb"
+    data = imdb_data.load(smoke_config(tmp_path, tmp_path, source="keras", max_batches=None, batch_size=16,
+                                       val_fraction=0.25))
+    assert data.source == "keras.datasets.imdb"
     train = [(t.decode(), int(y)) for batch, labels in data.train for t, y in zip(batch.numpy(), labels.numpy())]
     val = [int(y) for _, labels in data.val for y in labels.numpy()]
     test = [int(y) for _, labels in data.test for y in labels.numpy()]
@@ -349,24 +353,24 @@ def test_naive_bayes_ratios_equal_the_hand_computed_values():
     q: bad 2, film 1, plot 1, 1 for each negative bigram. Ten features (nine n-grams and index 0, which no
     training n-gram reaches), so |p|_1 = 10 + 7 = 17 and |q|_1 = 10 + 6 = 16 (alpha added to each)."""
     train = tiny_labelled(["Good film.", "good GOOD plot", "bad film", "bad plot!"], [1, 1, 0, 0])
-    vectorizer = text.ngram_vectorizer(train, ngrams=2, vocabulary_size=100)
+    vectorizer = imdb_data.ngram_vectorizer(train, ngrams=2, vocabulary_size=100)
     vocabulary = vectorizer.get_vocabulary()
     assert len(vocabulary) == 10 and vocabulary[0] == "[UNK]"
-    adapted = keras.layers.TextVectorization(standardize=text.standardize_review, ngrams=2,
+    adapted = keras.layers.TextVectorization(standardize=standardize_review, ngrams=2,
                                              output_mode="multi_hot")
     adapted.adapt(train.map(lambda review, label: review))
     assert set(vocabulary) == set(adapted.get_vocabulary())  # the same n-grams as Keras' own adapt finds
 
-    vectors = text.vectorized(train, vectorizer)
-    positive, negative = text.class_counts(vectors, len(vocabulary))
+    vectors = imdb_data.vectorized(train, vectorizer)
+    positive, negative = imdb_data.class_counts(vectors, len(vocabulary))
     ratios = dict(zip(vocabulary, text_models.log_count_ratios(positive, negative, alpha=1.0), strict=True))
     expected = {"good": np.log((3 / 17) / (1 / 16)), "film": np.log((2 / 17) / (2 / 16)),
                 "bad": np.log((1 / 17) / (3 / 16)), "good good": np.log((2 / 17) / (1 / 16)),
                 "bad plot": np.log((1 / 17) / (2 / 16)), "[UNK]": np.log((1 / 17) / (1 / 16))}
     for ngram, value in expected.items():
         assert ratios[ngram] == pytest.approx(value, rel=1e-5), ngram
-    counting = text.ngram_vectorizer(train, ngrams=2, vocabulary_size=100, output_mode="count")
-    positive, _ = text.class_counts(text.vectorized(train, counting), len(vocabulary))
+    counting = imdb_data.ngram_vectorizer(train, ngrams=2, vocabulary_size=100, output_mode="count")
+    positive, _ = imdb_data.class_counts(imdb_data.vectorized(train, counting), len(vocabulary))
     assert positive[counting.get_vocabulary().index("good")] == 3  # counted, not binarised
 
 
@@ -381,7 +385,8 @@ def test_nbsvm_scaling_reads_sparse_and_dense_vectors_alike_and_is_counted():
     np.testing.assert_allclose(tf.sparse.to_dense(sparse).numpy(), [[0.5, 0, 0, 6], [0, -2, 0, 0]])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(scaling(dense)), [[0.5, 0, 0, 6], [0, -2, 0, 0]])
     train = tiny_labelled(["w1 w2 w3", "w2 w4"], [1, 0])  # 4 words, 3 bigrams, and index 0: 8 features
-    data = types.SimpleNamespace(vectorizer=text.ngram_vectorizer(train, 2, 50), nb_ratios=np.ones(8, "float32"))
+    data = types.SimpleNamespace(vectorizer=imdb_data.ngram_vectorizer(train, 2, 50),
+                                 nb_ratios=np.ones(8, "float32"))
     model = text_models.build_nbsvm(model_config("nbsvm"), data)
     table = {row["layer"]: row for row in text_models.parameter_table(model)}
     assert table["nb_scaling"]["params"] == 8 and "not trained" in table["nb_scaling"]["formula"]
@@ -420,10 +425,10 @@ def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path, cli)
     vocabulary = model.get_layer("vectorize").get_vocabulary()
     assert not [ngram for ngram in vocabulary if set(ngram.split()) & set(ONLY_IN_TEST)]
     assert set(POSITIVE + NEGATIVE) <= set(vocabulary) and any(" " in ngram for ngram in vocabulary)
-    data, _ = imdb.load_data(nbsvm_config(tmp_path, root))
+    data = imdb_data.load(nbsvm_config(tmp_path, root))
     reviews = [t for batch, _ in data.test for t in batch.numpy()]
     labels = np.concatenate([y.numpy() for _, y in data.test])
-    predicted = model.predict(text.string_batch(reviews), verbose=0)[:, 0] > 0.5
+    predicted = model.predict(imdb_data.string_batch(reviews), verbose=0)[:, 0] > 0.5
     assert np.mean(predicted == labels) == pytest.approx(result["test_accuracy"], abs=1e-9)
     code, out, _ = cli(imdb.main, ["predict", "--run", str(run), "a superb, moving film", "awful, dull waste"])
     assert code == 0 and [line.split("\t")[0] for line in out.splitlines()[-2:]] == ["positive", "negative"]
@@ -431,11 +436,11 @@ def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path, cli)
 
 def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_path, imdb_root):
     config = nbsvm_config(tmp_path, imdb_root, epochs=3)
-    data, _ = imdb.load_data(config)
+    data = imdb_data.load(config)
     result, model = imdb.train_one(config, data, tmp_path / "nbsvm")
     loaded = keras.saving.load_model(tmp_path / "nbsvm" / "model.keras")
     assert loaded.inputs[0].dtype == "string" and loaded.output_shape == (None, 1)  # what predict checks
-    reviews = text.string_batch(["A great, moving film!", "Dull and awful.<br />The worst plot.", "",
+    reviews = imdb_data.string_batch(["A great, moving film!", "Dull and awful.<br />The worst plot.", "",
                                  "never seen words here"])
     np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
     np.testing.assert_array_equal(loaded.get_layer("nb_scaling").ratios.numpy(), data.nb_ratios)

@@ -29,6 +29,7 @@ import run_all
 from common import runs, trained
 from common.config import INT_MAX, SEED_MAX, _base_type, _parse_range, build_config
 from common.errors import UserError, run_cli
+from datasets import imdb as imdb_data
 from tasks import captioning, cifar10, imdb, phone_price
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,13 +314,13 @@ def test_a_label_outside_the_classes_is_shown_as_written(tmp_path, refused):
 
 
 def test_a_missing_class_is_a_warning(tmp_path, capsys):
-    from common import tabular
+    from datasets import mobile_price
 
     path = write_phone_csv(tmp_path / "train.csv", rows=60)
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0]] + [line.rsplit(",", 1)[0] + f",{i % 3}"
                                             for i, line in enumerate(lines[1:])]) + "\n")
-    tabular.read_csv(path, PHONE_FEATURES, "price_range", num_classes=4)
+    mobile_price.read_csv(path, PHONE_FEATURES, "price_range", num_classes=4)
     assert "has no rows of price_range 3" in capsys.readouterr().err
 
 
@@ -340,14 +341,14 @@ def test_a_corrupt_image_in_a_captioning_folder_is_named(tmp_path, refused, enco
 def test_a_truncated_archive_keeps_the_good_extracted_cache(tmp_path, refused):
     good = tmp_path / "good"
     write_imdb_archive(good, per_class=2)
-    tree = imdb.find_reviews(good)  # extracted once into the cache
+    tree = imdb_data.find_reviews(good)  # extracted once into the cache
     cached = snapshot(tree)
     bad = tmp_path / "bad"
     (bad / "imdb").mkdir(parents=True)
     data = (good / "imdb" / "aclImdb.tar.gz").read_bytes()
     (bad / "imdb" / "aclImdb.tar.gz").write_bytes(data[:len(data) // 2])
     refused(imdb.main, ["--profile", "smoke", "--data-dir", bad], "could not extract", "cache was left as it was")
-    assert snapshot(tree) == cached and imdb.find_reviews(good) == tree
+    assert snapshot(tree) == cached and imdb_data.find_reviews(good) == tree
 
 
 def test_a_damaged_array_cache_is_built_again(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from common import training
 from common.config import build_config
+from datasets import mobile_price
 from tasks import phone_price
 from tasks.phone_price import PhonePriceConfig
 
@@ -50,9 +51,9 @@ def test_saved_model_takes_raw_rows(tmp_path, phone_root):
     config = smoke_config(tmp_path, phone_root, run_id="raw", baseline=False)
     phone_price.train(config)
     model = keras.saving.load_model(Path(config.output_dir) / "phone_price" / "raw" / "model.keras")
-    from common.tabular import read_csv
+    from datasets.mobile_price import FEATURES, read_csv
 
-    _, x, _ = read_csv(phone_root / "mobile_price" / "train.csv", phone_price.FEATURES)
+    _, x, _ = read_csv(phone_root / "mobile_price" / "train.csv", FEATURES)
     probabilities = model.predict(x[:8], verbose=0)
     assert probabilities.shape == (8, 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
@@ -178,8 +179,8 @@ def test_cross_validation_reports_mean_and_std(tmp_path, phone_root):
 
 def test_embedded_copy_is_used_without_a_data_root(tmp_path):
     config = build_config(PhonePriceConfig, profile="smoke", overrides={"output_dir": str(tmp_path)})
-    data, folder = phone_price.load_data(config)
-    assert folder == phone_price.EMBEDDED_DATA / "mobile_price"
+    data = mobile_price.load(config)
+    assert data.source == mobile_price.EMBEDDED_DATA / "mobile_price"
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 400
 
 
@@ -196,8 +197,8 @@ def test_real_data_reaches_high_accuracy(tmp_path, real_data_root):
         data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", epochs=40, baseline=False,
         tensorboard=False, verbose=0))
     phone_price.train(config)
-    data, folder = phone_price.load_data(config)
-    assert folder == Path(real_data_root) / "mobile_price"
+    data = mobile_price.load(config)
+    assert data.source == Path(real_data_root) / "mobile_price"
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 2000
     # Excludes the FNN without its input L1 penalty (0.925-0.9275 at 40 epochs; 0.92 at the quick 150) and a
     # linear model (softmax regression: 0.855-0.8725 at 40 epochs, 0.954 at 150; scikit-learn's logistic

@@ -10,7 +10,7 @@ import pytest
 
 from common import console
 from common.config import build_config
-from common.tabular import read_csv
+from datasets.mobile_price import FEATURES, read_csv
 from tasks import phone_price
 from tasks.phone_price import PhonePriceConfig
 
@@ -18,7 +18,7 @@ from tasks.phone_price import PhonePriceConfig
 @pytest.fixture
 def run(tmp_path, phone_root):
     """Train the smoke recipe with `overrides`; returns (metrics of the FNN, its saved model, rows to predict)."""
-    _, rows, _ = read_csv(phone_root / "mobile_price" / "train.csv", phone_price.FEATURES)
+    _, rows, _ = read_csv(phone_root / "mobile_price" / "train.csv", FEATURES)
 
     def train(run_id, **overrides):
         config = build_config(PhonePriceConfig, profile="smoke", overrides=dict(

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-import common.text  # noqa: F401 (registers the custom objects that saved models of the lessons name)
+import datasets.imdb  # noqa: F401 (registers the custom objects that saved models of the lessons name)
 import models.captioning  # noqa: F401
 from common import training
 

@@ -15,6 +15,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from common import tfds_data  # noqa: E402
 from common.config import build_config  # noqa: E402
+from datasets import cifar10 as cifar10_data  # noqa: E402
+from datasets import imdb as imdb_data  # noqa: E402
 from tasks import cifar10, imdb  # noqa: E402
 
 CIFAR_SIZES = {"train": 4100, "test": 60}  # 4,000 held out (lossless), 100 left to train and validate on
@@ -49,19 +51,19 @@ def imdb_as_dataset(self, split, **kwargs):
 def test_random_mock_cifar10_gives_the_loaders_arrays(monkeypatch):
     monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
     with tfds.testing.mock_data(num_examples=12):
-        arrays = tfds_data.cifar10_arrays(cifar10.CLASS_NAMES)
+        arrays = tfds_data.cifar10_arrays(cifar10_data.CLASS_NAMES)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         assert x.shape == (12, 32, 32, 3) and x.dtype == np.uint8
         assert y.shape == (12,) and y.dtype == np.int64 and ((0 <= y) & (y < 10)).all()
-    assert list(arrays["class_names"]) == cifar10.CLASS_NAMES and arrays["source"] == "original"
+    assert list(arrays["class_names"]) == cifar10_data.CLASS_NAMES and arrays["source"] == "original"
 
 
 def test_cifar10_lesson_data_keeps_labels_and_holds_out_the_first_4000(tmp_path):
     config = build_config(cifar10.Cifar10Config, overrides=dict(
         source="tfds", val_size=20, lossless_holdout=True, output_dir=str(tmp_path / "runs")))
     with tfds.testing.mock_data(as_dataset_fn=cifar_as_dataset):
-        data = cifar10.load_data(config)
+        data = cifar10_data.load(config)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (80, 20, 60)
     assert set(data.held_out) == {"lossless"}  # PNG-decoded originals: no JPEG copy to compare with
     held_x, held_y = data.held_out["lossless"]
@@ -92,9 +94,9 @@ def test_imdb_lesson_data_carves_validation_and_reads_unsupervised(tmp_path):
     config = build_config(imdb.ImdbConfig, overrides=dict(
         source="tfds", val_fraction=0.25, batch_size=8, unlabelled=12, output_dir=str(tmp_path / "runs")))
     with tfds.testing.mock_data(as_dataset_fn=imdb_as_dataset):
-        data, where = imdb.load_data(config)
-        unlabelled = imdb.load_unlabelled(config, where)
-    assert "imdb_reviews" in where and data.class_names == list(imdb.CLASS_NAMES)
+        data = imdb_data.load(config)
+        unlabelled = imdb_data.load_unlabelled(config, data.source)
+    assert "imdb_reviews" in data.source and data.class_names == list(imdb_data.CLASS_NAMES)
 
     def pairs(dataset):
         return [(t.decode(), int(y)) for texts, labels in dataset for t, y in zip(texts.numpy(), labels.numpy())]
@@ -110,7 +112,7 @@ def test_imdb_lesson_data_carves_validation_and_reads_unsupervised(tmp_path):
 
     # The same seed gives the same carving and the same unlabelled choice.
     with tfds.testing.mock_data(as_dataset_fn=imdb_as_dataset):
-        again, _ = imdb.load_data(config)
+        again = imdb_data.load(config)
     assert pairs(again.val) == val
 
 
@@ -135,7 +137,7 @@ def test_tfds_is_imported_only_for_source_tfds():
     import subprocess
     import sys
 
-    code = ("import sys; import tasks.cifar10, tasks.imdb, common.cifar10, common.tfds_data; "
+    code = ("import sys; import tasks.cifar10, tasks.imdb, datasets.cifar10, common.tfds_data; "
             "sys.exit('tensorflow_datasets' in sys.modules)")
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=repo)

@@ -14,7 +14,7 @@ from common.errors import UserError
 class TaskSpec:
     name: str
     config_cls: type
-    load_data: Callable  # config -> data
+    load_data: Callable  # config -> the data set's splits: its datasets/ module's `load`
     build_model: Callable  # (config, data) -> keras.Model (a models/ factory)
     make_datasets: Callable  # (config, data) -> (train, val, test, steps_per_epoch)
     space: Callable  # hp -> {config field: value}
@@ -22,41 +22,46 @@ class TaskSpec:
 
 
 def _phone_price():
+    from datasets import mobile_price
     from models import build_fnn
     from tasks import phone_price
     from tuning import spaces
 
-    return TaskSpec("phone_price", phone_price.PhonePriceConfig, lambda c: phone_price.load_data(c)[0],
-                    build_fnn, phone_price.make_datasets, spaces.phone_price, spaces.COMPARISONS)
+    return TaskSpec("phone_price", phone_price.PhonePriceConfig, mobile_price.load, build_fnn,
+                    phone_price.make_datasets, spaces.phone_price, spaces.COMPARISONS)
 
 
 def _imdb():
-    from common import text
+    from datasets import imdb as imdb_data
     from models.text import build_text_classifier
     from tasks import imdb
     from tuning import spaces
 
-    def load_data(config):
-        data, _ = imdb.load_data(config)
-        data.vectorizer = text.adapt_vectorizer(data.train, config.vocabulary_size, config.sequence_length)
-        return data
+    def build_model(config, data):
+        # The vocabulary is adapted on the training reviews once, at the first build (the objective check
+        # builds one before any trial); the space leaves its size and the sequence length alone.
+        if data.vectorizer is None:
+            data.vectorizer = imdb_data.adapt_vectorizer(data.train, config.vocabulary_size,
+                                                         config.sequence_length)
+        return build_text_classifier(config, data)
 
     def make_datasets(config, data):
         return data.train, data.val, data.test, imdb.steps_per_epoch(data.train)
 
     comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
     comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"]
-    return TaskSpec("imdb", imdb.ImdbConfig, load_data, build_text_classifier, make_datasets, spaces.imdb,
+    return TaskSpec("imdb", imdb.ImdbConfig, imdb_data.load, build_model, make_datasets, spaces.imdb,
                     comparisons)
 
 
 def _cifar10():
+    from datasets import cifar10 as cifar10_data
     from models.cnn import build_cnn
     from tasks import cifar10
     from tuning import spaces
 
     comparisons = dict(spaces.COMPARISONS, model=["course_cnn", "vgg", "resnet20", "fast"])
-    return TaskSpec("cifar10", cifar10.Cifar10Config, cifar10.load_data, build_cnn, cifar10.make_datasets,
+    return TaskSpec("cifar10", cifar10.Cifar10Config, cifar10_data.load, build_cnn, cifar10.make_datasets,
                     spaces.cifar10, comparisons)
 
 

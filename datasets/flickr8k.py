@@ -1,4 +1,9 @@
-"""Captioning data: an image folder plus a captions file -> images, tokenised captions and splits.
+"""Flickr8k and the other captioning data sets: an image folder plus a captions file -> images, tokenised
+captions and splits, then the vocabulary, the caption batches and BLEU the captioning lesson uses.
+
+`load(config)` reads the lesson's `--dataset`: `flickr8k` (`flickr8k/` in the data root: 8,091 photos with
+5 captions each), `shapes` (drawn by this project: `datasets/shapes.py`) or `folder` (any image folder with a
+captions file); all three go through the same loader (`load_captions`).
 
 Two caption formats are read, told apart by their first line:
 
@@ -8,10 +13,6 @@ Two caption formats are read, told apart by their first line:
 Splits come from name lists when there are some (Flickr8k's official 6000/1000/1000 `Flickr_8k.*Images.txt`),
 otherwise from a seeded shuffle of the image names. Captions whose image is not in the folder are counted,
 reported and skipped, so a partial image folder still trains.
-
-`--dataset shapes` is a data set this project draws itself: two coloured shapes per image and a caption that
-names them and where they are ("a small red circle above a large blue square"). It is written to the cache as
-PNG files and a captions CSV and read back through the same loader as Flickr8k.
 """
 
 import csv
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data_root import cache_root, extract_once, fill_once, find_dataset
+from common.data_root import extract_once, find_dataset
 from common.errors import UserError
+from datasets import shapes
 
 START, END = "<start>", "<end>"
 _NOT_WORD = re.compile(r"[^a-z0-9 ]+")
@@ -36,16 +38,44 @@ def standardize_caption(text):
 
 
 @dataclasses.dataclass
-class CaptionData:
+class Splits:
     """Image files, their captions (lists of words) and which images belong to which split."""
 
     paths: list  # one image file per image
     captions: list  # per image: a list of captions, each a list of words
-    splits: dict  # "train" / "val" / "test" -> sorted array of image indices
-    note: str = ""
+    indices: dict  # "train" / "val" / "test" -> sorted array of image indices
+    source: Path = None  # the folder the images came from
+    note: str = ""  # what a reader of the numbers should know (skipped captions, re-encoded images)
+
+    # The contract's three parts (datasets/__init__.py): the indices of each split's images.
+    train = property(lambda self: self.indices["train"])
+    val = property(lambda self: self.indices["val"])
+    test = property(lambda self: self.indices["test"])
 
     def split_paths(self, split):
-        return [self.paths[i] for i in self.splits[split]]
+        return [self.paths[i] for i in self.indices[split]]
+
+    def used(self):
+        """The indices of the images some split uses, sorted."""
+        return np.unique(np.concatenate(list(self.indices.values())))
+
+
+def load(config):
+    """The lesson's `--dataset` (flickr8k, shapes or folder), split; `limit` keeps that many images per
+    split."""
+    if config.dataset == "flickr8k":
+        data = load_flickr8k(config.data_dir)
+    elif config.dataset == "shapes":
+        folder = shapes.generate(config.shapes_count, config.seed, config.shapes_size)
+        data = load_captions(folder / "images", folder / "captions.csv", seed=config.split_seed)
+    else:
+        if not (config.images and config.captions):
+            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
+        data = load_captions(config.images, config.captions, None, config.val_fraction, config.test_fraction,
+                             config.split_seed)
+    if config.limit:
+        data.indices = {split: indices[:config.limit] for split, indices in data.indices.items()}
+    return data
 
 
 # ------------------------------------------------------------------------------------------- caption files
@@ -127,7 +157,7 @@ def load_captions(images_dir, captions_file, split_lists=None, val_fraction=0.1,
     note = (f"{len(missing)} captioned image(s) not in the image folder were skipped "
             f"({sum(len(raw[n]) for n in missing)} captions)" if missing else "")
     captions = [[standardize_caption(c) for c in raw[name]] for name in names]
-    return CaptionData([images_dir / n for n in names], captions, splits, note)
+    return Splits([images_dir / n for n in names], captions, splits, source=images_dir, note=note)
 
 
 def load_flickr8k(data_dir=None):
@@ -147,82 +177,10 @@ def load_flickr8k(data_dir=None):
              for split, name in (("train", "train"), ("val", "dev"), ("test", "test"))}
     lists = lists if all(p.is_file() for p in lists.values()) else None
     data = load_captions(images, folder / "Flickr8k.token.txt", lists)
+    data.source = folder
     if (folder / "Flicker8k_224.tar").is_file():
         data.note = "; ".join(filter(None, [data.note, "images are 224x224 JPEG re-encodings"]))
     return data
-
-
-# -------------------------------------------------------------------------------------------------- shapes
-COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 210, 40)}
-SHAPES = ("circle", "square", "triangle")
-SIZES = {"small": 0.09, "large": 0.18}  # radius as a fraction of the image side
-
-
-def draw_shape(draw, shape, centre, radius, colour):
-    x, y = centre
-    if shape == "circle":
-        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-    elif shape == "square":
-        draw.rectangle([x - radius, y - radius, x + radius, y + radius], fill=colour)
-    else:
-        draw.polygon([(x, y - radius), (x - radius, y + radius), (x + radius, y + radius)], fill=colour)
-
-
-def shapes_example(rng, size):
-    """One image (PIL) with two different shapes, its caption (the first shape named is above or left of the
-    second) and the two shapes' boxes (x0, y0, x1, y1) in the order the caption names them."""
-    from PIL import Image, ImageDraw
-
-    objects = []
-    while len(objects) < 2:
-        candidate = (rng.choice(list(SIZES)), rng.choice(list(COLOURS)), rng.choice(SHAPES))
-        if not objects or candidate[1:] != objects[0][1:]:  # two shapes the caption can tell apart
-            objects.append(candidate)
-    vertical = rng.random() < 0.5
-    image = Image.new("RGB", (size, size), (20, 20, 20))
-    draw = ImageDraw.Draw(image)
-    boxes = []
-    for slot, (size_name, colour, shape) in enumerate(objects):
-        radius = SIZES[size_name] * size
-        margin = radius + 1
-        half = (slot * size / 2 + margin, (slot + 1) * size / 2 - margin)  # own half along the split axis
-        across = (margin, size - margin)
-        along = rng.uniform(*half)
-        other = rng.uniform(*across)
-        centre = (other, along) if vertical else (along, other)
-        draw_shape(draw, shape, centre, radius, COLOURS[colour])
-        boxes.append([round(centre[0] - radius, 1), round(centre[1] - radius, 1),
-                      round(centre[0] + radius, 1), round(centre[1] + radius, 1)])
-    relation = "above" if vertical else "left of"
-    caption = f"a {' '.join(objects[0])} {relation} a {' '.join(objects[1])}"
-    return image, caption, boxes
-
-
-def make_shapes(folder, count, seed=0, size=64):
-    """Write `count` shape images (PNG), `captions.csv` and `boxes.json` (where each named shape is) into
-    `folder`; the same seed gives the same files."""
-    folder = Path(folder)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    rows, boxes = [], {}
-    for i in range(count):
-        image, caption, boxes[f"shape_{i:05d}.png"] = shapes_example(rng, size)
-        name = f"shape_{i:05d}.png"
-        image.save(folder / "images" / name)
-        rows.append((name, caption))
-    (folder / "boxes.json").write_text(json.dumps(boxes))
-    with open(folder / "captions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "caption"])
-        writer.writerows(rows)
-    return folder
-
-
-def load_shapes(count, seed=0, size=64, split_seed=42):
-    """The shapes data set (generated into the cache once per count/seed/size), split 80/10/10."""
-    folder = fill_once(cache_root() / "shapes" / f"n{count}-seed{seed}-{size}px", "shapes 1",
-                       lambda partial: make_shapes(partial, count, seed, size))
-    return load_captions(folder / "images", folder / "captions.csv", seed=split_seed)
 
 
 # ---------------------------------------------------------------------------------------------- vocabulary

@@ -1,5 +1,9 @@
-"""Text data: labelled review folders -> tf.data string batches, and the TextVectorization that turns raw
-text into token ids (or n-gram counts) inside the model.
+"""IMDB reviews (the Large Movie Review Dataset, Maas et al. 2011) -> tf.data string batches, and the
+TextVectorization that turns raw text into token ids (or n-gram counts) inside the model.
+
+`load(config)` reads `--source`: the aclImdb review files (the data root's `imdb/`, the Keras cache or the
+official archive, downloaded once), `keras.datasets.imdb`'s integer sequences decoded back to words, or
+TensorFlow Datasets' `imdb_reviews` (`common/tfds_data.py`).
 
 The folder layout is the Large Movie Review Dataset's (`<split>/<class>/*.txt`); `class_names` picks the
 labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read as a class; it is read
@@ -12,13 +16,18 @@ mid-epoch. It is a registered function, so a saved model carries it and takes ra
 
 import dataclasses
 import re
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from common.data_root import extract_once, find_dataset
 from common.errors import UserError
+
+CLASS_NAMES = ["neg", "pos"]
+ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 PUNCTUATION = re.escape("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -36,14 +45,81 @@ def standardize_review(text):
 
 
 @dataclasses.dataclass
-class TextSplits:
+class Splits:
     """Batched (text, label) datasets and what the model factory needs to know."""
 
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
     class_names: list
+    source: object = None  # the aclImdb folder read, or the name of the copy (keras.datasets, TFDS)
+    note: str = ""
     vectorizer: keras.layers.TextVectorization = None  # set per model: its sequence length may differ
+
+
+def load(config):
+    """The labelled splits of `config.source`; `source` says where they came from (the aclImdb folder, or the
+    Keras or TFDS copy's name)."""
+    if config.source in ("keras", "tfds"):  # in-memory texts and labels
+        if config.source == "keras":
+            reviews, where = keras_reviews(), "keras.datasets.imdb"
+        else:
+            from common import tfds_data
+
+            reviews, where = tfds_data.imdb_texts(config.data_dir), "TensorFlow Datasets imdb_reviews"
+        splits = array_review_datasets(*reviews, config.batch_size, config.val_fraction, config.split_seed,
+                                       CLASS_NAMES, config.max_batches)
+    else:
+        where = find_reviews(config.data_dir)
+        splits = review_datasets(where, config.batch_size, config.val_fraction, config.split_seed,
+                                 CLASS_NAMES, config.max_batches)
+    splits.source = where
+    return splits
+
+
+def find_reviews(data_dir=None):
+    """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
+    def download():  # online users: the official archive into the Keras cache; offline: not found
+        import keras
+
+        try:
+            path = keras.utils.get_file("aclImdb_v1.tar.gz", ARCHIVE_URL, cache_subdir="datasets/imdb")
+        except Exception as error:  # noqa: BLE001 (any network failure means: not available)
+            print(f"could not download {ARCHIVE_URL}: {error}", file=sys.stderr)
+            return None
+        return Path(path).parent
+
+    folder = find_dataset("imdb", data_dir, fallback=download)
+    if (folder / "aclImdb").is_dir():
+        return folder / "aclImdb"
+    archive = folder / "aclImdb.tar.gz"
+    if not archive.is_file():
+        archive = folder / "aclImdb_v1.tar.gz"
+    if not archive.is_file():
+        raise UserError(f"{folder} has neither aclImdb/ nor aclImdb.tar.gz; expected the IMDB reviews there.")
+    root = extract_once(archive, "imdb") / "aclImdb"
+    if not root.is_dir():
+        raise UserError(f"{archive} does not contain an aclImdb/ folder.")
+    return root
+
+
+def keras_reviews():
+    """keras.datasets.imdb (the Keras cache, else a download) decoded back to text with its word index, so the
+    same vectoriser and models read it. Its reviews were tokenised when it was made: lower-case, without
+    punctuation or line breaks, so they read a little differently from the raw files."""
+    try:
+        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data()
+        word_index = keras.datasets.imdb.get_word_index()
+    except Exception as error:  # noqa: BLE001 (offline, or a broken cache file: say which, stop)
+        raise UserError("keras.datasets.imdb is neither in the Keras cache (~/.keras/datasets/imdb.npz) nor "
+                        f"downloadable ({type(error).__name__}: {error}); use --source folder.") from None
+    # load_data's defaults: 0 = padding, 1 = start of review, 2 = out of vocabulary, word of rank r = r + 3.
+    words = {rank + 3: word for word, rank in word_index.items()}
+
+    def decode(reviews):
+        return [" ".join(words[i] for i in ids if i in words) for ids in reviews]
+
+    return decode(train_ids), train_labels, decode(test_ids), test_labels
 
 
 def check_tree(root, splits=("train", "test"), class_names=("neg", "pos")):
@@ -96,7 +172,7 @@ def _cached_splits(train, val, test, class_names, seed, max_batches):
     # The loader shuffled the reviews once; reshuffle the (cached) training batches every epoch.
     train = train.cache().shuffle(64, seed=seed).prefetch(tf.data.AUTOTUNE)
     val, test = (d.cache().prefetch(tf.data.AUTOTUNE) for d in (val, test))
-    return TextSplits(train, val, test, list(class_names))
+    return Splits(train, val, test, list(class_names))
 
 
 def unlabelled_reviews(root, limit, batch_size=256, seed=0):
@@ -111,6 +187,17 @@ def unlabelled_reviews(root, limit, batch_size=256, seed=0):
                                                     seed=seed, verbose=False)
     texts = texts.unbatch().take(count).batch(batch_size).cache()
     return texts.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+
+
+def load_unlabelled(config, source):
+    """`config.unlabelled` reviews for self-training: aclImdb's train/unsup/ files (`source`: the aclImdb
+    folder `load` read), or TFDS's unsupervised split."""
+    if config.source != "tfds":
+        return unlabelled_reviews(source, config.unlabelled, seed=config.split_seed)
+    from common import tfds_data
+
+    texts = tfds_data.imdb_unlabelled(config.unlabelled, config.data_dir, seed=config.split_seed)
+    return unlabelled_batches(texts)
 
 
 def unlabelled_batches(texts, batch_size=256):

@@ -1,5 +1,8 @@
 """CIFAR-10 from whatever copy is at hand, as uint8 arrays with a stratified validation hold-out.
 
+`load(config)` reads the lesson's settings (`data_dir`, `val_size`, `split_seed`, `limit`, `lossless_holdout`,
+`source`) and returns one `Splits`; `read(...)` is the same with plain arguments.
+
 In the data set folder `cifar10/` of the data root (see common/data_root.py), in this order:
 
 1. `train/<class>/` and `test/<class>/` image folders (already extracted),
@@ -19,6 +22,8 @@ in the original order, so the held-out 4,000 are the same originals and `held_ou
 accuracy on unseen original images; there is no JPEG copy, so no "jpeg" set and no cost to measure.
 """
 
+import dataclasses
+import functools
 import pickle
 from pathlib import Path
 
@@ -37,18 +42,71 @@ HOLDOUT_SIZE = 4000
 # shared copy); unrelated images differ by about 60. Above this mean, the file does not belong to the copy.
 MATCH_LIMIT = 16.0
 LOSSY_NOTE = "JPEG re-encodings of the CIFAR-10 images (lossy), not the original batches"
+TFDS_NAME, KERAS_NAME = "TensorFlow Datasets cifar10", "keras.datasets.cifar10"
 
 
-def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False, source="auto"):
-    """ImageArrays for CIFAR-10; `limit` keeps only that many images per split (smoke runs); `val_size` 0
-    holds nothing out for validation; `lossless_holdout`: see the module's docstring; `source` "tfds" reads
+@dataclasses.dataclass
+class Splits:
+    """uint8 images (n, height, width, channels) and integer labels per split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    source: object = None  # the data set folder read, or the name of the copy (TFDS, keras.datasets)
+    note: str = ""  # what the images are (a lossy copy, what was held out), said beside the numbers
+    # Evaluation sets kept out of training and validation: name -> (uint8 images, labels).
+    held_out: dict = dataclasses.field(default_factory=dict)
+
+    # The contract's three parts (datasets/__init__.py), as (images, labels) pairs.
+    train = property(lambda self: (self.x_train, self.y_train))
+    val = property(lambda self: (self.x_val, self.y_val))
+    test = property(lambda self: (self.x_test, self.y_test))
+
+    @functools.cached_property
+    def channel_stats(self):
+        """Per-channel (mean, variance) of the training images, for the models' Normalization layer."""
+        mean, std = images.channel_stats(self.x_train)
+        return mean, std**2
+
+    @property
+    def mean(self):
+        return self.channel_stats[0]
+
+    @property
+    def variance(self):
+        return self.channel_stats[1]
+
+    @property
+    def image_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def load(config):
+    """The lesson's CIFAR-10 splits: `read` with the config's data folder, split sizes, seed and source."""
+    return read(config.data_dir, config.val_size, config.split_seed, config.limit,
+                lossless_holdout=config.lossless_holdout, source=config.source)
+
+
+def read(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False, source="auto"):
+    """Splits of CIFAR-10; `limit` keeps only that many images per split (smoke runs); `val_size` 0 holds
+    nothing out for validation; `lossless_holdout`: see the module's docstring; `source` "tfds" reads
     TensorFlow Datasets' prepared `cifar10` (`common/tfds_data.py`; `data_dir` is then the TFDS data dir)."""
     if source == "tfds":  # the original images: the held-out 4,000 are lossless originals, as with the batches
         from common import tfds_data
 
-        folder, arrays, note = None, tfds_data.cifar10_arrays(CLASS_NAMES, data_dir), "TensorFlow Datasets cifar10"
+        folder, arrays, note = None, tfds_data.cifar10_arrays(CLASS_NAMES, data_dir), TFDS_NAME
+        where = TFDS_NAME
     else:
         folder, arrays, note = _find_copy(data_dir)
+        where = folder or KERAS_NAME
     x, y, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
     names = [str(n) for n in arrays["class_names"]]
     held_out = {}
@@ -66,7 +124,8 @@ def load_cifar10(data_dir=None, val_size=5000, split_seed=42, limit=None, lossle
         x_train, y_train, x_val, y_val = images.split_validation(x, y, val_size, split_seed)
     else:  # no validation split: the recipe's hyperparameters were chosen elsewhere
         x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
-    return images.ImageArrays(x_train, y_train, x_val, y_val, x_test, y_test, names, note, held_out)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, names, source=where, note=note,
+                  held_out=held_out)
 
 
 def _find_copy(data_dir):

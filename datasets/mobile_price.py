@@ -1,4 +1,9 @@
-"""Tabular data: a checked CSV reader, stratified splits and folds, and tf.data pipelines from arrays.
+"""Mobile price (Kaggle "Mobile Price Classification"): 2,000 labelled phones, 20 numeric features each, and
+a price range 0..3; `test.csv` holds 1,000 more without labels.
+
+`load(config)` finds the CSVs (the data root's `mobile_price/`, else the copy that ships in `datasets/data/`),
+checks them, and splits the labelled rows three ways, stratified by class with a fixed seed. Also here: the
+checked CSV reader, stratified folds, and tf.data pipelines from the arrays.
 
 Every way a CSV can be wrong (missing file, not a CSV, missing columns, empty or non-numeric cells, labels
 outside the known classes) raises `UserError` with the file, the column and the first bad row.
@@ -13,11 +18,20 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from common.data_root import find_dataset
 from common.errors import UserError
+
+# Twenty numeric columns and the label.
+FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
+            "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
+            "three_g", "touch_screen", "wifi"]
+LABEL = "price_range"
+CLASS_NAMES = ["low", "medium", "high", "very_high"]
+EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CSVs ships with the repo
 
 
 @dataclasses.dataclass
-class TabularSplits:
+class Splits:
     """Feature rows (float32) and integer labels for train / validation / test."""
 
     x_train: np.ndarray
@@ -28,6 +42,13 @@ class TabularSplits:
     y_test: np.ndarray
     feature_names: list
     class_names: list
+    source: Path = None  # the folder the CSVs came from (it also holds the unlabelled test.csv)
+    note: str = ""
+
+    # The contract's three parts (datasets/__init__.py), as (features, labels) pairs.
+    train = property(lambda self: (self.x_train, self.y_train))
+    val = property(lambda self: (self.x_val, self.y_val))
+    test = property(lambda self: (self.x_test, self.y_test))
 
     @property
     def num_features(self):
@@ -36,6 +57,26 @@ class TabularSplits:
     @property
     def num_classes(self):
         return len(self.class_names)
+
+
+def find_folder(data_dir=None, required=("train.csv",)):
+    """The `mobile_price/` folder of the data root (holding the `required` files), else the copy that ships
+    with the repo."""
+    return find_dataset("mobile_price", data_dir, required=required,
+                        fallback=lambda: EMBEDDED_DATA / "mobile_price")
+
+
+def load(config):
+    """The labelled CSV, checked, split three ways (stratified by class, `config.split_seed`); `max_rows`
+    keeps a stratified subset (smoke runs), and `cv` folds are checked before any training."""
+    folder = find_folder(config.data_dir)
+    _, x, y = read_csv(folder / "train.csv", FEATURES, LABEL, num_classes=len(CLASS_NAMES))
+    if config.max_rows:
+        x, y = stratified_subset(x, y, config.max_rows, config.split_seed)
+    if config.cv:
+        stratified_folds(y, config.cv, config.split_seed)  # refuse too many folds before any training
+    parts = split_stratified(x, y, config.val_fraction, config.test_fraction, config.split_seed)
+    return Splits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES, source=folder)
 
 
 def read_csv(path, columns, label=None, num_classes=None):
