@@ -40,6 +40,7 @@ from benchmarks.common import command_line, labelled, publish, stamp, unstamped 
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
+from models import cnn  # noqa: E402
 from tasks import cifar10  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -49,17 +50,31 @@ COLUMNS = ["model", "profile", "test accuracy", "held-out lossless / JPEG", "bes
            "wall time (min)", "time per epoch (s)", "images/s", "stamp", "command"]
 EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy", "stamp"]
 EPOCH_COLUMNS = ["model", "params", "batch size", "s per epoch (CPU here)", "stamp"]
-# Full-profile recipes whose epochs are too slow to run to the end here: timed for a few steps instead.
-FULL_MODELS = {"fast (64,256,256)": dict(model="fast", widths=(64, 256, 256), batch_size=512),
-               "resnet20": dict(model="resnet20", batch_size=128), "resnet56": dict(model="resnet56", batch_size=128),
-               "vgg (64,128,256)": dict(model="vgg", widths=(64, 128, 256), batch_size=128),
-               "course_cnn": dict(model="course_cnn", batch_size=64)}
+# `--epoch-times`: the full-profile recipes whose epochs are too slow to run to the end here, timed for a few
+# steps instead: every model of models/cnn.py's BUILDERS with the full profile's settings, changed by these,
+# except ResNet-32 (ResNet-20 and ResNet-56 bracket it).
+FULL_SETTINGS = {"fast": dict(widths=(64, 256, 256), batch_size=512), "resnet20": dict(batch_size=128),
+                 "resnet56": dict(batch_size=128), "vgg": dict(widths=(64, 128, 256), batch_size=128),
+                 "course_cnn": dict(batch_size=64)}
+NOT_TIMED = ("resnet32",)
+
+
+def full_models():
+    """{row label: config overrides} of the models `--epoch-times` times; a label names the widths it sets."""
+    models = {}
+    for name in cnn.BUILDERS:
+        if name not in NOT_TIMED:
+            settings = FULL_SETTINGS.get(name, {})
+            widths = f" ({','.join(map(str, settings['widths']))})" if "widths" in settings else ""
+            models[name + widths] = dict(settings, model=name)
+    return models
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
-    parser.add_argument("--models", help="comma-separated (default: the profile's model)")
+    parser.add_argument("--models", help="comma-separated, of: " + ", ".join(cnn.BUILDERS)
+                        + " (default: the profile's model)")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--cutout 8\"")
     parser.add_argument("--epoch-times", action="store_true", help="time a few steps of every full-profile model")
@@ -133,10 +148,9 @@ def epoch_times(steps=12):
     import numpy as np
 
     from common import training
-    from models import cnn
 
     rows = []
-    for name, overrides in FULL_MODELS.items():
+    for name, overrides in full_models().items():
         config = build_config(cifar10.Cifar10Config, profile="full", overrides=overrides)
         data = _FakeData()
         model = training.build_seeded(cnn.build_cnn, config, data)

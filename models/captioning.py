@@ -54,6 +54,10 @@ class BahdanauAttention(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+# Every `--cell` name -> its Keras cell: the lesson's --cell reads this mapping.
+CELLS = {"lstm": layers.LSTMCell, "gru": layers.GRUCell}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class AttentionDecoder(layers.Layer):
     """Embedding + LSTM/GRU cell + Bahdanau attention over the encoder's positions -> next-word logits.
@@ -75,8 +79,7 @@ class AttentionDecoder(layers.Layer):
         self.embedding = layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
         self.attention = BahdanauAttention(attention_units, name="attention")
         self.gate = layers.Dense(1, activation="sigmoid", name="context_gate")  # Xu et al.'s beta
-        cells = {"lstm": layers.LSTMCell, "gru": layers.GRUCell}
-        self.cell = cells[cell](units, name=cell)
+        self.cell = CELLS[cell](units, name=cell)
         self.init_state = [layers.Dense(units, activation="tanh", name=f"init_{n}")
                            for n in (("h", "c") if cell == "lstm" else ("h",))]
         self.dropout = layers.Dropout(dropout)

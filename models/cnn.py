@@ -16,7 +16,11 @@ so a saved model takes raw 0..255 pixels, and ends in a float32 softmax.
   airbench94's model-side methods are flags (`models/airbench.py`): a frozen patch-whitening stem
   (`whiten`), identity-initialised 3x3 convs (`dirac`, any model), batch norm without a learned scale
   (`bn_scale`) and with a faster-learning shift (`bn_bias_lr`, any model with batch norm).
+
+Each name maps to its builder in BUILDERS, at the end of this file.
 """
+
+import functools
 
 import keras
 import numpy as np
@@ -26,31 +30,26 @@ from common.errors import UserError
 from common import registry
 from models import airbench
 
-ARCHITECTURES = ("course_cnn", "vgg", "resnet20", "resnet32", "resnet56", "fast")
 RESNET_BLOCKS = {"resnet20": 3, "resnet32": 5, "resnet56": 9}
 
 
 def build_cnn(config, data):
-    """The architecture named by `config.model`, for `data` (image_shape, num_classes, mean, variance)."""
+    """The architecture named by `config.model` (a key of BUILDERS), for `data` (image_shape, num_classes,
+    mean, variance): the normalisation layer, the architecture's builder, then a float32 softmax."""
     name = config.model
-    if name not in ARCHITECTURES:
-        raise UserError(f"unknown model '{name}'; valid: {', '.join(ARCHITECTURES)}.")
+    if name not in BUILDERS:
+        raise UserError(f"unknown model '{name}'; valid: {', '.join(BUILDERS)}.")
     inputs = keras.Input(shape=data.image_shape, name="pixels")
     x = layers.Normalization(mean=data.mean, variance=data.variance, name="normalize")(inputs)
-    if name == "course_cnn":
-        x = course_cnn_body(x, config)
-    elif name == "vgg":
-        x = vgg_body(x, config)
-    elif name == "fast":
-        x = fast_body(x, config, data)
-    else:
-        x = resnet_body(x, config, RESNET_BLOCKS[name])
-    logits = layers.Dense(data.num_classes, use_bias=name != "fast", kernel_initializer=_init(config),
-                          kernel_regularizer=_l2(config), name="logits")(x)
-    if name == "fast":  # a small output scale keeps the first steps' logits small (airbench uses 1/9)
-        logits = layers.Rescaling(config.logit_scale, name="logit_scale")(logits)
+    logits = BUILDERS[name](x, config, data)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=name)
+
+
+def dense_logits(x, config, data, use_bias=True):
+    """The classifier every architecture ends in: one dense layer to `data.num_classes` logits."""
+    return layers.Dense(data.num_classes, use_bias=use_bias, kernel_initializer=_init(config),
+                        kernel_regularizer=_l2(config), name="logits")(x)
 
 
 def _init(config):
@@ -108,6 +107,10 @@ def course_cnn_body(x, config):
     return layers.Dropout(config.dropout, name="dropout")(x) if config.dropout else x
 
 
+def build_course_cnn(x, config, data):
+    return dense_logits(course_cnn_body(x, config), config, data)
+
+
 # ------------------------------------------------------------------------------------------------------ VGG
 def vgg_body(x, config):
     for stage, filters in enumerate(config.widths, start=1):
@@ -118,6 +121,10 @@ def vgg_body(x, config):
             x = layers.Dropout(config.dropout * stage / len(config.widths), name=f"block{stage}_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     return layers.Dropout(config.dropout, name="dropout")(x) if config.dropout else x
+
+
+def build_vgg(x, config, data):
+    return dense_logits(vgg_body(x, config), config, data)
 
 
 # --------------------------------------------------------------------------------------------------- ResNet
@@ -161,6 +168,10 @@ def resnet_body(x, config, blocks_per_stage):
     return layers.GlobalAveragePooling2D(name="pool")(x)
 
 
+def build_resnet(x, config, data, blocks_per_stage):
+    return dense_logits(resnet_body(x, config, blocks_per_stage), config, data)
+
+
 def resnet_parameter_count(blocks_per_stage, num_classes=10, channels=3):
     """Trainable parameters of the CIFAR ResNet by formula: 3x3 convs without bias (9 * in * out), two per
     block; batch norm adds scale and shift per channel; option A shortcuts add nothing; dense 64 * 10 + 10."""
@@ -194,6 +205,12 @@ def fast_body(x, config, data=None):
     return layers.Dropout(config.dropout, name="dropout")(x) if config.dropout else x
 
 
+def build_fast(x, config, data):
+    # A head without bias, and a small output scale that keeps the first steps' logits small (airbench: 1/9).
+    logits = dense_logits(fast_body(x, config, data), config, data, use_bias=False)
+    return layers.Rescaling(config.logit_scale, name="logit_scale")(logits)
+
+
 def normalized_training_images(data, count):
     """The first `count` training images as the model's Normalization layer sees them."""
     if getattr(data, "x_train", None) is None:
@@ -206,3 +223,14 @@ def course_cnn_parameter_count(height=32, width=32, channels=3, num_classes=10):
     """conv 5x5: 25 * in * out + out; two 2x2 pools quarter the pixels; dense: flattened * classes + classes."""
     flattened = (height // 4) * (width // 4) * 32
     return (25 * channels * 16 + 16) + (25 * 16 * 32 + 32) + flattened * num_classes + num_classes
+
+
+# Every `--model` name -> its builder: (normalised pixels, config, data) -> logits. A new architecture is a
+# builder and an entry here: the lesson's --model, the tuner's search space and `--compare model`
+# (tuning/spaces.py) and benchmarks/cifar10.py read this mapping.
+BUILDERS = {
+    "course_cnn": build_course_cnn,
+    "vgg": build_vgg,
+    **{name: functools.partial(build_resnet, blocks_per_stage=n) for name, n in RESNET_BLOCKS.items()},
+    "fast": build_fast,
+}

@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from common import registry
+from common.errors import UserError
 
 RECURRENT = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 ARCHITECTURES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool", "ngram")
@@ -334,8 +335,16 @@ def parameter_table(model):
     return rows
 
 
-# Every name the lesson accepts -> its builder (config, data) -> a keras.Model taking raw strings.
+# Every name the lesson accepts -> its builder (config, data) -> a keras.Model taking raw strings. A new model
+# is a builder and an entry here: the lesson's --model and the tuner (tuning/spaces.py) read this mapping.
 BUILDERS = {**dict.fromkeys(ARCHITECTURES, build_text_classifier), "nbsvm": build_nbsvm}
+
+
+def build_text_model(config, data):
+    """The model named by `config.model` (a key of BUILDERS), built by its builder."""
+    if config.model not in BUILDERS:
+        raise UserError(f"unknown model '{config.model}'; valid: {', '.join(BUILDERS)}.")
+    return BUILDERS[config.model](config, data)
 
 
 def attention_weights_model(model):

@@ -95,7 +95,8 @@ class Cifar10Config(TrainConfig):
         "full": dict(widths=(64, 256, 256), batch_size=512, epochs=10),
     }
 
-    model: str = dataclasses.field(default="fast", metadata=dict(help="architecture", choices=cnn.ARCHITECTURES))
+    model: str = dataclasses.field(default="fast", metadata=dict(  # argparse fills in %(choices)s in --help
+        help="architecture (models/cnn.py), one of: %(choices)s", choices=cnn.BUILDERS))
     widths: tuple[int, ...] = dataclasses.field(default=(32, 96, 192), metadata=dict(
         help="filters per stage of vgg and fast (e.g. 64,128,256); ResNets use the paper's 16,32,64"))
     stem_width: int = dataclasses.field(default=24, metadata=dict(help="filters of the fast net's 2x2 stem"))

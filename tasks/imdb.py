@@ -98,7 +98,7 @@ class ImdbConfig(TrainConfig):
     }
 
     model: str = dataclasses.field(default="gru", metadata=dict(
-        help="architecture", choices=tuple(text_models.BUILDERS)))
+        help="architecture (models/text.py), one of: %(choices)s", choices=text_models.BUILDERS))
     baseline: bool = dataclasses.field(default=True, metadata=dict(
         help="also train the bag-of-n-grams (fastText-style) reference"))
     export: bool = dataclasses.field(default=True, metadata=dict(

@@ -39,7 +39,7 @@ step("softmax_regression", fnn.build_softmax_regression(phone, data), x, np.aran
      "sparse_categorical_crossentropy")
 images = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0), variance=np.full(3, 3600.0))
 x = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-for name in cnn.ARCHITECTURES:
+for name in cnn.BUILDERS:
     config = build_config(Cifar10Config, profile="smoke", overrides=dict(model=name, widths=(8, 16, 16)))
     step(name, cnn.build_cnn(config, images), x, np.arange(4), "sparse_categorical_crossentropy")
 ids = rng.integers(0, 50, (4, 12)).astype("int32")

@@ -62,7 +62,7 @@ def imdb(hp):
     the batch size (the review pipeline is batched once, when the data is loaded).
     """
     values = shared(hp, skip=("activation", "batch_size"))
-    values["model"] = hp.Choice("model", ["lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"])
+    values["model"] = hp.Choice("model", imdb_models())
     values["units"] = hp.Choice("units", [32, 64, 128])
     values["embedding_dim"] = hp.Choice("embedding_dim", [32, 64, 128])
     return values
@@ -72,11 +72,40 @@ def cifar10(hp):
     """Shared space (batch sizes for images) plus the architecture and the regularisers of the recipe."""
     values = shared(hp, skip=("batch_size",))
     values["batch_size"] = hp.Choice("batch_size", [128, 256, 512])
-    values["model"] = hp.Choice("model", ["vgg", "resnet20", "fast"])
+    values["model"] = hp.Choice("model", cifar10_models())
     values["schedule"] = hp.Choice("schedule", ["onecycle", "cosine", "constant"])
     values["label_smoothing"] = hp.Choice("label_smoothing", [0.0, 0.1, 0.2])
     values["cutout"] = hp.Choice("cutout", [0, 8])
     return values
+
+
+def model_names(builders, left_out):
+    """The names of a models/ mapping (name -> builder), in its order, less `left_out`: a model added to the
+    mapping joins the search unless it is left out here. Each name left out must be in the mapping, so a
+    renamed model cannot slip back in unnoticed."""
+    unknown = [name for name in left_out if name not in builders]
+    if unknown:
+        raise ValueError(f"models left out of the search but not in the mapping: {', '.join(unknown)}")
+    return [name for name in builders if name not in left_out]
+
+
+def cifar10_models(compare=False):
+    """The CIFAR-10 models the search samples, or (`compare`) that `--compare model` trains: those of
+    models/cnn.py's BUILDERS less the deeper ResNets (2-3x ResNet-20's time per trial) and, in the search,
+    the course CNN (the baseline the searched models have to beat)."""
+    from models import cnn
+
+    return model_names(cnn.BUILDERS, ("resnet32", "resnet56") + (() if compare else ("course_cnn",)))
+
+
+def imdb_models(compare=False):
+    """The IMDB models the search samples, or (`compare`) that `--compare model` trains: those of
+    models/text.py's BUILDERS less the bag-of-n-grams references (ngram trains with its own size and
+    epochs, nbsvm needs n-gram counts the tuner's data lacks) and, in the search, the plain SimpleRNN (the
+    recurrent baseline)."""
+    from models import text
+
+    return model_names(text.BUILDERS, ("ngram", "nbsvm") + (() if compare else ("simple_rnn",)))
 
 
 def comparison(name, choices):

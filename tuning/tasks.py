@@ -33,7 +33,7 @@ def _phone_price():
 
 def _imdb():
     from datasets import imdb as imdb_data
-    from models.text import build_text_classifier
+    from models.text import build_text_model
     from tasks import imdb
     from tuning import spaces
 
@@ -43,13 +43,13 @@ def _imdb():
         if data.vectorizer is None:
             data.vectorizer = imdb_data.adapt_vectorizer(data.train, config.vocabulary_size,
                                                          config.sequence_length)
-        return build_text_classifier(config, data)
+        return build_text_model(config, data)
 
     def make_datasets(config, data):
         return data.train, data.val, data.test, imdb.steps_per_epoch(data.train)
 
     comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
-    comparisons["model"] = ["simple_rnn", "lstm", "gru", "bilstm", "bigru", "bilstm_attention", "bigru_pool"]
+    comparisons["model"] = spaces.imdb_models(compare=True)
     return TaskSpec("imdb", imdb.ImdbConfig, imdb_data.load, build_model, make_datasets, spaces.imdb,
                     comparisons)
 
@@ -60,7 +60,7 @@ def _cifar10():
     from tasks import cifar10
     from tuning import spaces
 
-    comparisons = dict(spaces.COMPARISONS, model=["course_cnn", "vgg", "resnet20", "fast"])
+    comparisons = dict(spaces.COMPARISONS, model=spaces.cifar10_models(compare=True))
     return TaskSpec("cifar10", cifar10.Cifar10Config, cifar10_data.load, build_cnn, cifar10.make_datasets,
                     spaces.cifar10, comparisons)
 
