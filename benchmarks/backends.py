@@ -33,11 +33,13 @@ COLUMNS = ["task", "backend", "model", "metric", "value", "best val accuracy", "
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=run_all.available_tasks(), help="required unless --render")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--backends", default="tensorflow,jax,torch")
-    parser.add_argument("--render", action="store_true", help="write the section from backends_rows.json only")
+    parser.add_argument("--render", action="store_true",
+                        help="write the section from backends_rows.json only")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if args.render:
@@ -55,8 +57,8 @@ def main(argv=None):
              "value": f"{r['value']:.4f}" if isinstance(r["value"], float) else r["value"],
              "best val accuracy": val, "stamp": measured,
              "train time (s)": f"{float(r['train_time_s']):.0f}" if r["train_time_s"] != "" else "",
-             "command": f"`KERAS_BACKEND={r['backend']} {command}`"} for r, val in zip(summary["rows"], validation,
-                                                                                       strict=True)]
+             "command": f"`KERAS_BACKEND={r['backend']} {command}`"}
+            for r, val in zip(summary["rows"], validation, strict=True)]
     state = load_state()
     state[args.task] = rows
     ROWS_FILE.write_text(json.dumps(state, indent=2) + "\n")
@@ -81,7 +83,8 @@ def load_state():
         for row in rows:
             if "stamp" not in row:
                 lesson_flags = row["command"].strip("`").split(" --profile quick", 1)[-1].strip()
-                rerun = f"python -m benchmarks.backends --task {task}" + (f" -- {lesson_flags}" if lesson_flags else "")
+                rerun = (f"python -m benchmarks.backends --task {task}"
+                         + (f" -- {lesson_flags}" if lesson_flags else ""))
                 row["stamp"] = unstamped(rerun, row.pop("measured", None))
     return state
 
@@ -93,8 +96,8 @@ def render(state):
             "The same lesson command under each `KERAS_BACKEND`, in its own process, with the same seed and "
             "the same tf.data pipeline. Each backend's random generator turns the seed into its own initial "
             "weights and dropout masks, so the accuracies differ by about the spread between seeds, not by "
-            "a fixed amount. Rows of earlier runs are kept; each row's stamp (date, machine, versions, commit, the "
-            "benchmark command that measured it) is spelled out below the table.\n\n"
+            "a fixed amount. Rows of earlier runs are kept; each row's stamp (date, machine, versions, "
+            "commit, the benchmark command that measured it) is spelled out below the table.\n\n"
             + format_table(shown, COLUMNS) + "\n\nStamps:\n\n" + notes + "\n")
 
 

@@ -8,7 +8,7 @@ Writes the captioning section of RESULTS.md; rows of earlier runs are kept in be
 each run with its stamp; the sample and attention figures go to benchmarks/plots/. The lesson runs with the
 user's defaults (TensorBoard logs included); the command column shows the flags the benchmark adds.
 
-    python -m benchmarks.captioning --render    # the section again from captioning_rows.json, measuring nothing
+    python -m benchmarks.captioning --render  # the section again from captioning_rows.json, measuring nothing
 """
 
 import argparse
@@ -35,18 +35,22 @@ from tasks import captioning  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "captioning_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "best val word accuracy",
-           "params", "epochs", "time per epoch (s)", "features (s)", "wall time (min)", "stamp", "command"]
+COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4",
+           "best val word accuracy", "params", "epochs", "time per epoch (s)", "features (s)",
+           "wall time (min)", "stamp", "command"]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="flickr8k", help="row name (also names the figures)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--epochs 12 --units 384\"")
     parser.add_argument("--keep", help="copy the run folder here (to caption more images with it later)")
-    parser.add_argument("--from-run", help="report a finished run folder instead of training (its wall time is unknown)")
-    parser.add_argument("--render", action="store_true", help="write the section from captioning_rows.json only")
+    parser.add_argument("--from-run",
+                        help="report a finished run folder instead of training (its wall time is unknown)")
+    parser.add_argument("--render", action="store_true",
+                        help="write the section from captioning_rows.json only")
     args = parser.parse_args(argv)
     if args.render:
         return render_recorded()
@@ -68,7 +72,8 @@ def main(argv=None):
         result = list(metrics["results"].values())[0]
         config = read_json(run_dir / "config.json")
         PLOTS.mkdir(exist_ok=True)
-        for plot in ["samples.png", "learning_curves.png"] + sorted(p.name for p in run_dir.glob("attention_*.png")):
+        for plot in (["samples.png", "learning_curves.png"]
+                     + sorted(p.name for p in run_dir.glob("attention_*.png"))):
             shutil.copy(run_dir / plot, PLOTS / f"captioning_{args.name}_{plot}")
         if args.keep:
             shutil.copytree(run_dir, Path(args.keep) / args.name, dirs_exist_ok=True)
@@ -76,8 +81,9 @@ def main(argv=None):
     rows = []
     for decoding in [k for k in result if k == "greedy" or k.startswith("beam")]:
         scores = result[decoding]
-        rows.append({"run": args.name, "data": f"{config['dataset']} ({result['data']})", "encoder": result["encoder"],
-                     "decoding": decoding, **{f"BLEU-{n}": f"{scores[f'bleu{n}']:.4f}" for n in range(1, 5)},
+        rows.append({"run": args.name, "data": f"{config['dataset']} ({result['data']})",
+                     "encoder": result["encoder"], "decoding": decoding,
+                     **{f"BLEU-{n}": f"{scores[f'bleu{n}']:.4f}" for n in range(1, 5)},
                      "best val word accuracy": f"{max(word_accuracy):.4f}" if word_accuracy else "",
                      "params": result["params"], "epochs": result["epochs"],
                      "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}",
@@ -93,7 +99,7 @@ def main(argv=None):
 
 
 def load_state():
-    """captioning_rows.json; a run measured before stamps gets its explicit marker (and keeps its old note)."""
+    """captioning_rows.json; a run measured before stamps gets its explicit marker (keeping its old note)."""
     state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
     for name, entry in state["rows"].items():
         if "stamp" not in entry:
@@ -114,7 +120,8 @@ def render_recorded():
 def _feature_time(result):
     if "feature_time_s" not in result:
         return "- (trained with the decoder)"
-    return f"{result['feature_time_s']:.0f}" + (" (read from the cache)" if result["features_from_cache"] else " (computed)")
+    return f"{result['feature_time_s']:.0f}" + (" (read from the cache)" if result["features_from_cache"]
+                                                else " (computed)")
 
 
 def render(state):
@@ -123,21 +130,22 @@ def render(state):
     body = ["## Captioning (tasks/captioning.py)", "",
             "Rows of earlier runs are kept; each run's stamp (date, machine, versions, commit, the benchmark "
             "command that measured it) is spelled out below the table. Best val word accuracy: the share of "
-            "the validation captions' words predicted exactly from the words before them (teacher forcing), at "
-            "the best epoch.", "",
-            "Corpus BLEU (NLTK `corpus_bleu`, no smoothing) on the test split against every reference caption; "
-            "captions are lower-cased words without punctuation. Flickr8k: the official 1,000 test images, "
-            "224x224 JPEG re-encodings (see ../shared/datasets/flickr8k/SOURCE.txt), so numbers are comparable "
-            "with, not identical to, published ones (Xu et al. 2015 soft attention: BLEU-1 0.67, BLEU-4 0.195). "
-            "Wall time includes loading, the encoder features (computed once and then read from the cache; the "
-            "features column says which) and evaluation.", "",
+            "the validation captions' words predicted exactly from the words before them (teacher forcing), "
+            "at the best epoch.", "",
+            "Corpus BLEU (NLTK `corpus_bleu`, no smoothing) on the test split against every reference "
+            "caption; captions are lower-cased words without punctuation. Flickr8k: the official 1,000 test "
+            "images, 224x224 JPEG re-encodings (see ../shared/datasets/flickr8k/SOURCE.txt), so numbers are "
+            "comparable with, not identical to, published ones (Xu et al. 2015 soft attention: BLEU-1 0.67, "
+            "BLEU-4 0.195). Wall time includes loading, the encoder features (computed once and then read "
+            "from the cache; the features column says which) and evaluation.", "",
             format_table(shown, COLUMNS), "", "Stamps:", "", notes, ""]
     for name, entry in state["rows"].items():
         hits = entry.get("attention_on_named_shape")
         if hits:
-            shares = ", ".join(f"{group.replace('_', ' ')} {share:.0%}" for group, share in hits.items() if share is not None)
-            body.append(f"- {name}: share of generated words whose attention peak lies on the shape they name: {shares} "
-                        "(a 64-position grid: a shape covers 2-9 of its cells).")
+            shares = ", ".join(f"{group.replace('_', ' ')} {share:.0%}" for group, share in hits.items()
+                               if share is not None)
+            body.append(f"- {name}: share of generated words whose attention peak lies on the shape they "
+                        f"name: {shares} (a 64-position grid: a shape covers 2-9 of its cells).")
         for example in entry["examples"][:3]:
             generated = "; ".join(f"{k}: {v}" for k, v in example.items() if k not in ("image", "references"))
             body.append(f"- {name} `{example['image']}`: {generated} (reference: {example['references'][0]})")

@@ -6,7 +6,7 @@ measured it. The script that measures a row writes its stamp at that moment; not
 Rows measured before stamps existed carry an explicit marker instead (`unstamped`), and a row measured with
 code older than its lesson's last change of behaviour (`LAST_CHANGE`) is marked as older when it is rendered.
 
-    python -m benchmarks.common     # re-render every section of RESULTS.md from what is recorded, measuring nothing
+    python -m benchmarks.common  # every section of RESULTS.md again from what is recorded, measuring nothing
 """
 
 import functools
@@ -30,8 +30,8 @@ LAST_CHANGE = {
     lesson: ("89d82be", "the run-folder rewrite: each epoch's batches come from one repeated, seeded stream")
     for lesson in ("phone_price", "imdb", "cifar10", "captioning")
 }
-LAST_CHANGE["cifar10"] = ("ce58588", "the lossless hold-out: the first 4,000 training images are held out by default, "
-                                     "and TTA averages log-probabilities")
+LAST_CHANGE["cifar10"] = ("ce58588", "the lossless hold-out: the first 4,000 training images are held out by "
+                                     "default, and TTA averages log-probabilities")
 # Whole sections written by one run (no rows file): the lesson each belongs to, for the older mark.
 SECTION_LESSONS = {"phone_price": "phone_price", "tuning_phone_price": "phone_price", "tuning_imdb": "imdb",
                    "tuning_cifar10": "cifar10", "frameworks": None, "distribution": "cifar10"}
@@ -57,8 +57,8 @@ def machine_facts():
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{cpu}, {os.cpu_count()} cores, " + (f"{len(gpus)} GPU(s)" if gpus else "no GPU"),
-        "versions": f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"
-                    f" ({keras.backend.backend()} backend)",
+        "versions": f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+                    f"Keras {keras.__version__} ({keras.backend.backend()} backend)",
         "commit": _git_commit(),
     }
 
@@ -89,11 +89,12 @@ def unstamped(rerun, note=None):
 
 
 def stamp_problem(value):
-    """None when `value` is a whole stamp or the explicit unstamped marker; otherwise what is wrong with it."""
+    """None when `value` is a whole stamp or the explicit unstamped marker; else what is wrong with it."""
     if not isinstance(value, dict):
         return "no stamp"
     if "none" in value:
-        return None if value["none"] == UNSTAMPED and value.get("rerun") else "a marker without its rerun command"
+        return (None if value["none"] == UNSTAMPED and value.get("rerun")
+                else "a marker without its rerun command")
     missing = [name for name in STAMP_FIELDS if not value.get(name)]
     return f"a stamp without {', '.join(missing)}" if missing else None
 
@@ -123,7 +124,8 @@ def describe(value, lesson):
     if "none" in value:
         note = f"; unverified note: {value['unverified note']}" if value.get("unverified note") else ""
         return f"stamp: none ({value['none']}; rerun with `{value['rerun']}`){note}"
-    text = f"{value['date']}; {value['machine']}; {value['versions']}; commit {value['commit']}; `{value['command']}`"
+    text = (f"{value['date']}; {value['machine']}; {value['versions']}; commit {value['commit']}; "
+            f"`{value['command']}`")
     mark = older(value, lesson)
     return text + (f"; **{mark}**" if mark else "")
 
@@ -147,7 +149,8 @@ def labelled(rows, lessons):
 
 def facts_block(value, lesson=None):
     """The head of a section written whole by one run: its stamp, one fact a line."""
-    lines = [f"- {name}: " + (f"`{value[name]}`" if name == "command" else value[name]) for name in STAMP_FIELDS]
+    lines = [f"- {name}: " + (f"`{value[name]}`" if name == "command" else value[name])
+             for name in STAMP_FIELDS]
     mark = older(value, lesson)
     return "\n".join(lines + ([f"- **{mark}**"] if mark else [])) + "\n"
 
@@ -158,7 +161,8 @@ def write_section(name, body):
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     section = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    text = (pattern.sub(lambda _: section, text) if pattern.search(text)
+            else text.rstrip() + "\n\n" + section + "\n")
     RESULTS.write_text(text)
 
 
@@ -179,7 +183,7 @@ def command_line(module):
     return " ".join(["python -m", module, *sys.argv[1:]])
 
 
-# ---------------------------------------------------------------------------- sections written whole by one run
+# -------------------------------------------------------------------------- sections written whole by one run
 def section_stamp(body):
     """The stamp in the head of a section written whole by one run (its `- name: value` lines)."""
     found = dict(re.findall(r"^- (date|machine|versions|commit|command): (.+)$", body, re.M))
@@ -196,7 +200,8 @@ def marked(name, body):
     body = re.sub(r"^- \*\*older: .*\n", "", body, flags=re.M)
     mark = older(value, SECTION_LESSONS.get(name))
     if mark:
-        body = re.sub(r"^(- command: .*\n)", lambda m: m.group(1) + f"- **{mark}**\n", body, count=1, flags=re.M)
+        body = re.sub(r"^(- command: .*\n)", lambda m: m.group(1) + f"- **{mark}**\n", body, count=1,
+                      flags=re.M)
     return body
 
 

@@ -1,18 +1,19 @@
-"""What distributed training costs on this machine: the CIFAR-10 fast net and ResNet-20, trained by one process
-and by 2 loopback workers (`--distribution multi_worker` through `python -m tasks.distributed`), with the
-same global batch, the same images and the same epochs.
+"""What distributed training costs on this machine: the CIFAR-10 fast net and ResNet-20, trained by one
+process and by 2 loopback workers (`--distribution multi_worker` through `python -m tasks.distributed`), with
+the same global batch, the same images and the same epochs.
 
-    python -m benchmarks.distribution                              # fast and resnet20, 3 epochs of 10,000 images
+    python -m benchmarks.distribution                           # fast and resnet20, 3 epochs of 10,000 images
     python -m benchmarks.distribution --models resnet20 --limit 45000 --epochs 2 --workers 1,2,4
     python -m benchmarks.distribution --workers 1,mirrored                    # a GPU machine: all its GPUs
 
 On a machine without GPUs every worker trains on the same CPU cores as the others, so these numbers measure
-the overhead of distribution (a second process with its own input pipeline, an all-reduce of every gradient per
-step over loopback gRPC, synchronised batch norm), not a speed-up: a speed-up needs one GPU, or one machine, per
-worker. On a machine with GPUs, `mirrored` in --workers adds the row that matters there: one process over
-every local GPU (`--distribution mirrored`); loopback workers would each take every GPU. The time per epoch is the chief's training time divided by the epochs (the first epoch's tracing
-included); images/s counts the training images of every epoch; the wall time runs from the command's start
-(TensorFlow import and data loading included) to its end. Writes the "distribution" section of RESULTS.md.
+the overhead of distribution (a second process with its own input pipeline, an all-reduce of every gradient
+per step over loopback gRPC, synchronised batch norm), not a speed-up: a speed-up needs one GPU, or one
+machine, per worker. On a machine with GPUs, `mirrored` in --workers adds the row that matters there: one
+process over every local GPU (`--distribution mirrored`); loopback workers would each take every GPU. The time
+per epoch is the chief's training time divided by the epochs (the first epoch's tracing included); images/s
+counts the training images of every epoch; the wall time runs from the command's start (TensorFlow import and
+data loading included) to its end. Writes the "distribution" section of RESULTS.md.
 """
 
 import argparse
@@ -34,12 +35,15 @@ COLUMNS = ["model", "workers", "global batch", "epochs", "s per epoch", "images/
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="fast,resnet20", help="comma-separated CIFAR-10 architectures")
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (1: no distribution), "
+    parser.add_argument("--workers", default="1,2",
+                        help="comma-separated worker counts (1: no distribution), "
                         "or 'mirrored' (one process over every local GPU)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=10000, help="images per split read (--limit of the lesson)")
+    parser.add_argument("--limit", type=int, default=10000,
+                        help="images per split read (--limit of the lesson)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
@@ -54,29 +58,32 @@ def main(argv=None):
             row["vs 1 worker"] = f"{per_epoch / one:.2f}x" if one else ""
         rows += measured_rows
     cpu_only = "no GPU" in measured["machine"]
-    body = ("## Distributed training on this machine" + (": overhead, not speed-up" if cpu_only else "") + "\n\n"
-            + facts_block(measured, "cifar10")
-            + "\nThe same CIFAR-10 run trained by one process and distributed (loopback workers: `--distribution "
-            "multi_worker` through `python -m tasks.distributed`; `mirrored`: one process over every local GPU), "
-            "same global batch. \"vs 1 worker\" is the time per epoch relative to one process. "
-            + ("On this CPU machine the workers share the same cores: the times show what distribution costs, not "
-               "what it gains (that needs one GPU or one machine per worker).\n\n" if cpu_only else "\n\n")
+    body = ("## Distributed training on this machine" + (": overhead, not speed-up" if cpu_only else "")
+            + "\n\n" + facts_block(measured, "cifar10")
+            + "\nThe same CIFAR-10 run trained by one process and distributed (loopback workers: "
+            "`--distribution multi_worker` through `python -m tasks.distributed`; `mirrored`: one process "
+            "over every local GPU), same global batch. \"vs 1 worker\" is the time per epoch relative to one "
+            "process. "
+            + ("On this CPU machine the workers share the same cores: the times show what distribution "
+               "costs, not what it gains (that needs one GPU or one machine per worker).\n\n" if cpu_only
+               else "\n\n")
             + format_table(rows, COLUMNS))
     publish("distribution", body)
     return 0
 
 
 def measure(args, model, workers):
-    """One lesson run (through the launcher for several workers); its numbers from the chief's metrics.json."""
+    """One lesson run (via the launcher for several workers); its numbers from the chief's metrics.json."""
     lesson = ["python", "-m", "tasks.cifar10", "--profile", args.profile, "--model", model, "--epochs",
               str(args.epochs), "--limit", str(args.limit), "--verbose", "2", "--no-export", "--no-tta"]
     if workers == "mirrored":
         command = lesson + ["--distribution", "mirrored"]
     else:
-        command = (["python", "-m", "tasks.distributed", "--workers", str(workers), "--"] if workers > 1 else []) + lesson
+        command = (["python", "-m", "tasks.distributed", "--workers", str(workers), "--"] if workers > 1
+                   else []) + lesson
     with tempfile.TemporaryDirectory() as output_dir:
-        where = ["--output-dir", output_dir, "--run-id", "bench"] + (["--data-dir", args.data_dir] if args.data_dir
-                                                                    else [])
+        where = ["--output-dir", output_dir, "--run-id", "bench"] + (["--data-dir", args.data_dir]
+                                                                    if args.data_dir else [])
         started = time.perf_counter()
         subprocess.run([sys.executable if part == "python" else part for part in command + where], cwd=ROOT,
                        check=True)
@@ -86,10 +93,10 @@ def measure(args, model, workers):
         config = json.loads((run_dir / "config.json").read_text())
     per_epoch = result["time_per_epoch_s"]
     print(f"{model}, {workers} worker(s): {per_epoch:.1f} s per epoch", flush=True)
-    return {"model": model, "workers": workers, "global batch": config["batch_size"], "epochs": result["epochs"],
-            "s per epoch": f"{per_epoch:.1f}", "images/s": f"{result['images_per_s']:.0f}",
-            "test accuracy": f"{result['test_accuracy']:.4f}", "wall time (s)": f"{wall:.0f}",
-            "command": "`" + " ".join(command) + "`", "_per_epoch": per_epoch}
+    return {"model": model, "workers": workers, "global batch": config["batch_size"],
+            "epochs": result["epochs"], "s per epoch": f"{per_epoch:.1f}",
+            "images/s": f"{result['images_per_s']:.0f}", "test accuracy": f"{result['test_accuracy']:.4f}",
+            "wall time (s)": f"{wall:.0f}", "command": "`" + " ".join(command) + "`", "_per_epoch": per_epoch}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Framework comparison: each lesson's quick model on Keras' TensorFlow, JAX and PyTorch backends and as a
 plain PyTorch twin, measured side by side on this machine.
 
-    python -m benchmarks.frameworks                  # every backend + PyTorch native (needs requirements-compare.txt)
+    python -m benchmarks.frameworks  # every backend + PyTorch native (needs requirements-compare.txt)
     python -m benchmarks.frameworks --steps 40
 
 For each model: training throughput (examples/s over timed steps, after warm-up steps that compile the
@@ -29,7 +29,8 @@ quiet_tensorflow()
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTION_POSITIONS, CAPTION_FEATURES = 49, 1280  # EfficientNet-Lite0's 7x7 grid of 1280 features
-CAPTION_VOCABULARY = 2533  # Flickr8k: 2,529 training-caption words seen 5 times or more, padding, [UNK], <start>, <end>
+# Flickr8k: 2,529 training-caption words seen 5 times or more, padding, [UNK], <start>, <end>
+CAPTION_VOCABULARY = 2533
 BACKENDS = ("tensorflow", "jax", "torch")
 COLUMNS = ["model", "implementation", "train examples/s", "vs PyTorch", "latency 1 example (ms)",
            "latency 1 batch (ms)", "params"]
@@ -68,8 +69,9 @@ def models_to_compare():
         dict(name="imdb gru", config=imdb, batch=imdb.batch_size, classes=1,
              inputs=lambda: _token_ids(rng, imdb.batch_size, imdb.sequence_length, imdb.vocabulary_size),
              channels_first=False),
-        dict(name="captioning lstm decoder", config=caption, batch=caption.batch_size, classes=CAPTION_VOCABULARY,
-             inputs=lambda: (features, captions[:, :-1]), targets=lambda: captions[:, 1:], channels_first=False,
+        dict(name="captioning lstm decoder", config=caption, batch=caption.batch_size,
+             classes=CAPTION_VOCABULARY, inputs=lambda: (features, captions[:, :-1]),
+             targets=lambda: captions[:, 1:], channels_first=False,
              compile=dict(loss=masked_crossentropy, metrics=())),
     ]
     return specs
@@ -94,7 +96,8 @@ def keras_model(spec):
     if spec["name"].startswith("captioning"):
         return captioning.build_captioner(config, CAPTION_VOCABULARY, (CAPTION_POSITIONS, CAPTION_FEATURES))
     if spec["name"].startswith("phone"):
-        return fnn.build_fnn(config, SimpleNamespace(num_features=20, num_classes=4, x_train=spec["inputs"]()))
+        return fnn.build_fnn(config, SimpleNamespace(num_features=20, num_classes=4,
+                                                     x_train=spec["inputs"]()))
     if spec["name"].startswith("cifar"):
         data = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.array([125.0, 123, 114]),
                                variance=np.array([3900.0, 3800, 4400]))
@@ -139,7 +142,8 @@ def keras_worker(steps, warmup):
         config = spec["config"]
         training.compile_model(model, config, steps_per_epoch=100, **spec.get("compile", {}))
         y = labels(spec)
-        one_hot = registry.loss_target(registry.check_name("loss", getattr(config, "loss", "ce"))) == "one_hot"
+        one_hot = (registry.loss_target(registry.check_name("loss", getattr(config, "loss", "ce")))
+                   == "one_hot")
         if spec["classes"] > 1 and one_hot:  # the CIFAR recipe's loss takes one-hot rows
             y = np.eye(spec["classes"], dtype="float32")[y]
         x = spec["inputs"]()
@@ -172,9 +176,10 @@ def _measure_fit(spec, model, config, x, y, steps):
         model.fit(xs, ys, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0)
         times.append(time.perf_counter() - started)
     row = {"model": spec["name"],
-           "implementation": f"Keras {keras.backend.backend()} fit, {model.steps_per_execution} step(s) per execution",
-           "train examples/s": round(batches * spec["batch"] / statistics.median(times), 1), "batch": spec["batch"],
-           "params": int(model.count_params())}
+           "implementation": f"Keras {keras.backend.backend()} fit, "
+                             f"{model.steps_per_execution} step(s) per execution",
+           "train examples/s": round(batches * spec["batch"] / statistics.median(times), 1),
+           "batch": spec["batch"], "params": int(model.count_params())}
     print(json.dumps(row), flush=True)
     return row
 
@@ -293,7 +298,8 @@ def _versions():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
@@ -306,8 +312,8 @@ def main(argv=None):
     jobs = [("keras", backend) for backend in BACKENDS] + [("torch", "torch")]
     for worker, backend in jobs:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        command = [sys.executable, "-m", "benchmarks.frameworks", "--worker", worker, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup)]
+        command = [sys.executable, "-m", "benchmarks.frameworks", "--worker", worker,
+                   "--steps", str(args.steps), "--warmup", str(args.warmup)]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
         found = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         rows += found
@@ -325,11 +331,12 @@ def main(argv=None):
     measured = stamp(command_line("benchmarks.frameworks"))
     body = ("## Frameworks: Keras backends vs PyTorch native\n\n" + facts_block(measured)
             + f"- comparison libraries: {_versions()}\n"
-            + f"- {args.steps} timed training steps after {args.warmup} warm-up steps (`train_on_batch`, one Python "
-              f"call per step; the *fit* rows: the median of 3 `fit` calls over {args.steps} batches, 20 times "
-              f"that for the phone-price FNN, {args.steps} steps per compiled call); latency: median of 20 "
-              "forward passes in inference mode (compiled predict step for Keras, `torch.no_grad` for PyTorch); "
-              "batch sizes are the lessons': phone price 64, CIFAR-10 256, IMDB 64, captioning 128\n\n"
+            + f"- {args.steps} timed training steps after {args.warmup} warm-up steps (`train_on_batch`, one "
+              f"Python call per step; the *fit* rows: the median of 3 `fit` calls over {args.steps} batches, "
+              f"20 times that for the phone-price FNN, {args.steps} steps per compiled call); latency: "
+              "median of 20 forward passes in inference mode (compiled predict step for Keras, "
+              "`torch.no_grad` for PyTorch); batch sizes are the lessons': phone price 64, CIFAR-10 256, "
+              "IMDB 64, captioning 128\n\n"
             + format_table(rows, COLUMNS) + "\n\n"
             + ("Failed: " + "; ".join(failures) + "\n\n" if failures else "")
             + "### Parameter counts, Keras vs PyTorch\n\n" + parameter_tables() + "\n")

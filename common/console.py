@@ -75,7 +75,7 @@ def filter_chunk(pending, chunk):
 
 
 def _pump(source=0, sink=1):
-    """The filter process: its stdin (the pipe) to its stdout (the real stderr), until every writer is gone."""
+    """The filter process: its stdin (the pipe) to its stdout (the real stderr) until every writer is gone."""
     pending, broken = b"", False
     while True:
         chunk = os.read(source, 65536)

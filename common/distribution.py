@@ -2,8 +2,8 @@
 
     none           one device (the default)
     mirrored       tf.distribute.MirroredStrategy over this machine's GPUs (TensorFlow backend)
-    multi_worker   tf.distribute.MultiWorkerMirroredStrategy over several processes or machines (TensorFlow); the
-                   cluster comes from TF_CONFIG or from `--workers host:port,... --worker-index i`
+    multi_worker   tf.distribute.MultiWorkerMirroredStrategy over several processes or machines (TensorFlow);
+                   the cluster comes from TF_CONFIG or from `--workers host:port,... --worker-index i`
     data_parallel  keras.distribution.DataParallel over every device of this machine (JAX backend); several
                    processes (`--workers`, keras.distribution.initialize) train, but lessons refuse them:
                    Keras 3.15's predict cannot fetch outputs that span JAX processes (`check_lesson`)
@@ -17,8 +17,8 @@ own per-process sharding on JAX). One exception, the engines' own: a batch that 
 last, partial batch of a pass, 3 rows over 2 replicas) is weighted per replica by TensorFlow, which averages
 each replica's mean loss; on JAX such a batch is replicated instead of split, which keeps it exact.
 
-Only the chief (worker 0) writes the run folder; every other worker writes into a scratch folder removed at the
-end. A resumed multi-worker run takes the chief's saved state on every worker through the engine's own
+Only the chief (worker 0) writes the run folder; every other worker writes into a scratch folder removed at
+the end. A resumed multi-worker run takes the chief's saved state on every worker through the engine's own
 collectives, so a worker restarted on a fresh machine needs no files of its own.
 
 Keras 3.15 needs small fixes here, each a wrapper around one spot and each explained where it is made:
@@ -70,7 +70,7 @@ def is_chief():
     return _ACTIVE.worker_index == 0
 
 
-# ------------------------------------------------------------------------------------------------- the cluster
+# ----------------------------------------------------------------------------------------------- the cluster
 def parse_workers(text, flag="--workers"):
     """`host:port,host:port,...` -> a list of addresses, or one sentence saying what is wrong."""
     addresses = [part.strip() for part in str(text).split(",") if part.strip()]
@@ -80,7 +80,8 @@ def parse_workers(text, flag="--workers"):
     for address in addresses:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UserError(f"{flag} expects host:port for each worker (e.g. 10.0.0.1:2222), got '{address}'.")
+            raise UserError(f"{flag} expects host:port for each worker (e.g. 10.0.0.1:2222), "
+                            f"got '{address}'.")
     if len(set(addresses)) != len(addresses):
         raise UserError(f"{flag} lists an address twice: {', '.join(addresses)}.")
     return addresses
@@ -162,7 +163,8 @@ def setup(config):
     _ACTIVE = Setup()
     if mode == "none":
         return _ACTIVE
-    _ACTIVE = {"mirrored": _mirrored, "multi_worker": _multi_worker, "data_parallel": _data_parallel}[mode](config)
+    _ACTIVE = {"mirrored": _mirrored, "multi_worker": _multi_worker,
+               "data_parallel": _data_parallel}[mode](config)
     print(describe(config), flush=True)
     return _ACTIVE
 
@@ -233,10 +235,10 @@ def check_lesson():
     training runs (and ends with one device's weights), but `model.predict`, which every lesson's evaluation
     calls, fetches outputs that span the other processes' devices and fails."""
     if _ACTIVE.mode == "data_parallel" and _ACTIVE.workers > 1:
-        raise UserError("--distribution data_parallel with --workers trains, but Keras 3.15 cannot evaluate a "
-                        "lesson across JAX processes (its predict cannot fetch outputs that span processes); "
-                        "use --distribution multi_worker (TensorFlow) on several machines, or data_parallel "
-                        "over the devices of one machine.")
+        raise UserError("--distribution data_parallel with --workers trains, but Keras 3.15 cannot evaluate "
+                        "a lesson across JAX processes (its predict cannot fetch outputs that span "
+                        "processes); use --distribution multi_worker (TensorFlow) on several machines, or "
+                        "data_parallel over the devices of one machine.")
 
 
 def describe(config):
@@ -246,8 +248,8 @@ def describe(config):
     place = f", worker {setup_.worker_index} of {setup_.workers}" if setup_.workers > 1 else ""
     role = " (the chief: writes the run folder)" if setup_.workers > 1 and is_chief() else ""
     per_replica = config.batch_size / setup_.replicas
-    return (f"distribution: {setup_.mode} ({engine}), {setup_.replicas} replica(s){place}{role}; global batch "
-            f"{config.batch_size} = {per_replica:g} per replica")
+    return (f"distribution: {setup_.mode} ({engine}), {setup_.replicas} replica(s){place}{role}; "
+            f"global batch {config.batch_size} = {per_replica:g} per replica")
 
 
 def activate():
@@ -289,7 +291,7 @@ def prepare(dataset):
     return dataset.with_options(options)
 
 
-# ------------------------------------------------------------------------------------------ the chief's values
+# ---------------------------------------------------------------------------------------- the chief's values
 def from_chief(arrays):
     """The chief's values of a list of NumPy arrays, on every worker (the engine's collectives; the other
     workers' arrays give only the shapes and dtypes). The list itself when there is one worker."""
@@ -392,8 +394,8 @@ def _fix_keras_trainer():
       advances the seed of a reshuffling `tf.data` pipeline, so training would see other batches than the
       same run without a strategy, and under MultiWorkerMirroredStrategy it then reduces the nested batch with
       `strategy.reduce`, which fails (keras-team/keras#20585). The dataset's element spec has the shapes.
-    - `reduce_per_replica` averages scalar logs across workers with `strategy.reduce(..., axis=0)`, which fails
-      on scalars; `axis=None` averages over the replicas, as Keras does on one worker.
+    - `reduce_per_replica` averages scalar logs across workers with `strategy.reduce(..., axis=0)`, which
+      fails on scalars; `axis=None` averages over the replicas, as Keras does on one worker.
     """
     from keras.src.backend.tensorflow import trainer
 

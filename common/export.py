@@ -9,8 +9,9 @@
   Both go through `model.export(format="litert", ...)` too: Keras passes converter settings on.
 
 Per lesson: phone price and CIFAR-10 export the whole model (`export_model`, `export_classifier`); IMDB's
-SavedModel takes raw strings and its ONNX and LiteRT files take the vectoriser's output (`export_text_classifier`);
-the captioner's files give next-word logits and are compared with Keras' outputs (`export_compared`).
+SavedModel takes raw strings and its ONNX and LiteRT files take the vectoriser's output
+(`export_text_classifier`); the captioner's files give next-word logits and are compared with Keras' outputs
+(`export_compared`).
 
 Each file is loaded back from disk with its own runtime (Keras; TensorFlow; ONNX Runtime; the LiteRT
 interpreter from `ai-edge-litert`) and run on the test split, so the table gives the file's own size, load
@@ -38,7 +39,8 @@ def unavailable():
     """Why this backend cannot export every format (None when it can)."""
     backend = keras.backend.backend()
     if backend != "tensorflow":  # Keras 3.15 exports LiteRT from TF or torch only, SavedModel from TF or JAX
-        return f"model.export to SavedModel, ONNX and LiteRT together needs the TensorFlow backend, not {backend}."
+        return (f"model.export to SavedModel, ONNX and LiteRT together needs the TensorFlow backend, "
+                f"not {backend}.")
     return None
 
 
@@ -134,7 +136,8 @@ def export_compared(model, folder, inputs, batch_size=64):
                                   for i in range(0, len(inputs[0]), batch_size)])
         elapsed = time.perf_counter() - started
         rows.append({"format": kind, "file": path.name,
-                     "runtime": {"saved_model": "tensorflow", "onnx": "onnxruntime"}.get(kind, "ai-edge-litert"),
+                     "runtime": {"saved_model": "tensorflow",
+                                 "onnx": "onnxruntime"}.get(kind, "ai-edge-litert"),
                      "size_mb": round(_size(path) / 2**20, 3), "load_s": round(load_s, 3),
                      "ms_per_example": round(1000 * elapsed / max(1, len(inputs[0])), 4),
                      "max_abs_diff": float(f"{np.abs(outputs - expected).max():.3g}"),
@@ -147,7 +150,8 @@ def _saved_model_multi(path):
     specs = loaded.serve.input_signature[0]  # one argument: the list of the model's inputs
 
     def predict(xs):
-        return loaded.serve([tf.constant(x, dtype=spec.dtype) for x, spec in zip(xs, specs, strict=True)]).numpy()
+        return loaded.serve([tf.constant(x, dtype=spec.dtype)
+                             for x, spec in zip(xs, specs, strict=True)]).numpy()
 
     return predict
 
@@ -173,7 +177,8 @@ def _litert_multi(path):
     def predict(xs):
         rows = []
         for i in range(len(xs[0])):
-            feeds = {n: np.asarray(x[i:i + 1]).astype(details[n]["dtype"]) for n, x in zip(names, xs, strict=True)}
+            feeds = {n: np.asarray(x[i:i + 1]).astype(details[n]["dtype"])
+                     for n, x in zip(names, xs, strict=True)}
             rows.append(next(iter(runner(**feeds).values())))
         return np.concatenate(rows)
 
@@ -231,7 +236,8 @@ def _teach_tf2onnx_erfc():
                                  np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
             outputs = list(node.output)
             ctx.remove_node(node.name)
-            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=outputs, shapes=[shape], dtypes=[dtype])
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=outputs, shapes=[shape],
+                          dtypes=[dtype])
 
     _ERFC_REGISTERED.append(Erfc)
 
@@ -260,7 +266,7 @@ def export_quantised(model, path, kind, representative=None):
 
 
 def litert_predict(path):
-    """A function (float32 batch) -> outputs that runs the LiteRT file at `path` with the LiteRT interpreter."""
+    """A function (float32 batch) -> outputs that runs the LiteRT file at `path` with LiteRT's interpreter."""
     from ai_edge_litert.interpreter import Interpreter  # the interpreter tf.lite.Interpreter now points to
 
     interpreter = Interpreter(model_path=str(path))
@@ -328,9 +334,11 @@ def _score(kind, path, loader, x, y, batch_size):
         elapsed += time.perf_counter() - started
         labels = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
         correct += int(np.sum(labels == np.asarray(y[start:start + batch_size]).reshape(-1)))
-    runtime = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime"}.get(kind, "ai-edge-litert")
-    return {"format": kind, "file": Path(path).name, "runtime": runtime, "size_mb": round(_size(path) / 2**20, 3),
-            "load_s": round(load_s, 3), "ms_per_example": round(1000 * elapsed / max(1, len(x)), 4),
+    runtime = {"keras": "keras", "saved_model": "tensorflow",
+               "onnx": "onnxruntime"}.get(kind, "ai-edge-litert")
+    return {"format": kind, "file": Path(path).name, "runtime": runtime,
+            "size_mb": round(_size(path) / 2**20, 3), "load_s": round(load_s, 3),
+            "ms_per_example": round(1000 * elapsed / max(1, len(x)), 4),
             "test_accuracy": round(correct / max(1, len(x)), 4)}
 
 

@@ -55,7 +55,8 @@ def _blank_grid(count, columns, cell_inches):
     """A figure with `count` panels in rows of `columns`, axes hidden; returns (figure, flat list of axes)."""
     columns = min(columns, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(cell_inches[0] * columns, cell_inches[1] * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(cell_inches[0] * columns, cell_inches[1] * rows),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     return fig, list(axes.ravel())

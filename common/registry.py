@@ -58,7 +58,7 @@ OPTIMIZERS = {
 }
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle", "triangular", "warmup")
-# airbench94's triangle: from 0.2 x the rate up to the rate at 23 % of the steps, then down to 0.07 x at the end.
+# airbench94's triangle: from 0.2 x the rate up to it at 23 % of the steps, then down to 0.07 x at the end.
 TRIANGULAR_START, TRIANGULAR_PEAK_AT, TRIANGULAR_END = 0.2, 0.23, 0.07
 
 
@@ -99,7 +99,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 @keras.saving.register_keras_serializable(package="keras_tutorials")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Piecewise linear: `start` x `peak_rate` -> `peak_rate` at `peak_step`, then down to `end` x `peak_rate`
-    at `total_steps` (start = end = 0: Smith's one cycle; airbench's triangle starts at 0.2 and ends at 0.07)."""
+    at `total_steps` (start = end = 0: Smith's one cycle; airbench's triangle starts at 0.2, ends at 0.07)."""
 
     def __init__(self, peak_rate, peak_step, total_steps, start=0.0, end=0.0):
         self.peak_rate = peak_rate
@@ -111,7 +111,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = ops.cast(step, "float32")
         rising = self.start + (1 - self.start) * step / self.peak_step
-        falling = self.end + (1 - self.end) * (self.total_steps - step) / max(1, self.total_steps - self.peak_step)
+        falling = (self.end
+                   + (1 - self.end) * (self.total_steps - step) / max(1, self.total_steps - self.peak_step))
         return self.peak_rate * ops.clip(ops.minimum(rising, falling), 0.0, 1.0)
 
     def get_config(self):
@@ -174,7 +175,7 @@ def activation(name):
 
 
 def initializer(name, seed=None):
-    """A Keras initializer; without a seed it draws from the global seed set by `keras.utils.set_random_seed`."""
+    """A Keras initializer; without a seed it draws from the global seed of `keras.utils.set_random_seed`."""
     return INITIALIZERS[check_name("initializer", name)](seed=seed)
 
 

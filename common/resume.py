@@ -45,8 +45,8 @@ def load_state(backup):
             raise ValueError(f"{state['weights']} is missing")
         return state
     except (OSError, ValueError, AttributeError) as error:
-        raise UserError(f"the saved training state in {backup} cannot be read ({error}); delete that folder to "
-                        "retrain this model from its first epoch, or choose another --run-id.") from None
+        raise UserError(f"the saved training state in {backup} cannot be read ({error}); delete that folder "
+                        "to retrain this model from its first epoch, or choose another --run-id.") from None
 
 
 def stream_from(dataset, start_epoch, steps_per_epoch):
@@ -115,7 +115,8 @@ class ExactResume(keras.callbacks.Callback):
         weights = f"epoch-{done}.weights.h5"
         atomic_save(self.model.save_weights, self.backup / weights)
         random_state = f"epoch-{done}.random.npz"
-        values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(random_state_variables(self.model))}
+        values = {f"v{i}": keras.ops.convert_to_numpy(v)
+                  for i, v in enumerate(random_state_variables(self.model))}
         atomic_save(lambda p: np.savez(p, **values), self.backup / random_state)
         state = {"epoch": done, "weights": weights, "random_state": random_state,
                  "stopped": bool(self.model.stop_training), "finished": False,

@@ -58,8 +58,8 @@ INTENDED_USE = {
                   "Flickr photos (or of the shapes data set) and can be wrong or biased; never a description "
                   "to rely on (accessibility, search, safety).",
 }
-SMOKE_NOTE = ("Smoke profile: a few batches that test the plumbing. Its numbers and figures say nothing about "
-              "what the model can do.")
+SMOKE_NOTE = ("Smoke profile: a few batches that test the plumbing. Its numbers and figures say nothing "
+              "about what the model can do.")
 
 SUMMARY_WIDTH = 110  # characters per line of model_summary.txt
 
@@ -79,7 +79,7 @@ def markdown_to_html(text):
     return markdown.markdown(text, extensions=["tables", "fenced_code", EscapeHtml()], output_format="html")
 
 
-# ------------------------------------------------------------------------------------------------ run contents
+# ---------------------------------------------------------------------------------------------- run contents
 def read_run(run_path):
     """What a finished run folder says about itself, as plain data for a report or a page."""
     run_path = Path(run_path)
@@ -166,7 +166,7 @@ def _data_facts(task, config, metrics):
     }
 
 
-# ------------------------------------------------------------------------------------------------- environment
+# ----------------------------------------------------------------------------------------------- environment
 def environment():
     """Facts of this process and machine; imports nothing heavy (versions come from package metadata)."""
     return {
@@ -238,7 +238,7 @@ def launch_command(task):
     return shlex.join(["python", "-m", f"tasks.{task}", *sys.argv[1:]])
 
 
-# ------------------------------------------------------------------------------------------------------ report
+# ---------------------------------------------------------------------------------------------------- report
 TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""\
 <!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -257,7 +257,8 @@ figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #e0e0
 figcaption { font-size: .9rem; color: #555; }
 </style></head><body>
 <h1>{{ run.task }}: run {{ run.run_id }}</h1>
-<p>Profile <b>{{ run.profile }}</b>, seed {{ run.seed }}; started {{ run.started }}, finished {{ run.finished }}
+<p>Profile <b>{{ run.profile }}</b>, seed {{ run.seed }}; started {{ run.started }}, \
+finished {{ run.finished }}
 ({{ run.wall_time_s }} s from config.json to metrics.json).</p>
 {% if run.profile == "smoke" %}<p class="smoke">{{ smoke_note }}</p>{% endif %}
 
@@ -314,8 +315,8 @@ def html_table(rows):
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(row.get(c, '')))}</td>" for c in columns) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(row.get(c, '')))}</td>" for c in columns)
+                   + "</tr>" for row in rows)
     return jinja2.utils.markupsafe.Markup(f"<table><tr>{head}</tr>{body}</table>")
 
 

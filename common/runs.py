@@ -32,11 +32,12 @@ LOCK = ".lock"
 PROJECT = "keras-tutorials"
 # Settings that may differ when an interrupted run is resumed: they do not change the numbers.
 RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile",
-                     "steps_per_execution", "workers", "worker_index"}  # a restarted cluster may get new ports
+                     "steps_per_execution",
+                     "workers", "worker_index"}  # a restarted cluster may get new ports
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-# ------------------------------------------------------------------------------------------------ atomic files
+# ---------------------------------------------------------------------------------------------- atomic files
 def atomic_write_bytes(path, data):
     """Write `data` to `path` through a temporary file in the same folder, then rename it into place."""
     path = Path(path)
@@ -75,7 +76,7 @@ def _json_default(value):
 
 
 def atomic_save(save, path):
-    """Call `save(temporary_path)` (a Keras saver that insists on the file's ending), then rename into place."""
+    """Call `save(temporary_path)` (a Keras saver insisting on the file's ending), then rename into place."""
     path = Path(path)
     ending = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
     temporary = path.with_name(f".{path.name[:-len(ending)]}.partial{ending}")
@@ -91,7 +92,7 @@ def save_model(model, path):
     atomic_save(model.save, path)
 
 
-# -------------------------------------------------------------------------------------------------------- lock
+# ------------------------------------------------------------------------------------------------------ lock
 class FolderLock:
     """One process per folder: `with FolderLock(folder, "run")`; a second holder is refused with its pid."""
 
@@ -114,11 +115,11 @@ class FolderLock:
             self._lock.acquire()
         except Timeout:
             holder = _read_holder(self.path)
-            raise UserError(f"{self.what} {self.path.parent} is in use by another process{holder}; wait for it "
-                            "to finish or stop it, then rerun.") from None
+            raise UserError(f"{self.what} {self.path.parent} is in use by another process{holder}; wait for "
+                            "it to finish or stop it, then rerun.") from None
         except PermissionError:
-            raise UserError(f"cannot write to {self.path.parent} (permission denied); choose a folder you can "
-                            "write to.") from None
+            raise UserError(f"cannot write to {self.path.parent} (permission denied); choose a folder you "
+                            "can write to.") from None
         # No truncation by a contender (filelock opens without O_TRUNC), so the pid stays readable.
         with open(self.path, "w") as file:
             file.write(f"{os.getpid()}\n")
@@ -149,12 +150,12 @@ def _read_holder(path):
     return f" (process {pid})" if pid.isdigit() else ""
 
 
-# -------------------------------------------------------------------------------------------------- run folder
+# ------------------------------------------------------------------------------------------------ run folder
 def check_plain_name(name, flag="--run-id"):
     """A run or search name is one folder name: never a path, never `.` or `..`."""
     if not PLAIN_NAME.fullmatch(name or "") or name in (".", ".."):
-        raise UserError(f"{flag} must be a plain name (letters, digits, '.', '_', '-'; at most 200 characters; "
-                        f"not '.' or '..'), got {name!r}: it names one folder, never a path.")
+        raise UserError(f"{flag} must be a plain name (letters, digits, '.', '_', '-'; at most 200 "
+                        f"characters; not '.' or '..'), got {name!r}: it names one folder, never a path.")
 
 
 def recipe(config):

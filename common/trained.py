@@ -1,11 +1,11 @@
 """A finished run, read back by the `predict` and `caption` commands: checked, loaded safely, never modified.
 
-- `open_run(folder, task)`: the folder must be a finished run of this lesson (its marker or `config.json` names
-  the task, and `metrics.json` is a readable JSON object); returns the metrics.
+- `open_run(folder, task)`: the folder must be a finished run of this lesson (its marker or `config.json`
+  names the task, and `metrics.json` is a readable JSON object); returns the metrics.
 - `load_model(path)`: `keras.saving.load_model` in Keras' safe mode. A file that holds Python code (a
   `Lambda` layer) is refused, never loaded with `safe_mode=False`; a damaged or foreign file is one sentence.
 - `check_output(path)` / `write_output(path, text)`: what a command writes goes to `--output` (its folder is
-  created) or to stdout, never into a run folder, and appears whole (temporary file, then rename) or not at all.
+  created) or to stdout, never into a run folder, and appears whole (temp file, then rename) or not at all.
 - `read_review_lines(path)`: a text file of one item per line; binary files are refused, not echoed.
 """
 
@@ -59,7 +59,8 @@ def open_run(folder, task):
         raise UserError(f"{folder} is not a folder; {expected}.")
     owner = run_task(folder)
     if owner is None:
-        raise UserError(f"{folder} is not a run folder of this project (no run marker or config.json); {expected}.")
+        raise UserError(f"{folder} is not a run folder of this project (no run marker or config.json); "
+                        f"{expected}.")
     if owner != task:
         raise UserError(f"{folder} is a run of the {owner} lesson; {expected}.")
     if not (folder / "metrics.json").exists():
@@ -80,9 +81,10 @@ def load_model(path, compile=True):
     except _LOAD_ERRORS as error:
         if "safe_mode" in str(error):
             raise UserError(f"{path} holds Python code (a Lambda layer) and was not loaded: Keras' safe mode "
-                            "refuses to run code from a model file; use a model trained by this project.") from None
-        raise UserError(f"{path} is not a readable Keras model ({type(error).__name__}); the file is damaged or "
-                        "was not written by this project: train the run again.") from None
+                            "refuses to run code from a model file; use a model trained by this "
+                            "project.") from None
+        raise UserError(f"{path} is not a readable Keras model ({type(error).__name__}); the file is damaged "
+                        "or was not written by this project: train the run again.") from None
 
 
 def expect_input(model, path, ok, expected):
@@ -93,7 +95,7 @@ def expect_input(model, path, ok, expected):
 
 
 def run_folder_of(path):
-    """The run folder holding `path` (a folder with a run marker, or config.json and metrics.json), or None."""
+    """The run folder holding `path` (a folder with a run marker, or config.json and metrics.json) or None."""
     from common import runs
 
     for folder in Path(path).resolve().parents:
@@ -149,8 +151,8 @@ def read_review_lines(path, what="a text file with one review per line"):
     data = path.read_bytes()
     control = next((i for i, byte in enumerate(data) if byte < 32 and byte not in b"\t\n\r\f\v"), None)
     if control is not None:
-        raise UserError(f"{path} is not a text file (control byte 0x{data[control]:02x} at offset {control}); "
-                        f"expected {what}.")
+        raise UserError(f"{path} is not a text file (control byte 0x{data[control]:02x} at offset "
+                        f"{control}); expected {what}.")
     return [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
 
 

@@ -32,7 +32,8 @@ MARKER = ".pages-site"  # marks a folder this builder made, so a rebuild may emp
 def lesson_files(tasks=ROOT / "tasks"):
     files = {p.stem: p for p in sorted(Path(tasks).glob("*.py")) if not p.stem.startswith("_")
              and p.stem not in LAUNCHERS}  # launchers (tasks.distributed) start lessons, teach none
-    return [files[t] for t in LESSON_ORDER if t in files] + [p for t, p in files.items() if t not in LESSON_ORDER]
+    return ([files[t] for t in LESSON_ORDER if t in files]
+            + [p for t, p in files.items() if t not in LESSON_ORDER])
 
 
 def newest_run(runs, task):
@@ -177,7 +178,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pages", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs", help="root of the run folders (default: runs)")
-    parser.add_argument("--tuning-runs", default="tuning_runs", help="root of the searches (default: tuning_runs)")
+    parser.add_argument("--tuning-runs", default="tuning_runs",
+                        help="root of the searches (default: tuning_runs)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="the measured results (default: benchmarks/RESULTS.md of this repository)")
     parser.add_argument("--output", default="site", help="the site folder (default: site)")

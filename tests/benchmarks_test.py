@@ -16,8 +16,9 @@ BENCHMARKS = ROOT / "benchmarks"
 # Where the stamped units of each rows file are: a new rows file must be added here (the test below says so).
 UNITS = {
     "imdb_rows.json": lambda state: list(state.values()),
-    "cifar10_rows.json": lambda state: [*state["rows"].values(), *state.get("exports", []), *state.get("epochs", []),
-                                        *filter(None, [state.get("airbench")]), *state.get("ablations", [])],
+    "cifar10_rows.json": lambda state: [*state["rows"].values(), *state.get("exports", []),
+                                        *state.get("epochs", []), *filter(None, [state.get("airbench")]),
+                                        *state.get("ablations", [])],
     "captioning_rows.json": lambda state: list(state["rows"].values()),
     "backends_rows.json": lambda state: [row for rows in state.values() for row in rows],
 }
@@ -45,13 +46,14 @@ def test_a_stamp_needs_every_field_and_a_marker_needs_its_rerun_command():
     assert common.stamp_problem(WHOLE_STAMP) is None
     assert common.stamp_problem({**WHOLE_STAMP, "versions": ""}) == "a stamp without versions"
     assert common.stamp_problem(None) == "no stamp"
-    assert common.stamp_problem("2026-11-24, Intel Xeon, commit 1cac253") == "no stamp"  # an old free-text note
+    # an old free-text note
+    assert common.stamp_problem("2026-11-24, Intel Xeon, commit 1cac253") == "no stamp"
     assert common.stamp_problem(common.unstamped("python -m benchmarks.imdb")) is None
     assert common.stamp_problem({"none": "measured before stamps"}) == "a marker without its rerun command"
     assert common.stamp_problem({"none": "trust me", "rerun": "x"}) == "a marker without its rerun command"
     text = common.describe(common.unstamped("python -m benchmarks.imdb --models gru", "an old note"), "imdb")
-    assert text == ("stamp: none (measured before stamps; rerun with `python -m benchmarks.imdb --models gru`); "
-                    "unverified note: an old note")
+    assert text == ("stamp: none (measured before stamps; rerun with "
+                    "`python -m benchmarks.imdb --models gru`); unverified note: an old note")
 
 
 def test_rows_measured_before_the_lessons_last_change_are_marked_older():

@@ -18,7 +18,7 @@ PHONE_FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "fou
 
 
 def pytest_terminal_summary(terminalreporter):
-    """One line at the end: how many tests skipped, grouped by reason (README: "What a skipped test means")."""
+    """One line at the end: how many tests skipped, by reason (README: "What a skipped test means")."""
     reasons = collections.Counter()
     for report in terminalreporter.stats.get("skipped", []):
         longrepr = report.longrepr

@@ -16,25 +16,26 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lines TensorFlow 2.21 printed on this CPU machine for one phone-price run, before the filter existed.
 SEEN_HERE = [
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-    "I0000 00:00:1796040051.305557    4777 port.cc:153] oneDNN custom operations are on. You may see slightly "
-    "different numerical results due to floating-point round-off errors from different computation orders. "
-    "To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
-    "I0000 00:00:1796040051.307494    4777 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
-    "will not be used.",
+    "I0000 00:00:1796040051.305557    4777 port.cc:153] oneDNN custom operations are on. You may see "
+    "slightly different numerical results due to floating-point round-off errors from different computation "
+    "orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+    "I0000 00:00:1796040051.307494    4777 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+    "GPU will not be used.",
     "E0000 00:00:1796040055.202933    4777 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
     "Failed call to cuInit: UNKNOWN ERROR (303)",
     "E0000 00:00:1796040058.647955    4777 node_def_util.cc:682] NodeDef mentions attribute "
     "use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset; signature=input_dataset:"
     "variant> This may be expected if your graph generating binary is newer  than this binary. Unknown "
     "attributes will be ignored. NodeDef: {{node ParallelMapDatasetV2/_14}}",
-    "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the "
-    "appropriate compiler flags.",
+    "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with "
+    "the appropriate compiler flags.",
 ]
 REAL = [
     "Traceback (most recent call last):",
     "lesson.py:7: UserWarning: a real warning",
     "error: --epochs must be positive, got 0.",
-    "E0000 00:00:1796040058.6 4777 cuda_dnn.cc:535] Could not create cudnn handle: CUDNN_STATUS_INTERNAL_ERROR",
+    "E0000 00:00:1796040058.6 4777 cuda_dnn.cc:535] Could not create cudnn handle: "
+    "CUDNN_STATUS_INTERNAL_ERROR",
     "W0000 00:00:1796040058.6 4777 bfc_allocator.cc:482] Allocator (GPU_0_bfc) ran out of memory",
 ]
 NOISE = SEEN_HERE[3].encode() + b"\n"

@@ -22,8 +22,9 @@ VARYING = ("train_time_s", "time_per_epoch_s", "folder", "run_dir")
 
 def _run(task, root, output, run_id, *flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-m", f"tasks.{task}", "--profile", "smoke", "--data-dir", str(root),
-                             "--output-dir", str(output), "--run-id", run_id, *flags],
+    result = subprocess.run([sys.executable, "-m", f"tasks.{task}", "--profile", "smoke",
+                             "--data-dir", str(root), "--output-dir", str(output),
+                             "--run-id", run_id, *flags],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return output / task / run_id

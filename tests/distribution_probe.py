@@ -1,6 +1,6 @@
 """A few training steps of a tiny model under one --distribution mode; the final weights go to .npz files.
 
-Run by tests/distribution_test.py in subprocesses (alone, or through the tasks.distributed launcher, which adds
+Run by tests/distribution_test.py in subprocesses (alone, or via the tasks.distributed launcher, which adds
 --distribution, --workers and --worker-index), so that every mode trains the same model from the same initial
 weights on the same global batches, through common/distribution.py and common/training.py as a lesson does.
 Each case is one model variant; `--baseline` first trains every case without distribution in the same process:
@@ -8,8 +8,8 @@ Each case is one model variant; `--baseline` first trains every case without dis
     python tests/distribution_probe.py --out DIR --distribution mirrored --cpus 2 --baseline --cases plain,bn
     -> DIR/none-plain.npz, DIR/none-bn.npz, DIR/mirrored-plain.npz, DIR/mirrored-bn.npz (worker i: -worker<i>)
 
-Cases: plain (dense layers), bn (a BatchNormalization layer), bn-unsync (the same, with per-replica statistics:
-the contrast), mp (plain under mixed precision).
+Cases: plain (dense layers), bn (a BatchNormalization layer), bn-unsync (the same, with per-replica
+statistics: the contrast), mp (plain under mixed precision).
 """
 
 import argparse

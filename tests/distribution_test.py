@@ -4,9 +4,9 @@ Every mode trains the same tiny model (tests/distribution_probe.py) from the sam
 global batches, and must end with the one-device weights within 1e-5: mirrored over 2 logical CPU devices,
 multi_worker with 2 loopback workers through the launcher, data_parallel over 2 JAX host devices (XLA_FLAGS).
 Measured here: 6e-8 without batch norm; 6e-8 with synchronised batch norm, 0.13 with per-replica statistics
-(the contrast); 1.5e-5 under mixed precision (float16 rounding). A lesson (phone price, smoke profile) runs with
-2 workers through the launcher, matches a one-process run, and, with one worker SIGKILLed after epoch 2 and
-the cluster restarted, ends with the same metrics and history.
+(the contrast); 1.5e-5 under mixed precision (float16 rounding). A lesson (phone price, smoke profile) runs
+with 2 workers through the launcher, matches a one-process run, and, with one worker SIGKILLed after epoch 2
+and the cluster restarted, ends with the same metrics and history.
 
 Ports are chosen free by the launcher (bind to port 0); every launcher runs in its own process group, which
 the test kills whatever happens.
@@ -111,9 +111,11 @@ def test_batch_norm_statistics_are_synchronised_across_replicas(mirrored):
 
 def test_two_loopback_workers_end_with_the_one_device_weights(mirrored, tmp_path):
     out, _ = mirrored
-    code, output = run(launcher("--workers", "2", "--", *PROBE, "--out", str(tmp_path), "--cases", "plain,bn"))
+    code, output = run(launcher("--workers", "2", "--", *PROBE, "--out", str(tmp_path),
+                                "--cases", "plain,bn"))
     assert code == 0, output[-3000:]
-    assert "[chief] multi_worker plain: replicas 2" in output and "[worker1] multi_worker plain: replicas 2" in output
+    assert ("[chief] multi_worker plain: replicas 2" in output
+            and "[worker1] multi_worker plain: replicas 2" in output)
     for case in ("plain", "bn"):
         for worker in ("", "-worker1"):
             assert difference(out / f"none-{case}.npz", tmp_path / f"multi_worker-{case}{worker}.npz") < EXACT
@@ -162,7 +164,8 @@ def numbers(metrics):
 
 
 def assert_close_runs(a, b):
-    first, second = (numbers(json.loads((run / "metrics.json").read_text())["results"])["fnn"] for run in (a, b))
+    first, second = (numbers(json.loads((run / "metrics.json").read_text())["results"])["fnn"]
+                     for run in (a, b))
     assert first["confusion_matrix"] == second["confusion_matrix"] and first["epochs"] == second["epochs"]
     for key in ("test_loss", "test_accuracy", "best_val_accuracy"):
         assert first[key] == pytest.approx(second[key], abs=EXACT)
@@ -199,7 +202,8 @@ def test_two_workers_end_like_one_process(two_workers):
     assert code == 0, output[-3000:]
     code, output = run(lesson(root / "data", root / "runs-single", "single"))
     assert code == 0, output[-3000:]
-    assert_close_runs(root / "runs" / "phone_price" / "whole", root / "runs-single" / "phone_price" / "single")
+    assert_close_runs(root / "runs" / "phone_price" / "whole",
+                      root / "runs-single" / "phone_price" / "single")
 
 
 def test_a_killed_worker_is_restarted_and_the_run_ends_like_an_uninterrupted_one(two_workers):
@@ -247,7 +251,8 @@ FAKE_LESSON = ("import sys, time; i = int(sys.argv[sys.argv.index('--worker-inde
 def test_launcher_returns_the_chiefs_exit_code_with_prefixed_output():
     code, output = run(launcher("--workers", "3", "--", "python", "-c", FAKE_LESSON, "5,0,0"))
     assert code == 5
-    assert re.search(r"^\[chief\] worker 0 of 127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$", output, re.M)
+    assert re.search(r"^\[chief\] worker 0 of 127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$", output,
+                     re.M)
     assert "[worker1] worker 1 of" in output and "[worker2] worker 2 of" in output
 
 
@@ -265,7 +270,8 @@ def test_a_failing_worker_stops_the_cluster_and_its_code_is_returned():
 
 @pytest.mark.parametrize("args, message", [
     ([], "give the lesson's command after --"),
-    (["--", "python", "-m", "tasks.phone_price", "--distribution", "mirrored"], "the launcher runs multi_worker"),
+    (["--", "python", "-m", "tasks.phone_price", "--distribution", "mirrored"],
+     "the launcher runs multi_worker"),
     (["--", "python", "-m", "tasks.phone_price", "--workers", "a:1"], "the launcher sets --workers itself"),
     (["--max-restarts", "1", "--", "python", "-m", "tasks.phone_price"], "--max-restarts needs a --run-id"),
     (["--workers", "0", "--", "python", "-m", "tasks.phone_price"], "--workers must be at least 1"),

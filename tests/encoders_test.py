@@ -39,7 +39,8 @@ def test_nothing_here_means_a_keras_download_and_the_lesson_follows(bare_machine
     from tasks.captioning import CaptioningConfig
 
     assert encoders.resolve_auto()[0] == "EfficientNetB0"
-    assert build_config(CaptioningConfig, overrides={"dataset": "flickr8k"}).resolved_encoder() == "EfficientNetB0"
+    assert (build_config(CaptioningConfig, overrides={"dataset": "flickr8k"}).resolved_encoder()
+            == "EfficientNetB0")
     assert build_config(CaptioningConfig, overrides={"dataset": "shapes"}).resolved_encoder() == "cnn"
     assert build_config(CaptioningConfig, overrides={"encoder": "ResNet50"}).resolved_encoder() == "ResNet50"
 

@@ -16,8 +16,9 @@ def _colour_data():
 
 def _model():
     return keras.Sequential([
-        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, activation="softmax")])
+        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4, activation="softmax")])
 
 
 def test_exported_files_agree_with_the_keras_model(tmp_path):
@@ -29,7 +30,8 @@ def test_exported_files_agree_with_the_keras_model(tmp_path):
     assert history.history["accuracy"][-1] > 0.8  # a confident model: no near-ties for quantisation to flip
     model.save(tmp_path / "model.keras")
     rows = export.export_classifier(model, tmp_path, x[:40].astype("float32"), x, y)
-    assert [r["format"] for r in rows] == ["keras", "saved_model", "onnx", "litert", "tflite_float16", "tflite_int8"]
+    assert [r["format"] for r in rows] == ["keras", "saved_model", "onnx", "litert", "tflite_float16",
+                                           "tflite_int8"]
     assert all(r["size_mb"] > 0 for r in rows)
     expected = model.predict(x.astype("float32"), verbose=0)
     float16 = export.tflite_predict(tmp_path / "model_float16.tflite")(x.astype("float32"))
@@ -68,7 +70,7 @@ def test_the_keras_row_scores_the_saved_file_not_the_model_in_memory(tmp_path):
 
 def test_each_exported_format_gives_the_keras_model_outputs(tmp_path):
     """SavedModel, ONNX and LiteRT float32 compute what Keras computes: within 1e-5 on a few inputs (float32
-    round-off of a reordered sum; measured about 1e-7). float16 weights: 2e-3; int8: a mean error under 0.03."""
+    round-off of a reordered sum; measured about 1e-7). float16 weights: 2e-3; int8: mean error under 0.03."""
     x, y = _colour_data()
     keras.utils.set_random_seed(0)
     model = _model()
@@ -86,7 +88,8 @@ def test_each_exported_format_gives_the_keras_model_outputs(tmp_path):
     np.testing.assert_allclose(float16, expected, atol=2e-3)
     int8 = export.litert_predict(tmp_path / "model_int8.tflite")(inputs)
     assert np.abs(int8 - expected).mean() < 0.03
-    assert not np.allclose(int8, expected, atol=1e-5)  # it is quantised: not the float file under another name
+    # it is quantised: not the float file under another name
+    assert not np.allclose(int8, expected, atol=1e-5)
 
 
 def test_a_sigmoid_output_is_scored_by_its_threshold(tmp_path):
@@ -119,9 +122,10 @@ def test_phone_price_run_with_export_writes_every_format(tmp_path, phone_root):
 
 
 def test_gelu_exports_to_onnx(tmp_path):
-    """Exact GELU (the lessons' default) becomes TensorFlow's Erfc, which tf2onnx cannot convert on its own."""
+    """Exact GELU (the lessons' default) becomes TensorFlow's Erfc, which tf2onnx cannot convert alone."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="gelu"), keras.layers.Dense(3)])
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="gelu"),
+                              keras.layers.Dense(3)])
     x = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
     export.export_model(model, tmp_path, x, np.zeros(6, dtype=int))
     np.testing.assert_allclose(export.onnx_predict(tmp_path / "model.onnx")(x), model.predict(x, verbose=0),
@@ -151,11 +155,13 @@ def test_a_two_input_captioner_exports_with_the_keras_outputs(tmp_path):
     from models.captioning import build_captioner
 
     keras.utils.set_random_seed(0)
-    config = SimpleNamespace(embedding_dim=8, units=12, attention_units=8, feature_units=8, cnn_widths=(4, 4, 4),
-                             dropout=0.0, feature_dropout=0.0, cell="lstm", attention_penalty=0.0, max_words=6)
+    config = SimpleNamespace(embedding_dim=8, units=12, attention_units=8, feature_units=8,
+                             cnn_widths=(4, 4, 4), dropout=0.0, feature_dropout=0.0, cell="lstm",
+                             attention_penalty=0.0, max_words=6)
     model = build_captioner(config, 20, (16, 16, 3))
     rng = np.random.default_rng(0)
-    inputs = [rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32"), rng.integers(0, 20, (4, 7)).astype("int32")]
+    inputs = [rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32"),
+              rng.integers(0, 20, (4, 7)).astype("int32")]
     rows = export.export_compared(model, tmp_path, inputs)
     assert [r["format"] for r in rows] == ["saved_model", "onnx", "litert"]
     for row in rows:

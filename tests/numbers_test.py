@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-UNITS = {"%": "%", "x": "x", "ms": "ms", "s": "s", "second": "s", "seconds": "s", "min": "min", "minute": "min",
-         "minutes": "min", "h": "h", "hour": "h", "hours": "h", "MB": "MB", "GB": "GB"}
+UNITS = {"%": "%", "x": "x", "ms": "ms", "s": "s", "second": "s", "seconds": "s", "min": "min",
+         "minute": "min", "minutes": "min", "h": "h", "hour": "h", "hours": "h", "MB": "MB", "GB": "GB"}
 UNIT = r"%|x(?!\w)|ms\b|s\b|seconds?\b|min\b|minutes?\b|h\b|hours?\b|MB\b|GB\b"
 SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600}
 NUMBER = re.compile(
@@ -71,7 +71,8 @@ def numbers(text, keep_code=False):
             for k, cell in enumerate(line.strip().strip("|").split("|")):
                 plain = len(cell.split("(")[0])  # the column's unit holds before any parenthesis
                 unit = header[k] if k < len(header) else None
-                found += [_number(m, cell, unit if m.start() < plain else None) for m in NUMBER.finditer(cell)]
+                found += [_number(m, cell, unit if m.start() < plain else None)
+                          for m in NUMBER.finditer(cell)]
     return [number for number in found if number]
 
 
@@ -140,12 +141,14 @@ def test_every_number_in_a_lesson_docstring_appears_in_results_md():
 
 def test_what_counts_as_a_number():
     text = ("0.905 (seeds 42, 1), 12.4 min, 545 s per epoch, 78 %, 1.22x, 17-18 min, 1.3-1.6x, 0.6 MB, "
-            "Python 3.11, Keras 0.99, TensorFlow 2.21.0, BLEU-4, ResNet-20, 32x32, 1e-5, 1.8e-5, 2026, 5 seeds, 25,000 "
-            "reviews, commit 89d82be, `--epochs 50`, `0.777` (Xu et al. 2015: 0.67) (Jordan 2024: 3.3 s)")
+            "Python 3.11, Keras 0.99, TensorFlow 2.21.0, BLEU-4, ResNet-20, 32x32, 1e-5, 1.8e-5, 2026, "
+            "5 seeds, 25,000 reviews, commit 89d82be, `--epochs 50`, `0.777` (Xu et al. 2015: 0.67) "
+            "(Jordan 2024: 3.3 s)")
     assert numbers(text) == [("0.905", None), ("12.4", "min"), ("545", "s"), ("78", "%"), ("1.22", "x"),
                              ("17", "min"), ("18", "min"), ("1.3", "x"), ("1.6", "x"), ("0.6", "MB")]
     assert numbers("```bash\npython -m tasks.x --lr 0.5   # about 7 min\n```") == [("7", "min")]
-    table = "| model | wall time (min) | test accuracy |\n|---|---|---|\n| fast | 12.4 | 0.8525 (0.8621 TTA) |\n"
+    table = ("| model | wall time (min) | test accuracy |\n|---|---|---|\n"
+             "| fast | 12.4 | 0.8525 (0.8621 TTA) |\n")
     assert numbers(table) == [("12.4", "min"), ("0.8525", None), ("0.8621", None)]
 
 

@@ -1,5 +1,5 @@
-"""The lesson pages: built from a real smoke run, every link and image resolves, the HTML is well formed, and a
-real browser (headless Chromium) renders each page with every image loaded."""
+"""The lesson pages: built from a real smoke run, every link and image resolves, the HTML is well formed, and
+a real browser (headless Chromium) renders each page with every image loaded."""
 
 import html.parser
 import json
@@ -71,8 +71,9 @@ def write_search(root):
     """A search folder as tuning.search and tuning.report leave it."""
     folder = root / "phone_price" / "compare-activation-smoke"
     folder.mkdir(parents=True)
-    (folder / "search.json").write_text(json.dumps({"task": "phone_price", "tuner": "grid", "profile": "smoke",
-                                                    "compare": "activation", "objective": "val_accuracy"}))
+    (folder / "search.json").write_text(json.dumps({"task": "phone_price", "tuner": "grid",
+                                                    "profile": "smoke", "compare": "activation",
+                                                    "objective": "val_accuracy"}))
     (folder / "compare.md").write_text("| activation | seeds |\n|---|---|\n| relu | 1 |\n")
     (folder / "best.json").write_text('{"task": "phone_price", "activation": "relu"}\n')
     write_png(folder / "compare_curves.png", seed=2)
@@ -219,11 +220,12 @@ def test_rebuild_empties_its_own_folder_and_refuses_any_other(site, tmp_path, sm
     (other / "notes.txt").write_text("keep me")
     code, _, err = cli(build.main, ["--results", str(results), "--output", str(other)])
     assert code == 2 and "did not write" in err and (other / "notes.txt").is_file()
-    code, _, err = cli(build.main, ["--results", str(tmp_path / "nope.md"), "--output", str(tmp_path / "new")])
+    code, _, err = cli(build.main, ["--results", str(tmp_path / "nope.md"),
+                                    "--output", str(tmp_path / "new")])
     assert code == 2 and "does not exist" in err and not (tmp_path / "new").exists()
 
 
-# ---------------------------------------------------------------------------------------------- lesson sources
+# -------------------------------------------------------------------------------------------- lesson sources
 CELLS = '''"""A lesson.
 
 It teaches one thing.
@@ -264,7 +266,8 @@ def test_a_script_without_cells_is_one_section(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text('"""Title.\n\nBody."""\n\nimport os\n\n\ndef f():\n    return os.sep\n')
     parsed = lesson.read_lesson(path)
-    assert len(parsed.sections) == 1 and "def" in parsed.sections[0].code and "Body" not in parsed.sections[0].code
+    assert (len(parsed.sections) == 1 and "def" in parsed.sections[0].code
+            and "Body" not in parsed.sections[0].code)
 
 
 def test_function_source_finds_functions_classes_and_methods():
@@ -284,7 +287,7 @@ def test_every_shipped_lesson_renders():
         assert parsed.title and parsed.sections, path.name
 
 
-# ------------------------------------------------------------------------------------------------ real browser
+# ---------------------------------------------------------------------------------------------- real browser
 def find_browser():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):

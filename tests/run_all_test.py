@@ -20,8 +20,8 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     for split, count in (("train", 20), ("test", 5)):
         write_image_tree(phone_root / "cifar10" / split, per_class=count)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
-         "--data-dir", str(phone_root)],
+        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke",
+         "--output-dir", str(tmp_path / "runs"), "--data-dir", str(phone_root)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
@@ -59,8 +59,8 @@ def test_a_failing_task_is_reported_keeps_the_last_good_summary_and_works_from_a
 
 def test_a_bad_flag_for_any_task_stops_before_the_first_task(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(tmp_path / "runs"),
-         "--epochs", "-3"],
+        [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke",
+         "--output-dir", str(tmp_path / "runs"), "--epochs", "-3"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 2 and "--epochs must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()

@@ -105,7 +105,8 @@ def test_fnn_outputs_agree():
 
 @pytest.mark.parametrize("name", ["course_cnn", "resnet20", "fast"])
 def test_cnn_outputs_agree(name):
-    model, twin, x = cnn_pair(name, **({"widths": (8, 16, 16), "logit_scale": 0.125} if name == "fast" else {}))
+    model, twin, x = cnn_pair(name, **({"widths": (8, 16, 16), "logit_scale": 0.125} if name == "fast"
+                                       else {}))
     np.testing.assert_allclose(torch_output(twin, nchw(x)), model.predict(x, verbose=0), atol=1e-5)
 
 
@@ -117,7 +118,8 @@ def test_recurrent_outputs_agree_with_padding(kind, num_layers):
 
 
 # ------------------------------------------------------------------------------------------------ round trip
-@pytest.mark.parametrize("make", [fnn_pair, cnn_pair, lambda: text_pair("bigru", 2), lambda: text_pair("lstm")])
+@pytest.mark.parametrize("make", [fnn_pair, cnn_pair, lambda: text_pair("bigru", 2),
+                                  lambda: text_pair("lstm")])
 def test_transfer_back_restores_every_keras_weight(make):
     model, twin, _ = make()
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
@@ -125,7 +127,8 @@ def test_transfer_back_restores_every_keras_weight(make):
         w.assign(np.zeros(w.shape, dtype=keras.backend.standardize_dtype(w.dtype)))
     transfer.torch_to_keras(twin, model)
     for old, new in zip(before, model.weights):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old, rtol=1e-6, atol=1e-6, err_msg=new.path)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old, rtol=1e-6, atol=1e-6,
+                                   err_msg=new.path)
 
 
 # --------------------------------------------------------------------------------------- one training step
@@ -146,7 +149,8 @@ def assert_same_parameters(model, twin, make_twin):
     expected = transfer.keras_to_torch(model, make_twin())
     actual = dict(twin.named_parameters())
     for name, value in expected.named_parameters():
-        np.testing.assert_allclose(actual[name].detach().numpy(), value.detach().numpy(), atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(actual[name].detach().numpy(), value.detach().numpy(), atol=2e-5,
+                                   err_msg=name)
 
 
 def test_one_sgd_step_updates_fnn_weights_alike():
@@ -235,7 +239,8 @@ def test_caption_decoder_outputs_agree(cell):
     twin.eval()
     with torch.no_grad():
         logits, weights = twin(torch.as_tensor(features), torch.as_tensor(tokens[:, :-1]))
-    np.testing.assert_allclose(logits.numpy(), model.predict((features, tokens[:, :-1]), verbose=0), atol=1e-5)
+    np.testing.assert_allclose(logits.numpy(), model.predict((features, tokens[:, :-1]), verbose=0),
+                               atol=1e-5)
     np.testing.assert_allclose(weights.sum(-1).numpy(), 1.0, atol=1e-6)
 
 
@@ -263,4 +268,5 @@ def test_caption_decoder_transfer_back_restores_every_weight():
         w.assign(np.zeros(w.shape, dtype="float32"))
     transfer.torch_to_keras(twin, model)
     for old, new in zip(before, model.weights):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old, rtol=1e-6, atol=1e-6, err_msg=new.path)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old, rtol=1e-6, atol=1e-6,
+                                   err_msg=new.path)

@@ -76,7 +76,7 @@ class FNN(Classifier):
 
 # ---------------------------------------------------------------------------------------------- course CNN
 class CourseCNN(Classifier):
-    """The course's first CNN on NCHW images: conv 16 5x5 -> act -> pool -> conv 32 5x5 -> act -> pool -> fc."""
+    """The course's first CNN (NCHW): conv 16 5x5 -> act -> pool -> conv 32 5x5 -> act -> pool -> fc."""
 
     def __init__(self, config, in_channels=3, num_classes=10, size=32):
         super().__init__()
@@ -153,7 +153,7 @@ class ResNetCIFAR(Classifier):
 
 # ------------------------------------------------------------------------------------------------- fast net
 class FastNet(Classifier):
-    """models.cnn's `fast` net: 2x2 stem -> [conv -> pool -> BN -> act -> conv -> BN -> act] x 3 -> max -> fc."""
+    """models.cnn's `fast`: 2x2 stem -> [conv -> pool -> BN -> act -> conv -> BN -> act] x 3 -> max -> fc."""
 
     def __init__(self, config, in_channels=3, num_classes=10):
         super().__init__()
@@ -238,9 +238,9 @@ class BahdanauAttention(nn.Module):
 class Captioner(nn.Module):
     """models.captioning.build_captioner on cached features: Linear+ReLU projection, then the show-attend-tell
     decoder (embedding, Bahdanau attention, context gate, LSTMCell/GRUCell, next-word Linear), unrolled with
-    teacher forcing. `forward` returns the logits and the attention weights (for the doubly stochastic penalty).
+    teacher forcing. `forward` returns logits and attention weights (for the doubly stochastic penalty).
 
-    The LSTMCell's second bias is frozen at zero (`single_bias`), as in TextRNN, so the twin trains like Keras.
+    The LSTMCell's second bias is frozen at zero (`single_bias`), as in TextRNN: the twin trains like Keras.
     """
 
     def __init__(self, config, vocabulary_size, feature_dim, single_bias=True):
@@ -252,7 +252,8 @@ class Captioner(nn.Module):
         self.attention = BahdanauAttention(width, units, config.attention_units)
         self.context_gate = nn.Linear(units, 1)
         self.cell_type = config.cell
-        self.cell = (nn.LSTMCell if config.cell == "lstm" else nn.GRUCell)(config.embedding_dim + width, units)
+        self.cell = (nn.LSTMCell if config.cell == "lstm" else nn.GRUCell)(
+            config.embedding_dim + width, units)
         self.init_h = nn.Linear(width, units)
         self.init_c = nn.Linear(width, units) if config.cell == "lstm" else None
         self.dropout = nn.Dropout(config.dropout)
@@ -267,7 +268,8 @@ class Captioner(nn.Module):
         attention = decoder.attention
         pairs = [(keras_model.get_layer("encoded"), self.encoded, "encoded"),
                  (decoder.embedding, self.embedding, "embedding"),
-                 (attention.feature_projection, self.attention.feature_projection, "attention.feature_projection"),
+                 (attention.feature_projection, self.attention.feature_projection,
+                  "attention.feature_projection"),
                  (attention.state_projection, self.attention.state_projection, "attention.state_projection"),
                  (attention.score, self.attention.score, "attention.score"),
                  (decoder.gate, self.context_gate, "context_gate"), (decoder.cell, self.cell, "cell"),

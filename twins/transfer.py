@@ -1,20 +1,24 @@
 """Copy weights between a Keras model and its PyTorch twin, both ways, with every layout difference explained.
 
 Layers are paired in order: the Keras layers that hold weights against the twin's modules that hold
-parameters or statistics (see twins/torch_models.py). For each pair:
+parameters or statistics (see twins/torch_models.py). For each pair (Keras <-> PyTorch: what changes):
 
-| Keras | PyTorch | what changes |
-|---|---|---|
-| Normalization mean, variance | Standardize mean, std | std = max(sqrt(variance), 1e-7), as Keras divides |
-| Dense kernel (in, out) | Linear weight (out, in) | transposed; after a flatten, rows reordered from (rows, cols, channels) to (channels, rows, cols) |
-| Conv2D kernel (kh, kw, in, out) | Conv2d weight (out, in, kh, kw) | axes permuted |
-| BatchNormalization gamma, beta, moving mean/variance | BatchNorm weight, bias, running mean/var | momentum m -> 1 - m; epsilon copied (Keras 1e-3, PyTorch 1e-5 by default) |
-| Embedding (vocabulary, dim) | Embedding weight | the same |
-| LSTM kernel (in, 4H), recurrent (H, 4H), bias (4H) | weight_ih (4H, in), weight_hh (4H, H), bias_ih, bias_hh | transposed; gate order i, f, c, o in both; Keras has one bias, PyTorch two (bias_hh = 0 going to PyTorch, summed coming back) |
-| GRU (reset_after=True) kernel (in, 3H), recurrent, bias (2, 3H) | weight_ih, weight_hh, bias_ih, bias_hh | gate order z, r, h in Keras vs r, z, n in PyTorch; the two biases map one to one |
-| SimpleRNN kernel, recurrent, bias | weight_ih, weight_hh, bias_ih, bias_hh | transposed; bias_hh = 0 |
-| Bidirectional(forward, backward) | the `_reverse` parameters of a bidirectional RNN | one Keras layer per direction |
-| LSTMCell / GRUCell (inside the caption decoder) | nn.LSTMCell / nn.GRUCell | as LSTM / GRU |
+- Normalization mean, variance <-> Standardize mean, std: std = max(sqrt(variance), 1e-7), as Keras divides
+- Dense kernel (in, out) <-> Linear weight (out, in): transposed; after a flatten, rows reordered
+  from (rows, cols, channels) to (channels, rows, cols)
+- Conv2D kernel (kh, kw, in, out) <-> Conv2d weight (out, in, kh, kw): axes permuted
+- BatchNormalization gamma, beta, moving mean/variance <-> BatchNorm weight, bias, running mean/var:
+  momentum m -> 1 - m; epsilon copied (Keras 1e-3, PyTorch 1e-5 by default)
+- Embedding (vocabulary, dim) <-> Embedding weight: the same
+- LSTM kernel (in, 4H), recurrent (H, 4H), bias (4H) <-> weight_ih (4H, in), weight_hh (4H, H), bias_ih,
+  bias_hh: transposed; gate order i, f, c, o in both; Keras has one bias, PyTorch two (bias_hh = 0 going to
+  PyTorch, summed coming back)
+- GRU (reset_after=True) kernel (in, 3H), recurrent, bias (2, 3H) <-> weight_ih, weight_hh, bias_ih, bias_hh:
+  gate order z, r, h in Keras vs r, z, n in PyTorch; the two biases map one to one
+- SimpleRNN kernel, recurrent, bias <-> weight_ih, weight_hh, bias_ih, bias_hh: transposed; bias_hh = 0
+- Bidirectional(forward, backward) <-> the `_reverse` parameters of a bidirectional RNN: one Keras layer per
+  direction
+- LSTMCell / GRUCell (inside the caption decoder) <-> nn.LSTMCell / nn.GRUCell: as LSTM / GRU
 
 A shape that does not match raises `TransferError` naming both sides.
 """
@@ -46,7 +50,7 @@ def keras_to_torch(keras_model, torch_model):
 
 
 def torch_to_keras(torch_model, keras_model):
-    """Copy every parameter and statistic of `torch_model` into `keras_model` (in place); returns keras_model."""
+    """Copy each parameter and statistic of `torch_model` into `keras_model` in place; returns keras_model."""
     for target, sources, _, to_keras in pairs(keras_model, torch_model):
         if not isinstance(target, keras.Variable):
             continue  # a constant of the Keras model (Normalization statistics given at build time)
@@ -62,8 +66,9 @@ def torch_to_keras(torch_model, keras_model):
 def _check(name, expected, got, other):
     if tuple(expected) != tuple(got):
         other_name = getattr(other, "path", None) or getattr(other, "name", other)
-        raise TransferError(f"shape mismatch: {other_name} gives {tuple(got)} but {name} is {tuple(expected)}; "
-                            "the Keras model and its twin were built with different settings.")
+        raise TransferError(f"shape mismatch: {other_name} gives {tuple(got)} but {name} is "
+                            f"{tuple(expected)}; the Keras model and its twin were built with different "
+                            "settings.")
 
 
 # --------------------------------------------------------------------------------------------------- pairing
@@ -95,7 +100,8 @@ def pairs(keras_model, torch_model):
             count = module.num_layers
             layers, k_layers = k_layers[:count], k_layers[count:]
             if len(layers) < count:
-                raise TransferError(f"{name} has {count} layers but the Keras model has too few recurrent layers.")
+                raise TransferError(f"{name} has {count} layers but the Keras model has too few recurrent "
+                                    "layers.")
             for index, layer in enumerate(layers):
                 result += _recurrent_pairs(layer, module, name, index)
             continue
@@ -104,7 +110,8 @@ def pairs(keras_model, torch_model):
         layer, k_layers = k_layers[0], k_layers[1:]
         result += _layer_pairs(layer, module, name)
     if k_layers:
-        raise TransferError(f"Keras layers without a PyTorch counterpart: {', '.join(layer.name for layer in k_layers)}.")
+        raise TransferError("Keras layers without a PyTorch counterpart: "
+                            f"{', '.join(layer.name for layer in k_layers)}.")
     return result
 
 
@@ -154,8 +161,8 @@ def _layer_pairs(layer, module, name):
         _expect(layer, module, keras.layers.Embedding, name)
         return [(layer.embeddings, [(f"{name}.weight", module.weight)], *same)]
     if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
-        _expect(layer, module, keras.layers.LSTMCell if isinstance(module, nn.LSTMCell) else keras.layers.GRUCell,
-                name)
+        _expect(layer, module,
+                keras.layers.LSTMCell if isinstance(module, nn.LSTMCell) else keras.layers.GRUCell, name)
         return _cell_pairs(layer, lambda kind: (f"{name}.{kind}", getattr(module, kind)),
                            4 if isinstance(module, nn.LSTMCell) else 3, isinstance(module, nn.GRUCell), name)
     raise TransferError(f"no transfer rule for {name} ({type(module).__name__})")
@@ -181,7 +188,8 @@ def _recurrent_pairs(layer, module, name, index):
     directions = [(layer.forward_layer, ""), (layer.backward_layer, "_reverse")] if isinstance(
         layer, keras.layers.Bidirectional) else [(layer, "")]
     if (len(directions) == 2) != module.bidirectional:
-        raise TransferError(f"Keras layer '{layer.name}' and {name} differ in direction (bidirectional or not).")
+        raise TransferError(f"Keras layer '{layer.name}' and {name} differ in direction "
+                            "(bidirectional or not).")
     result = []
     for keras_rnn, suffix in directions:
         expected = {nn.RNN: keras.layers.SimpleRNN, nn.LSTM: keras.layers.LSTM, nn.GRU: keras.layers.GRU}
@@ -189,7 +197,8 @@ def _recurrent_pairs(layer, module, name, index):
 
         def p(kind, name=name, index=index, suffix=suffix, module=module):  # bound now, called in this pass
             return f"{name}.{kind}_l{index}{suffix}", getattr(module, f"{kind}_l{index}{suffix}")
-        result += _cell_pairs(keras_rnn.cell, p, GATES[type(module)], isinstance(module, nn.GRU), keras_rnn.name)
+        result += _cell_pairs(keras_rnn.cell, p, GATES[type(module)], isinstance(module, nn.GRU),
+                              keras_rnn.name)
     return result
 
 
@@ -204,10 +213,12 @@ def _cell_pairs(cell, parameter, gates, is_gru, keras_name):
     restore = lambda a: np.concatenate([np.split(a, gates, axis=0)[order.index(i)] for i in range(gates)],  # noqa: E731
                                        axis=0)
     result = [(cell.kernel, [parameter("weight_ih")], lambda a: [reorder(a.T)], lambda b: restore(b[0]).T),
-              (cell.recurrent_kernel, [parameter("weight_hh")], lambda a: [reorder(a.T)], lambda b: restore(b[0]).T)]
+              (cell.recurrent_kernel, [parameter("weight_hh")], lambda a: [reorder(a.T)],
+               lambda b: restore(b[0]).T)]
     if is_gru:  # bias (2, 3H): input bias, recurrent bias
         result.append((cell.bias, [parameter("bias_ih"), parameter("bias_hh")],
-                       lambda a: [reorder(a[0]), reorder(a[1])], lambda b: np.stack([restore(b[0]), restore(b[1])])))
+                       lambda a: [reorder(a[0]), reorder(a[1])],
+                       lambda b: np.stack([restore(b[0]), restore(b[1])])))
     else:  # one Keras bias = PyTorch's two summed
         result.append((cell.bias, [parameter("bias_ih"), parameter("bias_hh")],
                        lambda a: [reorder(a), np.zeros_like(a)], lambda b: restore(b[0] + b[1])))
@@ -224,15 +235,17 @@ def parameter_rows(keras_model, torch_model):
     caption decoder) names the Keras partner of each module; the others are paired in order.
     """
     if hasattr(torch_model, "layer_pairs"):
-        return [_row(layer.name, layer.count_params(), name, module, sum(p.numel() for p in module.parameters()))
+        return [_row(layer.name, layer.count_params(), name, module,
+                     sum(p.numel() for p in module.parameters()))
                 for layer, module, name in torch_model.layer_pairs(keras_model)]
     rows = []
     k_layers = keras_leaves(keras_model)
     for name, module in torch_leaves(torch_model):
         count = module.num_layers if isinstance(module, RNN_TYPES) else 1
         layers, k_layers = k_layers[:count], k_layers[count:]
-        rows.append(_row(", ".join(layer.name for layer in layers), sum(layer.count_params() for layer in layers),
-                         name, module, sum(p.numel() for p in module.parameters(recurse=False))))
+        rows.append(_row(", ".join(layer.name for layer in layers),
+                         sum(layer.count_params() for layer in layers), name, module,
+                         sum(p.numel() for p in module.parameters(recurse=False))))
     return rows
 
 
@@ -251,7 +264,9 @@ def _why(module, keras_count, torch_count):
     if isinstance(module, (nn.LSTM, nn.RNN)):
         gates = GATES[type(module)] * module.hidden_size
         directions = 2 if module.bidirectional else 1
-        return f"PyTorch has a second bias vector: + {gates} per layer and direction (x {module.num_layers * directions})"
+        return (f"PyTorch has a second bias vector: + {gates} per layer and direction "
+                f"(x {module.num_layers * directions})")
     if isinstance(module, nn.LSTMCell):
-        return f"PyTorch's LSTMCell has a second bias vector: + {4 * module.hidden_size} (the twin keeps it at zero)"
+        return (f"PyTorch's LSTMCell has a second bias vector: + {4 * module.hidden_size} "
+                "(the twin keeps it at zero)")
     return "different structure"
