@@ -6,23 +6,26 @@ in this order:
 1. `--data-dir` (an explicit choice: if the folder is not there, that is an error),
 2. the environment variable `KERAS_TUTORIALS_DATA` (must exist when set),
 3. the Keras cache, `~/.keras/datasets` (or `$KERAS_HOME/datasets`),
-4. whatever fallback the loader has: the official download for online users, or a copy shipped in this
-   repo (the phone-price CSVs are small enough).
+4. whatever fallback the loader has: the official download for online users (`download`: through
+   `keras.utils.get_file` into the Keras cache, checked against the archive's published SHA-256), or a copy
+   shipped in this repo (the phone-price CSVs are small enough).
 
-Files read as they are (the phone-price CSVs, Flickr8k's caption file: the `required` files of a data set)
-are checked against the `SHA256SUMS` beside them (when it lists them) every time they are found: they are
-small, and they are what the lesson reads. Archives are never unpacked in place (the shared root is
-read-only): `extract_once` checks an archive against its `SHA256SUMS` line, unpacks it into
-`~/.cache/keras-tutorials/` (or `$KERAS_TUTORIALS_CACHE`) and reuses the result while the archive keeps its
-path, size and modification time. The archive is not hashed again on reuse: what a lesson reads then is the
-cache, which that check could not vouch for anyway; a changed archive is checked and unpacked again. A cache folder is only ever replaced whole: it is built in a
-temporary folder beside it and renamed into place when complete (`fill_once`), so a bad archive, a kill or a
-full disk leaves the cache as it was.
+Files read as they are (the phone-price CSVs, Flickr8k's caption file: the `required` files of a data set) are
+checked against the `SHA256SUMS` beside them (when it lists them) every time they are found: they are small,
+and they are what the lesson reads. Archives are never unpacked in place (the shared root is read-only):
+`extract_once` checks an archive against its published SHA-256 (when the loader knows it) and its `SHA256SUMS`
+line, unpacks it into `~/.cache/keras-tutorials/` (or `$KERAS_TUTORIALS_CACHE`) and reuses the result while
+the archive keeps its path, size and modification time. The archive is not hashed again on reuse: what a
+lesson reads then is the cache, which that check could not vouch for anyway; a changed archive is checked and
+unpacked again. A cache folder is only ever replaced whole: it is built in a temporary folder beside it and
+renamed into place when complete (`fill_once`), so a bad archive, a kill or a full disk leaves the cache as it
+was.
 """
 
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -86,15 +89,49 @@ def _verified(folder, required):
     return folder
 
 
-def extract_once(archive, subdir):
+def download(url, sha256, name):
+    """Download `url` into the Keras cache's folder for data set `name` (where `find_dataset` looks next time)
+    with `keras.utils.get_file`, checked against `sha256`, the archive's published hash; return that folder,
+    or None when it cannot be downloaded (offline).
+
+    A download that does not match is deleted (Keras leaves it in place) and refused in one sentence: a
+    corrupted or altered archive is never read.
+    """
+    import keras
+
+    filename = url.rsplit("/", 1)[-1]
+    target = keras_cache_root() / name / filename
+    try:  # get_file writes elsewhere (/tmp/.keras) when the cache is not there yet
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # not writable: get_file's own fallback, which it checks again on reuse
+    try:
+        path = keras.utils.get_file(filename, url, file_hash=sha256, cache_dir=str(keras_cache_root()),
+                                    cache_subdir=name)
+    except ValueError as error:
+        if "hash" not in str(error):  # get_file's only other ValueErrors are about its arguments
+            raise
+        target.unlink(missing_ok=True)
+        raise UserError(f"the download of {url} does not match its published SHA-256 {sha256} (a corrupted or "
+                        "altered copy, deleted); run again to download it afresh, or pass --data-dir.") from None
+    except Exception as error:  # noqa: BLE001 (any network failure means: not available)
+        print(f"could not download {url}: {printable(error)}", file=sys.stderr)
+        return None
+    return Path(path).parent
+
+
+def extract_once(archive, subdir, sha256=None):
     """Unpack a tar archive into the cache folder `subdir` (once) and return that folder.
 
-    The archive is checked against SHA256SUMS and unpacked beside the cache folder; only a complete
-    extraction replaces what was there, so a truncated archive never costs a good cache.
+    The archive is checked against `sha256` (its published hash) when given, and against SHA256SUMS, then
+    unpacked beside the cache folder; only a complete extraction replaces what was there, so a truncated
+    archive never costs a good cache.
     """
     archive = Path(archive)
 
     def unpack(folder):
+        if sha256 is not None:
+            verify_sha256(archive, sha256)
         verify_checksum(archive)
         try:
             with tarfile.open(archive) as tar:
@@ -160,13 +197,24 @@ def verify_checksum(path):
                 if len(line.split()) >= 2}
     if path.name not in expected:
         return
+    if sha256_of(path) != expected[path.name]:
+        raise UserError(f"{path} does not match its checksum in {sums} (a truncated or altered copy); "
+                        "copy the file again.")
+
+
+def verify_sha256(path, sha256):
+    """`path` must be the published file (e.g. a download that a kill cut short is not)."""
+    if sha256_of(path) != sha256:
+        raise UserError(f"{path} does not match its published SHA-256 {sha256} (a truncated or altered copy); "
+                        "delete it to download it again, or copy the file again.")
+
+
+def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    if digest.hexdigest() != expected[path.name]:
-        raise UserError(f"{path} does not match its checksum in {sums} (a truncated or altered copy); "
-                        "copy the file again.")
+    return digest.hexdigest()
 
 
 def _archive_stamp(archive):

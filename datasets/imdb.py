@@ -2,8 +2,8 @@
 TextVectorization that turns raw text into token ids (or n-gram counts) inside the model.
 
 `load(config)` reads `--source`: the aclImdb review files (the data root's `imdb/`, the Keras cache or the
-official archive, downloaded once), `keras.datasets.imdb`'s integer sequences decoded back to words, or
-TensorFlow Datasets' `imdb_reviews` (`common/tfds_data.py`).
+official archive, downloaded once and checked against its published SHA-256), `keras.datasets.imdb`'s integer
+sequences decoded back to words, or TensorFlow Datasets' `imdb_reviews` (`common/tfds_data.py`).
 
 The folder layout is the Large Movie Review Dataset's (`<split>/<class>/*.txt`); `class_names` picks the
 labelled sub-folders, so `train/unsup/` (50,000 unlabelled reviews) is never read as a class; it is read
@@ -16,18 +16,20 @@ mid-epoch. It is a registered function, so a saved model carries it and takes ra
 
 import dataclasses
 import re
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from common.data_root import extract_once, find_dataset
+from common.data_root import download, extract_once, find_dataset
 from common.errors import UserError
 
 CLASS_NAMES = ["neg", "pos"]
 ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+# Its SHA-256 as TensorFlow Datasets publishes it (imdb_reviews/checksums.tsv, 84,125,825 bytes): a corrupted
+# or altered download is refused.
+ARCHIVE_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 
 PUNCTUATION = re.escape("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -79,17 +81,8 @@ def load(config):
 
 def find_reviews(data_dir=None):
     """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
-    def download():  # online users: the official archive into the Keras cache; offline: not found
-        import keras
-
-        try:
-            path = keras.utils.get_file("aclImdb_v1.tar.gz", ARCHIVE_URL, cache_subdir="datasets/imdb")
-        except Exception as error:  # noqa: BLE001 (any network failure means: not available)
-            print(f"could not download {ARCHIVE_URL}: {error}", file=sys.stderr)
-            return None
-        return Path(path).parent
-
-    folder = find_dataset("imdb", data_dir, fallback=download)
+    # Online users: the official archive into the Keras cache, checked against its hash; offline: not found.
+    folder = find_dataset("imdb", data_dir, fallback=lambda: download(ARCHIVE_URL, ARCHIVE_SHA256, "imdb"))
     if (folder / "aclImdb").is_dir():
         return folder / "aclImdb"
     archive = folder / "aclImdb.tar.gz"
@@ -97,7 +90,8 @@ def find_reviews(data_dir=None):
         archive = folder / "aclImdb_v1.tar.gz"
     if not archive.is_file():
         raise UserError(f"{folder} has neither aclImdb/ nor aclImdb.tar.gz; expected the IMDB reviews there.")
-    root = extract_once(archive, "imdb") / "aclImdb"
+    official = archive.name == ARCHIVE_URL.rsplit("/", 1)[-1]  # a kill mid-download leaves a short one
+    root = extract_once(archive, "imdb", sha256=ARCHIVE_SHA256 if official else None) / "aclImdb"
     if not root.is_dir():
         raise UserError(f"{archive} does not contain an aclImdb/ folder.")
     return root
