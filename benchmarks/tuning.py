@@ -3,6 +3,7 @@ retrained on the lesson's split against the hand-set default, and the `--compare
 `--compare initializer` answers with their plots.
 
     python -m benchmarks.tuning            # writes the tuning section of RESULTS.md and benchmarks/plots/
+    python -m benchmarks.tuning --median-stopping   # and the same search again with --median-stopping
     python -m benchmarks.tuning --compare-task imdb --compare initializer --seeds 2 --compare-epochs 1
     python -m benchmarks.tuning --compare-task cifar10 --compare activation,initializer --seeds 2 \
         --compare-epochs 3 --compare-config recipes/cifar10_course_cnn.json
@@ -30,7 +31,8 @@ from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
 from tasks import phone_price  # noqa: E402
-from tuning import search  # noqa: E402
+from tuning import report, search  # noqa: E402
+from tuning.stopping import completed_curves  # noqa: E402
 
 PLOTS = Path(__file__).resolve().parent / "plots"
 DIRECTORY = Path("tuning_runs") / "benchmarks"
@@ -59,6 +61,28 @@ def test_accuracy(config_file, seeds, output_dir):
     return accuracies, validation
 
 
+def search_row(label, elapsed, folder):
+    """Wall time, epochs trained, trials stopped early and best validation accuracy of one search."""
+    epochs = sum(len(curve) for curve in completed_curves(folder / "curves", "val_accuracy"))
+    best = read_json(folder / "best.json")
+    return {"search": label, "wall time": f"{elapsed / 60:.1f} min", "epochs trained": epochs,
+            "trials stopped early": len(report.stopped_early(folder)),
+            "best val accuracy": f"{best['_val_accuracy']:.4f}"}
+
+
+def median_stopping_section(trials, epochs_flag, plain_time):
+    """The random search again, same seed (so the same configurations in the same order), with
+    --median-stopping: what the rule saves and what it costs in best validation accuracy."""
+    median_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(trials), *epochs_flag,
+                             "--name", "random-median", "--median-stopping")
+    folder = DIRECTORY / "phone_price"
+    rows = [search_row("random search", plain_time, folder / "random"),
+            search_row("random search, --median-stopping", median_time, folder / "random-median")]
+    return (f"### Median stopping on the same {trials}-trial random search\n\n"
+            "The same command with `--median-stopping` (default minimum of completed trials and grace epochs; "
+            "same seed, so the same configurations are sampled):\n\n" + format_table(rows, list(rows[0])) + "\n\n")
+
+
 def compare_sections(task, names, seeds, epochs=None, config=None):
     """Run `--compare NAME` for each name (quick profile); Markdown sections with tables and plots."""
     sections = []
@@ -85,6 +109,8 @@ def main(argv=None):
     parser.add_argument("--compare", default="initializer", help="with --compare-task: comma-separated names")
     parser.add_argument("--compare-epochs", type=int, help="with --compare-task: epochs per run")
     parser.add_argument("--compare-config", help="with --compare-task: a --config file fixed for every run")
+    parser.add_argument("--median-stopping", action="store_true",
+                        help="also run the phone-price search with --median-stopping and compare the two")
     args = parser.parse_args(argv)
     PLOTS.mkdir(exist_ok=True)
     measured = stamp(command_line("benchmarks.tuning"))
@@ -104,6 +130,7 @@ def main(argv=None):
     folder = DIRECTORY / "phone_price" / "random"
     best = read_json(folder / "best.json")
     shutil.copy(folder / "objective_vs_hyperparameters.png", PLOTS / "phone_price_random_search.png")
+    median = median_stopping_section(args.trials, epochs_flag, search_time) if args.median_stopping else ""
     with tempfile.TemporaryDirectory() as output_dir:
         tuned, tuned_val = test_accuracy(folder / "best.json", args.seeds, output_dir)
         default, default_val = test_accuracy(None, args.seeds, output_dir)
@@ -126,7 +153,7 @@ def main(argv=None):
             + f"Retrained with the quick profile's {recipe.epochs} epochs on the lesson's split, seeds "
               f"0..{args.seeds - 1}:\n\n"
             + format_table(rows, ["configuration", "test accuracy", "best val accuracy"])
-            + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n"
+            + "\n\n![objective vs hyperparameters](plots/phone_price_random_search.png)\n\n" + median
             + "\n".join(sections))
     publish("tuning_phone_price", body)
     return 0

@@ -9,6 +9,9 @@ no arguments:
     hypermodel = TaskHyperModel("phone_price", base_config)
     tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=10)
     tuner.search()
+
+With a `median_rule` (tuning/stopping.py), a trial whose objective falls behind the completed trials' median
+stops early; its curve is saved like any other, with the epoch it stopped at.
 """
 
 import dataclasses
@@ -21,15 +24,17 @@ import keras_tuner
 
 from common import distribution, runs, training
 from tuning import tasks
+from tuning.stopping import MedianStopping, completed_curves
 
 
 class TaskHyperModel(keras_tuner.HyperModel):
-    def __init__(self, task, base_config, space=None, curves_dir=None, data=None):
+    def __init__(self, task, base_config, space=None, curves_dir=None, data=None, median_rule=None):
         super().__init__(name=f"{task}_hypermodel", tunable=True)
         self.spec = tasks.get(task)
         self.base_config = base_config
         self.space = space or self.spec.space
         self.curves_dir = Path(curves_dir) if curves_dir else None
+        self.median_rule = median_rule  # needs curves_dir: the completed trials' curves are read from it
         self.data = data if data is not None else self.spec.load_data(base_config)
         self._builds = {}
         self._execution = 0
@@ -74,6 +79,12 @@ class TaskHyperModel(keras_tuner.HyperModel):
         config = self.config_for(hp)
         train, val, _, _ = self.spec.make_datasets(config, self.data)
         callbacks = list(kwargs.pop("callbacks", [])) + [keras.callbacks.TerminateOnNaN()]
+        trial = next((cb.trial for cb in callbacks if hasattr(cb, "trial")), None)
+        stopper = None
+        if self.median_rule is not None and trial is not None:
+            completed = completed_curves(self.curves_dir, self.median_rule.objective, exclude=trial.trial_id)
+            stopper = MedianStopping(self.median_rule, completed)
+            callbacks.append(stopper)
         history = model.fit(
             train, validation_data=val, shuffle=False, callbacks=callbacks,
             epochs=kwargs.get("epochs", config.epochs), initial_epoch=kwargs.get("initial_epoch", 0),
@@ -82,12 +93,16 @@ class TaskHyperModel(keras_tuner.HyperModel):
         if not losses or not all(math.isfinite(v) for v in losses):
             raise keras_tuner.errors.FailedTrialError(
                 f"the loss became NaN or infinite with {hp.values}; trial failed.")
-        self._save_curves(callbacks, history.history)
+        stopped = stopper.stopped_epoch if stopper else None
+        if stopped and kwargs.get("verbose", 0):
+            print(f"trial {trial.trial_id} stopped after epoch {stopped}: its best {self.median_rule.objective} "
+                  "is behind the median of the completed trials (median stopping)")
+        self._save_curves(trial, history.history, stopped)
         return history
 
-    def _save_curves(self, callbacks, history):
-        """Keep each execution's learning curves, for the side-by-side plots of `--compare`."""
-        trial = next((cb.trial for cb in callbacks if hasattr(cb, "trial")), None)
+    def _save_curves(self, trial, history, stopped=None):
+        """Keep each execution's learning curves, for the side-by-side plots of `--compare` and for median
+        stopping (the completed trials' curves)."""
         if self.curves_dir is None or trial is None:
             return
         folder = self.curves_dir / trial.trial_id
@@ -95,4 +110,4 @@ class TaskHyperModel(keras_tuner.HyperModel):
         # Named by the execution, not by counting files: a trial rerun after a kill rewrites its curves
         # instead of adding to them; written whole or not at all.
         runs.write_json(folder / f"execution-{self._execution}.json",
-                        {"values": trial.hyperparameters.values, "history": history})
+                        {"values": trial.hyperparameters.values, "history": history, "stopped_epoch": stopped})

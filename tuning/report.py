@@ -8,6 +8,7 @@ writes into that folder:
 - `objective_vs_hyperparameters.png`: the objective against each hyperparameter,
 - `report.html`: all of it as one page, with the environment (linked from the lesson pages),
 - `best.json`: the best trial as a task config file (`python -m tasks.<task> --config best.json`),
+- with TensorBoard logs (`tensorboard/`, on by default), the command that opens their HParams dashboard,
 - for `--compare` searches, `compare_curves.png` (validation curves per value, mean and range over seeds)
   and `compare.md` (best validation score per value, mean +- std over seeds).
 """
@@ -135,7 +136,9 @@ td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}<
 <h1>{{ meta.task }}: {{ meta.tuner }} search <code>{{ name }}</code></h1>
 <p>Objective: <b>{{ meta.objective }}</b>{% if meta.compare %}; comparison of <b>{{ meta.compare }}</b>{% endif %}.
 Retrain the best configuration with
-<code>python -m tasks.{{ meta.task }} --config {{ folder }}/best.json</code>.</p>
+<code>python -m tasks.{{ meta.task }} --config {{ folder }}/best.json</code>.{% if tensorboard %}
+Every trial's curves and hyperparameters in TensorBoard (HParams tab): <code>{{ tensorboard }}</code>.{% endif %}
+{% if stopped %}Median stopping ended {{ stopped }} trial(s) early.{% endif %}</p>
 <h2>Trials, best first</h2>{{ table(rows) }}
 {% if comparison %}<h2>Comparison</h2>{{ comparison | safe }}{% endif %}
 <h2>Figures</h2>{% for figure in figures %}<figure><img src="{{ figure }}" alt="{{ figure }}">
@@ -155,8 +158,33 @@ def write_html(folder, meta, rows):
     page = jinja2.Environment(autoescape=True).from_string(SEARCH_PAGE).render(
         meta=meta, name=folder.name, folder=folder.as_posix(), rows=rows, table=run_report.html_table,
         comparison=run_report.markdown_to_html(compare.read_text()) if compare.exists() else None,
-        figures=sorted(p.name for p in folder.glob("*.png")), env=run_report.environment())
+        figures=sorted(p.name for p in folder.glob("*.png")), env=run_report.environment(),
+        tensorboard=tensorboard_command(folder) if (folder / "tensorboard").is_dir() else None,
+        stopped=len(stopped_early(folder)))
     (folder / "report.html").write_text(page)
+
+
+def tensorboard_command(folder):
+    """The command that opens the search's TensorBoard logs (tuning/search.py writes them there)."""
+    return f"tensorboard --logdir {(Path(folder) / 'tensorboard').as_posix()}"
+
+
+def tensorboard_line(folder):
+    return ("TensorBoard, live (HParams tab: every trial's hyperparameters against its metrics): "
+            + tensorboard_command(folder))
+
+
+def stopped_early(folder):
+    """{trial id: epoch} of the trials that median stopping ended early (from their saved curves)."""
+    stopped = {}
+    for path in sorted((Path(folder) / "curves").glob("*/execution-*.json")):
+        try:
+            epoch = json.loads(path.read_text()).get("stopped_epoch")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if epoch:
+            stopped[path.parent.name] = epoch
+    return stopped
 
 
 def _short(value):
@@ -246,6 +274,12 @@ def summary_text(folder, rows, top=10):
     text = format_table(rows[:top], columns)
     if (folder / "best.json").exists():
         text += f"\n\nbest configuration: {folder / 'best.json'}"
+    stopped = stopped_early(folder)
+    if stopped:
+        text += (f"\nmedian stopping ended {len(stopped)} of {len(rows)} trials early (trial: epoch): "
+                 + ", ".join(f"{trial}: {epoch}" for trial, epoch in stopped.items()))
+    if (folder / "tensorboard").is_dir():
+        text += "\n" + tensorboard_line(folder)
     if (folder / "compare.md").exists():
         text += "\n\n" + (folder / "compare.md").read_text()
     return text

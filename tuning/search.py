@@ -15,6 +15,16 @@ whose loss becomes NaN is recorded as failed and the search goes on, up to `--ma
 row. At the end the report (`trials.csv`, `trials.md`, plots, `best.json`) is written; `python -m
 tuning.report <dir>` writes it at any time.
 
+Every trial writes TensorBoard logs into `<search folder>/tensorboard/<trial>/` with KerasTuner's HParams
+summaries (on the TensorFlow backend; `--no-tensorboard` turns them off, as in the lessons): watch a running
+search with `tensorboard --logdir tuning_runs/<task>/<name>` (HParams tab: table, parallel coordinates and
+scatter plots of every trial's hyperparameters against its metrics).
+
+`--median-stopping` (random and Bayesian searches) stops a trial after an epoch at which its best objective so
+far is worse than the median of the completed trials' running averages at that epoch (Google Vizier's median
+stopping rule, tuning/stopping.py), once `--median-min-trials` trials have completed and after
+`--median-grace-epochs` epochs.
+
 `--compare NAME` answers the course's "which one works best" questions: a grid over every value of one
 hyperparameter (activation, initializer, optimizer, dropout), everything else at the task's defaults, each
 value trained with `--seeds` seeds, learning curves side by side.
@@ -26,6 +36,7 @@ TensorFlow) or `--distribution data_parallel` (keras.distribution.DataParallel, 
 """
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -39,6 +50,7 @@ from common.errors import UserError
 quiet_tensorflow()
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
+MEDIAN_MIN_TRIALS = 5  # as Optuna's MedianPruner (n_startup_trials): fewer make the median a coin toss
 
 
 def build_parser():
@@ -60,6 +72,16 @@ def build_parser():
                         help="train each configuration this many times (next seed each) and average")
     parser.add_argument("--objective", default="val_accuracy",
                         help="metric to maximise (val_* to minimise loss)")
+    parser.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                        help="TensorBoard logs per trial with the HParams dashboard, in <search>/tensorboard "
+                        "(TensorFlow backend: KerasTuner adds the HParams there only)")
+    parser.add_argument("--median-stopping", action="store_true",
+                        help="stop a trial whose best objective so far is worse than the median of the "
+                        "completed trials' running averages at the same epoch (random and bayesian)")
+    parser.add_argument("--median-min-trials", type=int,
+                        help=f"--median-stopping: completed trials needed first (default {MEDIAN_MIN_TRIALS})")
+    parser.add_argument("--median-grace-epochs", type=int,
+                        help="--median-stopping: epochs every trial runs (default: a tenth of the epochs)")
     parser.add_argument("--max-failures", type=int, default=3,
                         help="stop after this many failed trials in a row")
     parser.add_argument("--directory", default="tuning_runs", help="root of the searches")
@@ -96,10 +118,48 @@ def check_args(args):
         raise UserError(f"--epochs must be at least 1, got {args.epochs}.")
     if args.name is not None:
         runs.check_plain_name(args.name, "--name")
+    check_median_args(args)
     if args.distribution == "multi_worker":
         raise UserError("--distribution multi_worker trains one model over several processes, but KerasTuner "
                         "runs one trial per process: spread the trials with python -m tuning.distributed, and "
                         "give each trial its machine's devices with --distribution mirrored or data_parallel.")
+
+
+def check_median_args(args):
+    if not args.median_stopping:
+        if args.median_min_trials is not None or args.median_grace_epochs is not None:
+            raise UserError("--median-min-trials and --median-grace-epochs need --median-stopping.")
+        return
+    if args.compare or args.tuner in ("hyperband", "grid"):
+        raise UserError("--median-stopping works with --tuner random or bayesian (hyperband stops trials by its "
+                        "brackets; grids and --compare train every value fully to compare them).")
+    if args.median_min_trials is not None and args.median_min_trials < 1:
+        raise UserError(f"--median-min-trials must be at least 1, got {args.median_min_trials}.")
+    if args.median_grace_epochs is not None and args.median_grace_epochs < 0:
+        raise UserError(f"--median-grace-epochs must be 0 or more, got {args.median_grace_epochs}.")
+
+
+def median_rule(args, base):
+    """The median-stopping rule of this search, or None (tuning/stopping.py)."""
+    from tuning.stopping import MedianRule
+
+    if not args.median_stopping:
+        return None
+    grace = args.median_grace_epochs
+    return MedianRule(args.objective, "min" if "loss" in args.objective else "max",
+                      min_trials=args.median_min_trials or MEDIAN_MIN_TRIALS,
+                      grace_epochs=max(1, math.ceil(base.epochs / 10)) if grace is None else grace)
+
+
+def search_callbacks(args, folder):
+    """Callbacks for every trial: KerasTuner copies a TensorBoard callback per trial into
+    `tensorboard/<trial>/execution<n>` and adds its HParams callback (TensorFlow backend only; elsewhere all
+    trials would write into one folder)."""
+    import keras
+
+    if not args.tensorboard or keras.backend.backend() != "tensorflow":
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"))]
 
 
 def project_dir(args):
@@ -136,15 +196,16 @@ def is_worker():
     return os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
 
 
-def search_settings(args, base, space):
+def search_settings(args, base, space, rule=None):
     """What decides a search's results, as written to `search.json` and compared when it is rerun."""
     from tuning import spaces
 
+    median = None if rule is None else {"min_trials": rule.min_trials, "grace_epochs": rule.grace_epochs}
     return {
         "task": args.task, "tuner": "grid" if args.compare else args.tuner, "profile": args.profile,
         "compare": args.compare, "objective": args.objective,
         "executions_per_trial": args.seeds if args.compare else args.executions_per_trial,
-        "space": spaces.describe(space), "base_config": base.to_dict()}
+        "space": spaces.describe(space), "base_config": base.to_dict(), "median_stopping": median}
 
 
 def check_resumable(args, folder, settings):
@@ -155,6 +216,7 @@ def check_resumable(args, folder, settings):
     before = None if args.overwrite else folders.stored_settings(folder)
     if before is None:
         return
+    before.setdefault("median_stopping", None)  # searches from before median stopping existed ran without
     changed = folders.differences(before, settings, same_anyway=RESUMABLE_CHANGES)
     if changed:
         raise UserError(f"search {folder} was started with other settings ({'; '.join(changed)}); rerun the "
@@ -197,14 +259,16 @@ def search(args):
     folder = project_dir(args)
     folders.check_location(folder)
     space = spaces.comparison(args.compare, spec.comparisons[args.compare]) if args.compare else spec.space
-    settings = folders.normalized(search_settings(args, base, space))
+    rule = median_rule(args, base)
+    settings = folders.normalized(search_settings(args, base, space, rule))
     if not is_worker():
         check_resumable(args, folder, settings)
-    hypermodel = TaskHyperModel(args.task, base, space=space, curves_dir=folder / "curves")
+    hypermodel = TaskHyperModel(args.task, base, space=space, curves_dir=folder / "curves", median_rule=rule)
     check_objective(args, hypermodel)
     folders.write_keras_tuner_files_whole()
     if is_worker():  # the chief holds the lock and owns search.json; workers only run trials
-        make_tuner(args, hypermodel, folder).search(verbose=args.verbose)
+        tuner = make_tuner(args, hypermodel, folder)
+        tuner.search(verbose=args.verbose, callbacks=search_callbacks(args, folder))
         return 0
     with folders.lock(folder):
         if args.overwrite:
@@ -212,7 +276,10 @@ def search(args):
         if folders.stored_settings(folder) is None:
             folders.write_settings(folder, settings)
         folders.check_readable(folder)
-        stopped = run_search(make_tuner(args, hypermodel, folder), args)
+        callbacks = search_callbacks(args, folder)
+        if callbacks and args.verbose:
+            print(report.tensorboard_line(folder))
+        stopped = run_search(make_tuner(args, hypermodel, folder), args, callbacks)
         rows = report.write_report(folder)
     print(report.summary_text(folder, rows))
     if stopped or not any(row["status"] == "COMPLETED" for row in rows):
@@ -220,10 +287,10 @@ def search(args):
     return 0
 
 
-def run_search(tuner, args):
+def run_search(tuner, args, callbacks=()):
     """KerasTuner's search; its "too many failures" error becomes a sentence to say after the report."""
     try:
-        tuner.search(verbose=args.verbose)
+        tuner.search(verbose=args.verbose, callbacks=list(callbacks))
     except RuntimeError as error:
         if "consecutive failures" not in str(error):
             raise
