@@ -1,10 +1,12 @@
 """What the tuner needs to know about each task: its config class, loader, factory, splits and space.
 
-A task joins the tuner by adding one entry to TASKS; everything else (search, report, distribution) is
-shared.
+A lesson joins the tuner with one line: its name in LESSONS, its module declaring what the tuner needs in a
+`TUNING` dict (see `from_lesson`). Lessons with needs of their own (IMDB's vocabulary, a models mapping to
+compare) keep an entry in TASKS built here. Everything else (search, report, distribution) is shared.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 from common.errors import UserError
@@ -65,7 +67,36 @@ def _cifar10():
                     spaces.cifar10, comparisons)
 
 
-TASKS = {"phone_price": _phone_price, "imdb": _imdb, "cifar10": _cifar10}
+def from_lesson(name):
+    """The TaskSpec of a lesson whose module `tasks/<name>.py` declares what the tuner needs:
+
+        TUNING = dict(config_cls=NewConfig, load_data=new_data.load, build_model=build_new,
+                      make_datasets=make_datasets, space=None)
+
+    `space` (optional) is hp -> {config field: value} for the lesson's own hyperparameters; the shared space
+    (tuning/spaces.py: shared) and `--compare` choices are added for every config field the lesson has.
+    """
+    import importlib
+
+    from tuning import spaces
+
+    declared = dict(importlib.import_module(f"tasks.{name}").TUNING)
+    own = declared.pop("space", None)
+    fields = {f.name for f in dataclasses.fields(declared["config_cls"])}
+    # The shared hyperparameters (read from the shared space itself) less those the lesson's config lacks.
+    skip = {hp["config"]["name"] for hp in spaces.describe(spaces.shared)} - fields
+
+    def space(hp):
+        return {**spaces.shared(hp, skip=skip), **(own(hp) if own else {})}
+
+    comparisons = {choice: values for choice, values in spaces.COMPARISONS.items() if choice in fields}
+    return TaskSpec(name, space=space, comparisons=comparisons, **declared)
+
+
+# Lessons that declare TUNING in their module: adding a lesson's name here is all it takes to tune it.
+LESSONS = ()
+TASKS = {"phone_price": _phone_price, "imdb": _imdb, "cifar10": _cifar10,
+         **{name: functools.partial(from_lesson, name) for name in LESSONS}}
 
 
 def get(name):
