@@ -29,7 +29,12 @@ def quiet_tensorflow():
 def task_main(config_cls, train, description, commands=None, prog=None):
     """Return `main(argv)` for a task: `[train] [flags]`, or `<command> [args]` for each extra command.
 
-    `commands` maps a name to (add_arguments(parser), handler(namespace)).
+    Args:
+        config_cls: the lesson's config dataclass (its fields are the flags).
+        train: train(config) -> exit code, run for `[train] [flags]`.
+        description: the text of `--help`.
+        commands: extra commands: name -> (add_arguments(parser), handler(namespace)).
+        prog: the program name in usage lines; default `python -m tasks.<task>`.
     """
     commands = dict(commands or {})
     prog = prog or f"python -m tasks.{config_cls.TASK}"

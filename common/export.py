@@ -50,6 +50,15 @@ def export_model(model, folder, x_test, y_test, representative=None, batch_size=
 
     `folder/model.keras`, when it exists (the training loop writes it), is scored as loaded from disk too.
     Outputs with one column are sigmoid probabilities (class = p > 0.5); others are scored by argmax.
+
+    Args:
+        model: the trained model.
+        folder: where the files go (the model's run folder).
+        x_test: the test inputs each file is run on.
+        y_test: their integer labels.
+        representative: inputs that calibrate int8 quantisation (a few hundred training examples); None:
+            no float16 and int8 LiteRT files.
+        batch_size: the examples per call when scoring.
     """
     folder = Path(folder)
     x_test = np.asarray(x_test)
@@ -72,7 +81,15 @@ def export_text_classifier(model, folder, reviews, labels, batch_size=250):
     """A classifier of raw strings (TextVectorization inside): the SavedModel takes raw strings, as the
     Keras file does; ONNX and LiteRT get the same model from its vectoriser's output on (token ids in, the
     rows say so): tf2onnx converts no string ops, and LiteRT would run the string lookup only as a TensorFlow
-    (Flex) op, which the LiteRT interpreter does not include."""
+    (Flex) op, which the LiteRT interpreter does not include.
+
+    Args:
+        model: the trained classifier of raw strings.
+        folder: where the files go (the model's run folder).
+        reviews: the test texts each file is run on.
+        labels: their integer labels.
+        batch_size: the examples per call when scoring.
+    """
     folder = Path(folder)
     strings = np.asarray(reviews, dtype=object).reshape(-1, 1)
     model(strings[:1])
@@ -194,7 +211,16 @@ def _export_and_score(model, kind, folder, x, y, batch_size, input_signature=Non
 
 
 def export_classifier(model, folder, representative, x_test, y_test, batch_size=250):
-    """An image classifier in every format, the quantised LiteRT files included (see `export_model`)."""
+    """An image classifier in every format, the quantised LiteRT files included.
+
+    Args:
+        model: the trained classifier of raw pixels.
+        folder: where the files go (the model's run folder).
+        representative: training images that calibrate int8 quantisation.
+        x_test: the test images each file is run on.
+        y_test: their integer labels.
+        batch_size: the examples per call when scoring.
+    """
     return export_model(model, folder, x_test, y_test, representative=representative, batch_size=batch_size)
 
 

@@ -13,12 +13,13 @@ a 2-core CPU where the input pipeline shares the cores with training):
 - cutout (DeVries & Taylor 2017): one square of each image set to the mean (zero after normalisation);
 - mixup (Zhang et al. 2018): pairs of images and their one-hot labels blended with a Beta(a, a) weight;
 - alternating flip (airbench, Jordan 2024): each image is mirrored in exactly half the epochs, every other
-  one, starting from a random choice per image (`image_pipeline(alternating_flip=True)`).
+  one, starting from a random choice per image (`Augmentation(alternating_flip=True)`).
 
 `predict_tta` is test-time augmentation: predictions averaged over the mirror image and, optionally, one-pixel
 translations (airbench's multi-crop evaluation).
 """
 
+import dataclasses
 import os
 import tempfile
 import zipfile
@@ -132,9 +133,14 @@ def channel_stats(x):
 
 
 def augment_batch(images, seed, crop_padding=4, flip=True, cutout=0):
-    """Random pad-and-crop, horizontal flip and cutout of a float batch (n, h, w, c), from a stateless seed.
+    """Random pad-and-crop, horizontal flip and cutout of a float batch, from a stateless seed.
 
-    `seed` is a shape-(2,) int tensor; each transformation derives its own from it.
+    Args:
+        images: a float batch (n, height, width, channels).
+        seed: a shape-(2,) int tensor; each transformation derives its own seed from it.
+        crop_padding: pixels of reflect padding on each side before the random crop (0: no crop).
+        flip: mirror a random half of the images.
+        cutout: the side of the square set to zero in each image (0: no cutout).
     """
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
@@ -173,53 +179,90 @@ def mixup_batch(images, one_hot, seed, alpha):
     return images, one_hot
 
 
-def image_pipeline(x, y, batch_size, num_classes, training, seed=0, one_hot=False, augment=None,
-                   mixup=0.0, alternating_flip=False):
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """How `image_pipeline` shuffles and transforms the training batches (by default: shuffled only).
+
+    A lesson's config with the same fields (tasks/cifar10.py's) serves as well.
+
+    Args:
+        seed: seeds the shuffle and each batch's random transformations.
+        crop_padding: random crop after reflect-padding this many pixels on each side (0: no crop).
+        flip: random horizontal flips.
+        cutout: the side of the square cut out of each image (0: no cutout).
+        mixup: the alpha of mixup's Beta(alpha, alpha) weights (0: no mixup); it needs one-hot labels.
+        alternating_flip: airbench's alternating flips instead of random ones.
+    """
+
+    seed: int = 0
+    crop_padding: int = 0
+    flip: bool = False
+    cutout: int = 0
+    mixup: float = 0.0
+    alternating_flip: bool = False
+
+
+def image_pipeline(split, batch_size, one_hot_classes=None, training=None):
     """A tf.data pipeline of (float32 images on the 0..255 scale, labels) batches from uint8 arrays.
 
     Normalisation lives in the model (a `Normalization` layer), so a saved model takes raw pixels.
-    `training` shuffles every epoch (seeded) and applies `augment` (kwargs of `augment_batch`) and
-    `mixup` (its alpha; 0 = off) to each batch. `one_hot` gives one-hot labels (mixup needs them).
-    `alternating_flip` (training only) replaces random flips by airbench's alternating ones; the flip then
-    depends on the epoch, so the pipeline is the endless training stream itself (every pass reshuffled, as
-    `resume.stream_from` makes it) and a batch's epoch is its position in the stream // batches per epoch:
-    a resumed run that skips the finished epochs' batches flips exactly as an uninterrupted one.
+    A training pipeline shuffles every epoch (seeded) and applies `augment_batch` and mixup to each batch.
+    With alternating flips the flip depends on the epoch, so the pipeline is the endless training stream
+    itself (every pass reshuffled, as `resume.stream_from` makes it) and a batch's epoch is its position in
+    the stream // batches per epoch: a resumed run that skips the finished epochs' batches flips exactly as
+    an uninterrupted one.
+
+    Args:
+        split: (uint8 images (n, height, width, channels), integer labels), e.g. `data.train` of
+            datasets/cifar10.py's splits.
+        batch_size: the examples per batch.
+        one_hot_classes: one-hot labels over this many classes (mixup needs them); None keeps the integer
+            labels.
+        training: shuffle and augment as this `Augmentation` (or config) says; None for evaluation batches,
+            in order and unchanged.
     """
-    alternating_flip = training and alternating_flip
+    x, y = split
+    if training is None:  # evaluation: in order, as stored
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).map(
+            _float_batch(one_hot_classes), num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    seed, mixup, alternating_flip = training.seed, training.mixup, training.alternating_flip
+    augment = dict(crop_padding=training.crop_padding, flip=training.flip, cutout=training.cutout)
     if alternating_flip:
-        augment = dict(augment, flip=False) if augment else None  # the flips are made before
+        augment = dict(augment, flip=False)  # the flips are made before
         dataset = tf.data.Dataset.from_tensor_slices((x, y, first_flips(len(x), seed)))
     else:
         dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-
-    def to_float(images, labels, *flips):
-        labels = tf.one_hot(labels, num_classes) if one_hot else labels
-        return (tf.cast(images, tf.float32), labels, *flips)
-
-    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    dataset = dataset.map(_float_batch(one_hot_classes), num_parallel_calls=tf.data.AUTOTUNE)
     if alternating_flip:
         batches_per_epoch = -(-len(x) // batch_size)
         epochs = tf.data.Dataset.counter().map(lambda position: position // batches_per_epoch)
         dataset = tf.data.Dataset.zip(dataset.repeat(), epochs).map(
             lambda batch, epoch: (alternate_flips(batch[0], batch[2], epoch), batch[1]))
-    if training and (augment or mixup):
-        # One stateless seed per batch, different every epoch, the same on every run.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    # One stateless seed per batch, different every epoch, the same on every run.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-        def transform(batch, batch_seed):
-            images, labels = batch[:2]
-            batch_seed = tf.cast(batch_seed % (2**31), tf.int32)
-            if augment:
-                images = augment_batch(images, batch_seed, **augment)
-            if mixup:
-                images, labels = mixup_batch(images, labels, batch_seed + 1, mixup)
-            return images, labels
+    def transform(batch, batch_seed):
+        images, labels = batch[:2]
+        batch_seed = tf.cast(batch_seed % (2**31), tf.int32)
+        images = augment_batch(images, batch_seed, **augment)  # (all off: the images as they are)
+        if mixup:
+            images, labels = mixup_batch(images, labels, batch_seed + 1, mixup)
+        return images, labels
 
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.zip(dataset, seeds).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _float_batch(one_hot_classes):
+    """A batch's uint8 images as float32 (0..255), its labels one-hot over `one_hot_classes` when given."""
+
+    def to_float(images, labels, *flips):
+        labels = tf.one_hot(labels, one_hot_classes) if one_hot_classes is not None else labels
+        return (tf.cast(images, tf.float32), labels, *flips)
+
+    return to_float
 
 
 def first_flips(count, seed):
@@ -254,6 +297,13 @@ def predict_tta(model, x, translate=False, batch_size=500, chunk=2000):
     The views are averaged in log space: the mean log-probability differs from the mean logit only by a
     per-view constant, so this ranks classes as averaging logits does (airbench's rule), although the model
     ends in a softmax. A model that ignores its input gets its own output back.
+
+    Args:
+        model: the trained classifier (softmax outputs).
+        x: the images (n, height, width, channels), uint8 or float.
+        translate: add airbench's one-pixel translations to the mirror images (`tta_views`).
+        batch_size: the images per `model.predict` batch.
+        chunk: the images whose views are held in memory at once.
     """
     out = []
     for start in range(0, len(x), chunk):  # the views of 10,000 images at once would take 0.7 GB

@@ -63,7 +63,15 @@ def _blank_grid(count, columns, cell_inches):
 
 
 def image_grid(images, titles, path, columns=8, title=None):
-    """Small images (uint8, n x h x w x c) in a grid, each with its caption (e.g. true / predicted label)."""
+    """Small images in a grid, each with its caption, saved as a PNG.
+
+    Args:
+        images: uint8 images (n, height, width, channels).
+        titles: one caption per image (e.g. true / predicted label).
+        path: the PNG file to write.
+        columns: images per row.
+        title: a title over the whole grid; None: none.
+    """
     if len(images) == 0:
         return
     fig, axes = _blank_grid(len(images), columns, (1.7, 1.9))
@@ -78,7 +86,15 @@ def image_grid(images, titles, path, columns=8, title=None):
 
 
 def captioned_images(images, captions, path, columns=4, title=None):
-    """Images with several lines of text under each (generated and reference captions)."""
+    """Images with several lines of text over each, saved as a PNG.
+
+    Args:
+        images: the images (n, height, width, channels), 0..255.
+        captions: one text per image, its lines separated by newlines (generated and reference captions).
+        path: the PNG file to write.
+        columns: images per row.
+        title: a title over the whole grid; None: none.
+    """
     import textwrap
 
     if len(images) == 0:
@@ -98,8 +114,13 @@ def captioned_images(images, captions, path, columns=4, title=None):
 def attention_maps(image, words, weights, path, columns=5):
     """One panel per generated word: the image with that word's attention weights laid over it.
 
-    `weights` is (words, positions) over a square grid of positions (7x7 for EfficientNet at 224 pixels),
-    stretched over the image as a smooth heat map.
+    Args:
+        image: the input image (height, width, channels), 0..255.
+        words: the generated words.
+        weights: (words, positions) over a square grid of positions (7x7 for EfficientNet at 224 pixels),
+            stretched over the image as a smooth heat map.
+        path: the PNG file to write.
+        columns: panels per row.
     """
     image = np.asarray(image).astype("uint8")
     grid = int(round(np.sqrt(weights.shape[-1])))

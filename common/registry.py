@@ -201,7 +201,15 @@ def loss_target(name):
 
 
 def optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0, clipnorm=None):
-    """An optimizer; `learning_rate` may be a float or a schedule. `clipnorm` clips each gradient's norm."""
+    """An optimizer by its registry name.
+
+    Args:
+        name: a name of OPTIMIZERS (or an alias).
+        learning_rate: a float or a `keras.optimizers.schedules` object (`schedule`).
+        momentum: the momentum of "momentum" and "nesterov"; the others ignore it.
+        weight_decay: decoupled weight decay (0: none; AdamW then keeps Keras' default).
+        clipnorm: clip each gradient's norm to this; None: no clipping.
+    """
     kwargs = {"clipnorm": clipnorm} if clipnorm else {}
     return OPTIMIZERS[check_name("optimizer", name)](learning_rate, momentum, weight_decay or None, **kwargs)
 
@@ -216,6 +224,17 @@ def schedule(name, learning_rate, steps_per_epoch, epochs, step_epochs=30, miles
     epochs), then linear fall to 0 at the last epoch (Smith's one-cycle, as ResNet-9 uses it); triangular:
     airbench94's variant, from 0.2 x the rate up to it over `warmup_epochs` (default: 23 % of the steps), then
     down to 0.07 x at the last step; warmup: linear warm-up, then constant.
+
+    Args:
+        name: a name of SCHEDULES (or an alias); "constant" returns `learning_rate` itself.
+        learning_rate: the base (or peak) rate.
+        steps_per_epoch: the batches per epoch, which turn the epochs below into steps.
+        epochs: the length of the whole run.
+        step_epochs: the period of "step".
+        milestones: the epochs at which "multistep" multiplies by `gamma`.
+        gamma: the factor of "step", "multistep" and "exponential".
+        warmup_epochs: the rise of "cosine", "onecycle", "triangular" and "warmup" (0: none for "cosine",
+            the defaults above for "onecycle" and "triangular", one step for "warmup").
     """
     name = check_name("schedule", name)
     schedules = keras.optimizers.schedules

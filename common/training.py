@@ -8,6 +8,7 @@ itself for the main model, a sub-folder for baselines and cross-validation folds
 had finished is not trained again. Run folders themselves (ids, marker, lock) are common/runs.py's.
 """
 
+import dataclasses
 import math
 import os
 import shutil
@@ -59,8 +60,16 @@ def start_run(config):
 
 # ------------------------------------------------------------------------------------------------------ compile
 def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=None):
-    """Compile with the optimizer, schedule, loss and clipping named in the config (`loss`: a loss function
-    that replaces the config's, for models whose loss is not a registry name, such as the captioner's)."""
+    """Compile with the optimizer, schedule, loss and clipping named in the config.
+
+    Args:
+        model: the built model.
+        config: the lesson's config (optimizer, learning rate, schedule, loss, clipping, jit_compile).
+        steps_per_epoch: the batches per epoch, the unit of the learning-rate schedule.
+        metrics: the metrics to compile with ("accuracy" is made the right accuracy for the loss).
+        loss: a loss function that replaces the config's, for models whose loss is not a registry name
+            (such as the captioner's); None: the config's.
+    """
     with distribution.scope():  # the optimizer and the metrics create variables: mirrored under a strategy
         return _compile(model, config, steps_per_epoch, metrics, loss)
 
@@ -140,16 +149,50 @@ def callbacks(config, folder, monitor="val_loss", extra=()):
 
 
 # ---------------------------------------------------------------------------------------------------------- fit
-def fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks=(), loss=None,
-        metrics=("accuracy",)):
-    """Train `model` (already built) on tf.data splits and return what happened; resume exactly where an
+@dataclasses.dataclass
+class TrainingData:
+    """The tf.data pipelines a model trains and is tested on, with what `fit` and the evaluation need to know.
+
+    Each lesson's `make_datasets(config, data)` builds one from its data set's splits; the tuner reads the
+    same (tuning/tasks.py).
+
+    Args:
+        train: the training batches, (inputs, targets), shuffled by the pipeline itself; may be an endless
+            stream (then `steps_per_epoch` batches make an epoch).
+        val: the validation batches, or None (no validation split, e.g. cross-validation folds without early
+            stopping): the checkpoint then follows the training loss.
+        steps_per_epoch: the batches in one pass of `train`; also the unit of the learning-rate schedule.
+        test: the test batches, in the order of `test_labels` (None for a model that `fit` only trains).
+        test_labels: the integer label of each test example, for the per-class accuracy and confusion matrix.
+        class_names: the class names, in label order.
+    """
+
+    train: object
+    val: object
+    steps_per_epoch: int
+    test: object = None
+    test_labels: object = None
+    class_names: list = None
+
+
+def fit(model, config, folder, data, extra_callbacks=(), loss=None, metrics=("accuracy",)):
+    """Train `model` (already built) on `data.train` and return what happened; resume exactly where an
     interrupted fit of this folder stopped (common/resume.py), or skip training if it had finished.
 
-    `val` may be None (no validation split, e.g. cross-validation folds without early stopping): the
-    checkpoint then follows the training loss.
     The returned dict holds the full history (read back from history.csv, so a resumed run reports every
     epoch), the number of epochs, and the training time summed over every resumed part.
+
+    Args:
+        model: the built model (`build_seeded`); compiled here as the config says.
+        config: the lesson's config (optimizer, schedule, epochs, callbacks' settings, verbosity).
+        folder: the model's folder (history.csv, model.keras, backup/); created if missing.
+        data: a `TrainingData`; `fit` reads its `train`, `val` and `steps_per_epoch`.
+        extra_callbacks: Keras callbacks added to the shared ones (e.g. the lookahead of
+            common/callbacks.py).
+        loss: a loss function that replaces the config's (see `compile_model`).
+        metrics: the metrics to compile with ("accuracy" is made the right accuracy for the loss).
     """
+    train, val, steps_per_epoch = data.train, data.val, data.steps_per_epoch
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     backup = folder / "backup"
@@ -247,9 +290,11 @@ def _number(text):
     return float("nan") if text in ("", "NA") else float(text)
 
 
-def evaluate_classifier(model, dataset, labels, class_names, folder):
-    """Test loss/accuracy, per-class accuracy and the confusion matrix (saved as PNG) on a labelled split."""
-    dataset = distribution.prepare(dataset)  # every worker evaluates its share; results are gathered
+def evaluate_classifier(model, data, folder):
+    """Test loss/accuracy, per-class accuracy and the confusion matrix (saved as PNG in `folder`) on
+    `data.test` (a `TrainingData`), scored against `data.test_labels`."""
+    labels, class_names = data.test_labels, data.class_names
+    dataset = distribution.prepare(data.test)  # every worker evaluates its share; results are gathered
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     probabilities = model.predict(dataset, verbose=0)
     if probabilities.shape[-1] == 1:  # one sigmoid unit: the probability of class 1
@@ -289,12 +334,20 @@ def build_seeded(factory, config, data):
         return distribution.adapt_model(factory(config, data))
 
 
-def train_classifier(model, config, folder, train, val, test, test_labels, class_names, steps_per_epoch,
-                     extra_callbacks=(), keep_probabilities=False):
-    """fit + evaluate_classifier for one model; returns the metrics a run reports for it (and, with
-    `keep_probabilities`, the test predictions under "probabilities": pop them before writing JSON)."""
-    outcome = fit(model, config, folder, train, val, steps_per_epoch, extra_callbacks)
-    metrics = evaluate_classifier(model, test, test_labels, class_names, folder)
+def train_classifier(model, config, folder, data, extra_callbacks=(), keep_probabilities=False):
+    """fit + evaluate_classifier for one model; returns the metrics a run reports for it.
+
+    Args:
+        model: the built model (`build_seeded`).
+        config: the lesson's config (see `fit`).
+        folder: the model's folder: the run folder, or a sub-folder of it for a baseline or a fold.
+        data: a `TrainingData` with its test split, test labels and class names.
+        extra_callbacks: Keras callbacks added to the shared ones.
+        keep_probabilities: also return the test predictions, under "probabilities" (pop them before
+            writing JSON).
+    """
+    outcome = fit(model, config, folder, data, extra_callbacks)
+    metrics = evaluate_classifier(model, data, folder)
     return {
         "model": model.name,
         **{k: metrics[k] for k in ("test_accuracy", "test_loss")},

@@ -128,7 +128,14 @@ def read_name_list(path):
 def load_captions(images_dir, captions_file, split_lists=None, val_fraction=0.1, test_fraction=0.1, seed=42):
     """Match captions to the image files in `images_dir`; split by name lists or by a seeded shuffle.
 
-    `split_lists` maps split names to files of image names (one per line), e.g. Flickr8k's official lists.
+    Args:
+        images_dir: the folder of image files.
+        captions_file: the captions, in one of the formats `read_captions` reads.
+        split_lists: split name -> a file of image names (one per line), e.g. Flickr8k's official lists;
+            None: a seeded shuffle splits the images.
+        val_fraction: the share of images for validation, without split lists.
+        test_fraction: the share of images for test, without split lists.
+        seed: seeds the shuffle.
     """
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -234,6 +241,14 @@ def caption_batches(inputs, image_index, tokens, batch_size, shuffle, seed=0):
     so the five captions of an image do not hold five copies. With `shuffle` the order changes every epoch
     (seeded: the same seed gives the same batches). tf.data rather than a keras.utils.PyDataset: the batches
     are assembled in TensorFlow's threads, not Python's, which halved the time per step here.
+
+    Args:
+        inputs: the encoder input of every image (cached features or small images), indexed by image.
+        image_index: the image of each caption (`vectorize`).
+        tokens: the token ids of each caption, <start> to <end> and padding (`vectorize`).
+        batch_size: the captions per batch.
+        shuffle: reshuffle the captions every epoch (training).
+        seed: seeds the shuffle.
     """
     import tensorflow as tf
 

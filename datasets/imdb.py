@@ -129,7 +129,16 @@ def check_tree(root, splits=("train", "test"), class_names=("neg", "pos")):
 
 
 def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "pos"), max_batches=None):
-    """train / validation (carved from train with `seed`) / test datasets of (string, int label) batches."""
+    """train / validation / test datasets of (string, int label) batches from an aclImdb tree.
+
+    Args:
+        root: the aclImdb folder (`train/` and `test/`, one sub-folder of review files per class).
+        batch_size: the reviews per batch.
+        val_fraction: the share of the training reviews held out for validation.
+        seed: seeds the validation split and the shuffles.
+        class_names: the class folders, in label order.
+        max_batches: keep only this many batches per split (smoke runs); None: all.
+    """
     check_tree(root, class_names=class_names)
     common = dict(class_names=list(class_names), batch_size=batch_size, verbose=False)
     train, val = keras.utils.text_dataset_from_directory(
@@ -142,7 +151,19 @@ def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "p
 def array_review_datasets(train_texts, train_labels, test_texts, test_labels, batch_size, val_fraction, seed,
                           class_names=("neg", "pos"), max_batches=None):
     """The same splits from in-memory texts and labels (e.g. `keras.datasets.imdb` decoded back to words):
-    validation carved from the training reviews by a seeded permutation, test order shuffled once."""
+    validation carved from the training reviews by a seeded permutation, test order shuffled once.
+
+    Args:
+        train_texts: the training reviews (strings).
+        train_labels: their integer labels.
+        test_texts: the test reviews.
+        test_labels: their integer labels.
+        batch_size: the reviews per batch.
+        val_fraction: the share of the training reviews held out for validation.
+        seed: seeds the validation split and the shuffles.
+        class_names: the class names, in label order.
+        max_batches: keep only this many batches per split (smoke runs); None: all.
+    """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_texts))
     n_val = int(round(len(order) * val_fraction))
@@ -204,7 +225,15 @@ def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
     """The labelled training reviews plus unlabelled ones labelled with a teacher's P(positive), shuffled
     together (seeded, every epoch) into batches. Labels become float32: the true ones stay 0 or 1, the
     teacher's are soft targets, which binary cross-entropy takes as they are (a confident teacher pulls
-    harder than an unsure one)."""
+    harder than an unsure one).
+
+    Args:
+        train: the labelled training batches (string, int label).
+        unlabelled: batches of unlabelled reviews (strings), in the order of `probabilities`.
+        probabilities: the teacher's P(positive) for each unlabelled review.
+        batch_size: the reviews per batch.
+        seed: seeds the shuffle.
+    """
     labelled = train.unbatch().map(lambda text, label: (text, tf.cast(label, tf.float32)))
     pseudo = tf.data.Dataset.zip(
         (unlabelled.unbatch(), tf.data.Dataset.from_tensor_slices(np.asarray(probabilities, np.float32))))

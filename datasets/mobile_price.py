@@ -161,7 +161,17 @@ def stratified_subset(x, y, size, seed):
 
 
 def split_stratified(x, y, val_fraction, test_fraction, seed):
-    """Train/validation/test with each class in the same proportion in every part, fixed by `seed`."""
+    """Train/validation/test with each class in the same proportion in every part.
+
+    Args:
+        x: the feature rows.
+        y: their integer labels.
+        val_fraction: the share of all rows for validation.
+        test_fraction: the share of all rows for test.
+        seed: fixes the split.
+    Returns:
+        (x_train, y_train, x_val, y_val, x_test, y_test).
+    """
     counts = np.bincount(y)
     counts = counts[counts > 0]
     needed = minimum_rows(len(counts), val_fraction, test_fraction)

@@ -20,6 +20,15 @@ SIZES = {"small": 0.09, "large": 0.18}  # radius as a fraction of the image side
 
 
 def draw_shape(draw, shape, centre, radius, colour):
+    """Draw one filled shape.
+
+    Args:
+        draw: a `PIL.ImageDraw.Draw` of the image.
+        shape: one of SHAPES.
+        centre: (x, y) of the shape's centre, in pixels.
+        radius: half the shape's width, in pixels.
+        colour: the fill colour, as PIL takes it.
+    """
     x, y = centre
     if shape == "circle":
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)

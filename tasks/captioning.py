@@ -212,8 +212,9 @@ def train(config):
     folder = run_.folder()
     runs.write_json(folder / "vocabulary.json", words)
     model = training.build_seeded(lambda c, _: build_captioner(c, len(words), inputs.shape[1:]), config, None)
-    outcome = training.fit(model, config, folder, batches["train"], batches["val"], len(batches["train"]),
-                           loss=masked_crossentropy, metrics=(masked_accuracy,))
+    captions = training.TrainingData(batches["train"], batches["val"], steps_per_epoch=len(batches["train"]))
+    outcome = training.fit(model, config, folder, captions, loss=masked_crossentropy,
+                           metrics=(masked_accuracy,))
     result = {"model": model.name, "params": int(model.count_params()), **info, "vocabulary": len(words),
               "decoder_params": int(model.get_layer("decoder").count_params()),
               "train_captions": int(sum(len(data.captions[i]) for i in data.train)),

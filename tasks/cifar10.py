@@ -196,16 +196,17 @@ WHITENED_WIDTH = 24  # models/airbench.py: 2 x (2 x 2 pixels x 3 channels)
 
 
 def make_datasets(config, data):
-    """train / validation / test tf.data pipelines (labels one-hot when the loss wants them), steps per epoch."""
+    """train / validation / test tf.data pipelines (labels one-hot when the loss wants them), steps per epoch
+    and the test labels, as `common/training.py: TrainingData`."""
     one_hot = registry.loss_target(registry.check_name("loss", config.loss)) == "one_hot"
-    augment = dict(crop_padding=config.crop_padding, flip=config.flip, cutout=config.cutout)
-    common = dict(num_classes=data.num_classes, one_hot=one_hot)
-    train = images.image_pipeline(data.x_train, data.y_train, config.batch_size, training=True, seed=config.seed,
-                                  augment=augment, mixup=config.mixup, alternating_flip=config.alternating_flip,
-                                  **common)
-    val = images.image_pipeline(data.x_val, data.y_val, 1000, training=False, **common) if len(data.y_val) else None
-    test = images.image_pipeline(data.x_test, data.y_test, 1000, training=False, **common)
-    return train, val, test, int(np.ceil(len(data.y_train) / config.batch_size))
+    classes = data.num_classes if one_hot else None
+    # The config's seed, crop_padding, flip, cutout, mixup and alternating_flip make the training stream.
+    train = images.image_pipeline(data.train, config.batch_size, classes, training=config)
+    val = images.image_pipeline(data.val, 1000, classes) if len(data.y_val) else None
+    test = images.image_pipeline(data.test, 1000, classes)
+    steps = int(np.ceil(len(data.y_train) / config.batch_size))
+    return training.TrainingData(train, val, steps, test=test, test_labels=data.y_test,
+                                 class_names=data.class_names)
 
 
 # %% Model and training
@@ -226,11 +227,10 @@ def train(config):
           + (f" ({data.note})" if data.note else ""))
     run_ = training.start_run(config)
     folder = run_.folder()
-    train_set, val_set, test_set, steps = make_datasets(config, data)
+    pipelines = make_datasets(config, data)
     model = training.build_seeded(cnn.build_cnn, config, data)
-    result = training.train_classifier(model, config, folder, train_set, val_set, test_set, data.y_test,
-                                       data.class_names, steps, extra_callbacks=method_callbacks(config, steps),
-                                       keep_probabilities=True)
+    result = training.train_classifier(model, config, folder, pipelines, keep_probabilities=True,
+                                       extra_callbacks=method_callbacks(config, pipelines.steps_per_epoch))
     probabilities = result.pop("probabilities")
     result["train_images"] = len(data.y_train)
     result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)

@@ -210,8 +210,9 @@ def train_one(config, data, folder, train_data=None):
         length = config.ngram_sequence_length if config.model == "ngram" else config.sequence_length
         data.vectorizer = imdb.adapt_vectorizer(data.train, config.vocabulary_size, length)
         model = training.build_seeded(text_models.BUILDERS[config.model], config, data)
-        result = training.train_classifier(model, config, folder, train_data, data.val, data.test, labels,
-                                           data.class_names, steps_per_epoch(train_data))
+        reviews = training.TrainingData(train_data, data.val, steps_per_epoch(train_data), test=data.test,
+                                        test_labels=labels, class_names=data.class_names)
+        result = training.train_classifier(model, config, folder, reviews)
     (Path(folder) / "parameters.md").write_text(
         f"# {model.name}: {model.count_params():,} parameters\n\n"
         + format_table(text_models.parameter_table(model), ["layer", "params", "formula"]) + "\n")
@@ -245,8 +246,9 @@ def train_nbsvm(config, data, folder, train_data, test_labels):
     steps = steps_per_epoch(train_vectors)
     prepared = time.perf_counter() - started
     test_vectors = imdb.vectorized(data.test, data.vectorizer)  # same order as test_labels
-    result = training.train_classifier(text_models.linear_part(model), config, folder, train_vectors,
-                                       val_vectors, test_vectors, test_labels, data.class_names, steps)
+    vectors = training.TrainingData(train_vectors, val_vectors, steps, test=test_vectors,
+                                    test_labels=test_labels, class_names=data.class_names)
+    result = training.train_classifier(text_models.linear_part(model), config, folder, vectors)
     # The saved file is the whole model, raw strings in: it shares the trained weights of its linear part.
     # (Uncompiled: an optimizer without state would only make loading warn.)
     runs.save_model(model, Path(folder) / "model.keras")

@@ -123,7 +123,8 @@ class PhonePriceConfig(TrainConfig):
 # by class with a fixed seed (`datasets/mobile_price.py: split_stratified`). Normalisation is learned from the
 # training rows only, by a `Normalization` layer inside the model, so the saved model takes raw rows.
 def make_datasets(config, data):
-    """tf.data splits (train shuffled with the seed) and the number of steps per epoch."""
+    """tf.data splits (train shuffled with the seed), the number of steps per epoch and the test labels, as
+    `common/training.py: TrainingData`."""
     one_hot = registry.loss_target(config.loss) == "one_hot"
 
     def labels(y):  # MSE/MAE/Huber/BCE compare the softmax output with one-hot vectors
@@ -133,7 +134,9 @@ def make_datasets(config, data):
     val = (mobile_price.to_dataset(data.x_val, labels(data.y_val), config.batch_size) if len(data.y_val)
            else None)
     test = mobile_price.to_dataset(data.x_test, labels(data.y_test), config.batch_size)
-    return train, val, test, int(np.ceil(len(data.x_train) / config.batch_size))
+    steps = int(np.ceil(len(data.x_train) / config.batch_size))
+    return training.TrainingData(train, val, steps, test=test, test_labels=data.y_test,
+                                 class_names=data.class_names)
 
 
 # %% Model and training
@@ -144,9 +147,7 @@ def make_datasets(config, data):
 def train_one(factory, config, data, folder):
     """Build with the seed, train with backups (and early stopping if asked), evaluate on the test split."""
     model = training.build_seeded(factory, config, data)
-    train, val, test, steps_per_epoch = make_datasets(config, data)
-    return training.train_classifier(model, config, folder, train, val, test, data.y_test, data.class_names,
-                                     steps_per_epoch)
+    return training.train_classifier(model, config, folder, make_datasets(config, data))
 
 
 # %% Cross-validation

@@ -132,8 +132,8 @@ def test_alternating_flip_mirrors_each_image_in_exactly_half_the_epochs():
     x, y = ramp + np.arange(n, dtype="uint8")[:, None, None, None], np.arange(n)
 
     def stream(seed):
-        return images.image_pipeline(x, y, batch, n, training=True, seed=seed, alternating_flip=True,
-                                     augment=dict(crop_padding=0, flip=True, cutout=0))
+        return images.image_pipeline((x, y), batch, training=images.Augmentation(seed=seed, flip=True,
+                                                                                  alternating_flip=True))
 
     per_epoch = -(-n // batch)
     batches = list(stream(3).take(epochs * per_epoch).as_numpy_iterator())

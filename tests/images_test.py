@@ -172,11 +172,11 @@ def test_training_pipeline_reshuffles_each_epoch_and_repeats_across_runs():
     y = np.arange(64) % 4
 
     def epochs(seed):
-        dataset = images.image_pipeline(x, y, 16, 4, training=True, seed=seed, augment=dict(crop_padding=0))
+        dataset = images.image_pipeline((x, y), 16, training=images.Augmentation(seed=seed, flip=True))
         return [np.concatenate([b[0].numpy()[:, 0, 0, 0] for b in dataset]) for _ in range(2)]
 
     first, second = epochs(1)
     assert sorted(first) == list(range(64)) and not np.array_equal(first, second)
     np.testing.assert_array_equal(epochs(1)[0], first)
-    for batch_x, batch_y in images.image_pipeline(x, y, 16, 4, training=True, seed=1):
+    for batch_x, batch_y in images.image_pipeline((x, y), 16, training=images.Augmentation(seed=1)):
         np.testing.assert_array_equal(batch_x.numpy()[:, 0, 0, 0].astype(int) % 4, batch_y.numpy())

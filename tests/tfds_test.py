@@ -73,8 +73,7 @@ def test_cifar10_lesson_data_keeps_labels_and_holds_out_the_first_4000(tmp_path)
         assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
         assert (x[:, 0, 0, 0] == y * 20).all() and (x.reshape(len(x), -1).std(axis=1) == 0).all()
     assert np.bincount(data.y_val, minlength=10).tolist() == [2] * 10  # stratified validation
-    train, _, _, _ = cifar10.make_datasets(config, data)
-    images, labels = next(iter(train))
+    images, labels = next(iter(cifar10.make_datasets(config, data).train))
     assert images.shape[1:] == (32, 32, 3) and labels.shape[0] == images.shape[0]
 
 

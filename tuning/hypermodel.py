@@ -59,8 +59,7 @@ class TaskHyperModel(keras_tuner.HyperModel):
         training.setup_precision(config)
         distribution.activate()
         model = distribution.adapt_model(self.spec.build_model(config, self.data))
-        _, _, _, steps_per_epoch = self.spec.make_datasets(config, self.data)
-        training.compile_model(model, config, steps_per_epoch)
+        training.compile_model(model, config, self.spec.make_datasets(config, self.data).steps_per_epoch)
         return model
 
     def logged_metrics(self):
@@ -70,14 +69,15 @@ class TaskHyperModel(keras_tuner.HyperModel):
         metrics only once it has run, and a search whose objective is none of them would fail every trial.
         """
         config = self.config_for(keras_tuner.HyperParameters())
-        _, val, _, _ = self.spec.make_datasets(config, self.data)
+        val = self.spec.make_datasets(config, self.data).val
         names = list(self._compiled_model(config).evaluate(val.take(1), return_dict=True, verbose=0))
         return names + [f"val_{name}" for name in names]
 
     def fit(self, hp, model, *args, **kwargs):
         """Train on the task's own splits; a NaN loss fails the trial (the search goes on)."""
         config = self.config_for(hp)
-        train, val, _, _ = self.spec.make_datasets(config, self.data)
+        pipelines = self.spec.make_datasets(config, self.data)
+        train, val = pipelines.train, pipelines.val
         callbacks = list(kwargs.pop("callbacks", [])) + [keras.callbacks.TerminateOnNaN()]
         trial = next((cb.trial for cb in callbacks if hasattr(cb, "trial")), None)
         stopper = None

@@ -18,7 +18,7 @@ class TaskSpec:
     config_cls: type
     load_data: Callable  # config -> the data set's splits: its datasets/ module's `load`
     build_model: Callable  # (config, data) -> keras.Model (a models/ factory)
-    make_datasets: Callable  # (config, data) -> (train, val, test, steps_per_epoch)
+    make_datasets: Callable  # (config, data) -> common.training.TrainingData
     space: Callable  # hp -> {config field: value}
     comparisons: dict  # --compare NAME -> the values compared
 
@@ -34,6 +34,7 @@ def _phone_price():
 
 
 def _imdb():
+    from common.training import TrainingData
     from datasets import imdb as imdb_data
     from models.text import build_text_model
     from tasks import imdb
@@ -48,7 +49,7 @@ def _imdb():
         return build_text_model(config, data)
 
     def make_datasets(config, data):
-        return data.train, data.val, data.test, imdb.steps_per_epoch(data.train)
+        return TrainingData(data.train, data.val, imdb.steps_per_epoch(data.train), test=data.test)
 
     comparisons = {name: spaces.COMPARISONS[name] for name in ("initializer", "optimizer", "dropout")}
     comparisons["model"] = spaces.imdb_models(compare=True)
