@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 # airbench94's lookahead: every 5 steps the slow weights take (1 - decay) of the way to the fast ones, with
-# decay = 0.95 per step since the last sync, times (step / total)^3: almost no averaging early, heavy at the end.
+# decay = 0.95 per step since the last sync, times (step / total)^3: almost no averaging early, heavy at the
+# end.
 LOOKAHEAD_EVERY = 5
 LOOKAHEAD_RATE = 0.95
 LOOKAHEAD_POWER = 3
@@ -27,10 +28,10 @@ class Lookahead(keras.callbacks.Callback):
     that the network is reset to at every sync.
 
     At a sync after step t: slow += (1 - decay) * (fast - slow), then fast = slow, with
-    decay = rate ** (steps since the last sync) * (t / total_steps) ** power. Syncs happen every `every` steps,
-    at the end of every epoch (so the model saved after an epoch holds the slow weights, and a resumed run
-    starts from them; with `steps_per_epoch` a multiple of `every`, as in the airbench recipe, these are the
-    same syncs), and at the last step, where decay is 1: the run ends on the slow weights.
+    decay = rate ** (steps since the last sync) * (t / total_steps) ** power. Syncs happen every `every`
+    steps, at the end of every epoch (so the model saved after an epoch holds the slow weights, and a resumed
+    run starts from them; with `steps_per_epoch` a multiple of `every`, as in the airbench recipe, these are
+    the same syncs), and at the last step, where decay is 1: the run ends on the slow weights.
     With `steps_per_execution` > 1, syncs can only happen between executions: at the first one after each
     multiple of `every`.
     """
@@ -53,9 +54,11 @@ class Lookahead(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self._step()
         final = step >= self.total_steps
-        if not (final or step // self.every > self.last_sync // self.every or step % self.steps_per_epoch == 0):
+        if not (final or step // self.every > self.last_sync // self.every
+                or step % self.steps_per_epoch == 0):
             return
-        decay = 1.0 if final else self.rate ** (step - self.last_sync) * (step / self.total_steps) ** self.power
+        decay = (1.0 if final
+                 else self.rate ** (step - self.last_sync) * (step / self.total_steps) ** self.power)
         for variable, slow in zip(self.variables, self.slow, strict=True):
             slow += (1.0 - decay) * (keras.ops.convert_to_numpy(variable) - slow)
             variable.assign(slow)

@@ -126,7 +126,8 @@ class TrainConfig:
         if list(self.milestones) != sorted(set(self.milestones)):
             raise UserError(f"--milestones must be increasing epochs, got {list(self.milestones)}.")
         if self.warmup_epochs > self.epochs:
-            raise UserError(f"--warmup-epochs ({self.warmup_epochs:g}) must not exceed --epochs ({self.epochs}).")
+            raise UserError(f"--warmup-epochs ({self.warmup_epochs:g}) must not exceed --epochs "
+                            f"({self.epochs}).")
         check_folder_setting("--output-dir", self.output_dir, may_be_missing=True)
         if self.data_dir is not None:
             check_folder_setting("--data-dir", self.data_dir)

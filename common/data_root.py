@@ -112,8 +112,9 @@ def download(url, sha256, name):
         if "hash" not in str(error):  # get_file's only other ValueErrors are about its arguments
             raise
         target.unlink(missing_ok=True)
-        raise UserError(f"the download of {url} does not match its published SHA-256 {sha256} (a corrupted or "
-                        "altered copy, deleted); run again to download it afresh, or pass --data-dir.") from None
+        raise UserError(f"the download of {url} does not match its published SHA-256 {sha256} (a corrupted "
+                        "or altered copy, deleted); run again to download it afresh, or pass "
+                        "--data-dir.") from None
     except Exception as error:  # noqa: BLE001 (any network failure means: not available)
         print(f"could not download {url}: {printable(error)}", file=sys.stderr)
         return None
@@ -139,8 +140,8 @@ def extract_once(archive, subdir, sha256=None):
         except (tarfile.TarError, OSError, EOFError) as error:
             if isinstance(error, OSError) and describe_os_error(error):
                 raise  # an unwritable cache or a full disk: said as such by the CLI
-            raise UserError(f"could not extract {archive} ({printable(error)}); expected a readable tar archive "
-                            "(the cache was left as it was).") from None
+            raise UserError(f"could not extract {archive} ({printable(error)}); expected a readable tar "
+                            "archive (the cache was left as it was).") from None
 
     return fill_once(cache_root() / subdir, _archive_stamp(archive), unpack)
 
@@ -188,7 +189,8 @@ def _stamp_of(folder):
 
 
 def verify_checksum(path):
-    """If a SHA256SUMS file lies beside `path` and lists it, the file must match (checked before extracting)."""
+    """If a SHA256SUMS file lies beside `path` and lists it, the file must match (checked before
+    extracting)."""
     path = Path(path)
     sums = path.parent / "SHA256SUMS"
     if not sums.is_file():
@@ -205,8 +207,8 @@ def verify_checksum(path):
 def verify_sha256(path, sha256):
     """`path` must be the published file (e.g. a download that a kill cut short is not)."""
     if sha256_of(path) != sha256:
-        raise UserError(f"{path} does not match its published SHA-256 {sha256} (a truncated or altered copy); "
-                        "delete it to download it again, or copy the file again.")
+        raise UserError(f"{path} does not match its published SHA-256 {sha256} (a truncated or altered "
+                        "copy); delete it to download it again, or copy the file again.")
 
 
 def sha256_of(path):

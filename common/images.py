@@ -1,9 +1,10 @@
 """Image data: class-per-folder trees -> uint8 arrays -> tf.data pipelines with augmentation on the fly.
 
-Small image sets (CIFAR-10 is 180 MB as uint8) are decoded once with `keras.utils.image_dataset_from_directory`
-and kept in memory as arrays; a copy of the arrays is cached beside an extracted archive, so later runs
-skip the 60,000 JPEG decodes. Before that, every file is checked: a corrupt image, an image of the wrong
-size or an empty class folder is a `UserError` naming the file or folder, not a traceback mid-epoch.
+Small image sets (CIFAR-10 is 180 MB as uint8) are decoded once with
+`keras.utils.image_dataset_from_directory` and kept in memory as arrays; a copy of the arrays is cached beside
+an extracted archive, so later runs skip the 60,000 JPEG decodes. Before that, every file is checked: a
+corrupt image, an image of the wrong size or an empty class folder is a `UserError` naming the file or folder,
+not a traceback mid-epoch.
 
 Augmentation (`augment_batch`) works on whole batches with stateless random ops seeded per batch from
 `--seed`: the same seed gives the same augmented images on every run (and it is cheap, which matters on
@@ -104,7 +105,8 @@ def cached_arrays(cache_file, build):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing, or damaged: build it again
         pass
     arrays = build()
-    handle, partial = tempfile.mkstemp(prefix=f".{cache_file.stem}.", suffix=".partial.npz", dir=cache_file.parent)
+    handle, partial = tempfile.mkstemp(prefix=f".{cache_file.stem}.", suffix=".partial.npz",
+                                       dir=cache_file.parent)
     os.close(handle)
     try:
         np.savez(partial, **arrays)
@@ -174,7 +176,8 @@ def mixup_batch(images, one_hot, seed, alpha):
     b = tf.random.stateless_gamma((n,), seeds[1], alpha)
     weight = a / (a + b)
     weight = tf.maximum(weight, 1 - weight)  # the example keeps the larger share: its own label dominates
-    images = weight[:, None, None, None] * images + (1 - weight[:, None, None, None]) * tf.reverse(images, [0])
+    images = (weight[:, None, None, None] * images
+              + (1 - weight[:, None, None, None]) * tf.reverse(images, [0]))
     one_hot = weight[:, None] * one_hot + (1 - weight[:, None]) * tf.reverse(one_hot, [0])
     return images, one_hot
 

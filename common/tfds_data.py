@@ -100,7 +100,8 @@ def imdb_unlabelled(limit, data_dir=None, seed=0):
     """Up to `limit` texts of the `unsupervised` split (a seeded random choice, in a seeded order)."""
     texts = _decode(load(IMDB, ("unsupervised",), data_dir)["unsupervised"]["text"])
     if not texts:
-        raise UserError(f"the unsupervised split of TFDS {IMDB} is empty; expected 50,000 unlabelled reviews.")
+        raise UserError(f"the unsupervised split of TFDS {IMDB} is empty; expected 50,000 unlabelled "
+                        "reviews.")
     order = np.random.default_rng(seed).permutation(len(texts))[:limit]
     return [texts[i] for i in order]
 

@@ -48,7 +48,7 @@ def setup_precision(config):
     keras.mixed_precision.set_dtype_policy("mixed_float16" if config.mixed_precision else "float32")
 
 
-# -------------------------------------------------------------------------------------------------- run folder
+# ------------------------------------------------------------------------------------------------- run folder
 # Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py.
 def start_run(config):
     """The run folder (common/runs.py). Only the chief of a multi-worker run writes it; every other worker
@@ -58,7 +58,7 @@ def start_run(config):
     return runs.start_run(config) if distribution.is_chief() else distribution.scratch_run(config)
 
 
-# ------------------------------------------------------------------------------------------------------ compile
+# ---------------------------------------------------------------------------------------------------- compile
 def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=None):
     """Compile with the optimizer, schedule, loss and clipping named in the config.
 
@@ -89,7 +89,8 @@ def _compile(model, config, steps_per_epoch, metrics, loss):
         loss = registry.loss(loss_name, config.label_smoothing)
     # Keras' PyTorch backend runs one step per call only; several steps per call never change the numbers.
     steps = 1 if keras.backend.backend() == "torch" else getattr(config, "steps_per_execution", 1)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit, steps_per_execution=steps)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit,
+                  steps_per_execution=steps)
     return model
 
 
@@ -130,8 +131,9 @@ class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 def callbacks(config, folder, monitor="val_loss", extra=()):
-    """Keras' own callbacks (CSV history, best checkpoint, early stopping, learning-rate plateau, TensorBoard);
-    the ones that carry state from epoch to epoch come second in the returned pair, for `ExactResume`."""
+    """Keras' own callbacks (CSV history, best checkpoint, early stopping, learning-rate plateau,
+    TensorBoard); the ones that carry state from epoch to epoch come second in the returned pair, for
+    `ExactResume`."""
     folder = Path(folder)
     checkpoint = AtomicCheckpoint(folder / "checkpoint.keras", monitor=monitor, save_best_only=True)
     stateful = [checkpoint]
@@ -148,7 +150,7 @@ def callbacks(config, folder, monitor="val_loss", extra=()):
     return result + list(extra), stateful
 
 
-# ---------------------------------------------------------------------------------------------------------- fit
+# -------------------------------------------------------------------------------------------------------- fit
 @dataclasses.dataclass
 class TrainingData:
     """The tf.data pipelines a model trains and is tested on, with what `fit` and the evaluation need to know.
@@ -310,7 +312,8 @@ def evaluate_classifier(model, data, folder):
     return {
         "test_loss": float(results["loss"]),
         "test_accuracy": float(np.mean(predicted == labels)),
-        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class, strict=True)},
+        "per_class_accuracy": {name: round(float(a), 4)
+                               for name, a in zip(class_names, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
         "probabilities": probabilities,
     }
@@ -321,7 +324,7 @@ def best_validation(history, metric="val_accuracy"):
     return max(values) if values else None
 
 
-# -------------------------------------------------------------------------------------------- whole classifier
+# ------------------------------------------------------------------------------------------- whole classifier
 def build_seeded(factory, config, data):
     """Seed, then build: every model of a run starts from the weights its seed gives, in any order."""
     keras.backend.clear_session()
@@ -380,7 +383,7 @@ def finish_run(run, config, results, summary):
         return
     try:
         run_report.write_run_report(run.path)
-    except (UserError, OSError, ValueError) as error:  # the run's numbers are safe; the page is a view of them
+    except (UserError, OSError, ValueError) as error:  # the numbers are safe; the page is only a view of them
         print(f"report.html not written: {error}")
     for backup in run.path.rglob("backup"):
         shutil.rmtree(backup, ignore_errors=True)

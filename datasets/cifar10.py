@@ -230,8 +230,9 @@ def _read_python_batches(folder):
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
-    return {"x_train": np.concatenate([p[0] for p in parts]), "y_train": np.concatenate([p[1] for p in parts]),
-            "x_test": x_test, "y_test": y_test, "class_names": np.array(CLASS_NAMES)}
+    return {"x_train": np.concatenate([p[0] for p in parts]),
+            "y_train": np.concatenate([p[1] for p in parts]), "x_test": x_test, "y_test": y_test,
+            "class_names": np.array(CLASS_NAMES)}
 
 
 def _keras_download(not_found):
@@ -242,5 +243,6 @@ def _keras_download(not_found):
     except Exception:  # noqa: BLE001 (offline, or a partial download: the data set is simply not there)
         raise not_found from None
     return {"x_train": x, "y_train": y.ravel().astype("int64"), "x_test": x_test,
-            "y_test": y_test.ravel().astype("int64"), "class_names": np.array(CLASS_NAMES), "source": "original"}
+            "y_test": y_test.ravel().astype("int64"), "class_names": np.array(CLASS_NAMES),
+            "source": "original"}
 

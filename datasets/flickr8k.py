@@ -70,7 +70,8 @@ def load(config):
         data = load_captions(folder / "images", folder / "captions.csv", seed=config.split_seed)
     else:
         if not (config.images and config.captions):
-            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions file).")
+            raise UserError("--dataset folder needs --images (an image folder) and --captions (a captions "
+                            "file).")
         data = load_captions(config.images, config.captions, None, config.val_fraction, config.test_fraction,
                              config.split_seed)
     if config.limit:
@@ -94,8 +95,8 @@ def read_captions(path):
         return _read_csv(path, lines, header)
     if "\t" in lines[0]:
         return _read_token_file(path, text)
-    raise UserError(f"captions file {path} is neither a Flickr8k token file ('<image>#<n><TAB><caption>') nor "
-                    "a CSV whose header names 'image' and 'caption' columns.")
+    raise UserError(f"captions file {path} is neither a Flickr8k token file ('<image>#<n><TAB><caption>') "
+                    "nor a CSV whose header names 'image' and 'caption' columns.")
 
 
 def _read_token_file(path, text):
@@ -114,7 +115,8 @@ def _read_csv(path, lines, header):
     image_col, caption_col = header.index("image"), header.index("caption")
     captions = {}
     for number, row in enumerate(csv.reader(lines[1:]), 2):
-        if len(row) <= max(image_col, caption_col) or not row[image_col].strip() or not row[caption_col].strip():
+        if (len(row) <= max(image_col, caption_col) or not row[image_col].strip()
+                or not row[caption_col].strip()):
             raise UserError(f"{path} row {number} has no image name or no caption: {row!r}.")
         captions.setdefault(row[image_col].strip(), []).append(row[caption_col].strip())
     return captions
@@ -179,7 +181,8 @@ def load_flickr8k(data_dir=None):
     else:
         images = next((folder / d for d in ("Flicker8k_Dataset", "Images") if (folder / d).is_dir()), None)
         if images is None:
-            raise UserError(f"{folder} has no images; expected Flicker8k_224.tar or a Flicker8k_Dataset/ folder.")
+            raise UserError(f"{folder} has no images; expected Flicker8k_224.tar or a Flicker8k_Dataset/ "
+                            "folder.")
     lists = {split: folder / f"Flickr_8k.{name}Images.txt"
              for split, name in (("train", "train"), ("val", "dev"), ("test", "test"))}
     lists = lists if all(p.is_file() for p in lists.values()) else None

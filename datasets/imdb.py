@@ -143,7 +143,8 @@ def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "p
     common = dict(class_names=list(class_names), batch_size=batch_size, verbose=False)
     train, val = keras.utils.text_dataset_from_directory(
         Path(root) / "train", validation_split=val_fraction, subset="both", seed=seed, **common)
-    # The test files are shuffled once too (seeded, then cached), so a subset (`max_batches`) has both classes.
+    # The test files are shuffled once too (seeded, then cached), so a subset (`max_batches`) has both
+    # classes.
     test = keras.utils.text_dataset_from_directory(Path(root) / "test", seed=seed, **common)
     return _cached_splits(train, val, test, class_names, seed, max_batches)
 
@@ -218,7 +219,8 @@ def load_unlabelled(config, source):
 def unlabelled_batches(texts, batch_size=256):
     """In-memory unlabelled texts (e.g. TFDS imdb_reviews' unsupervised split) as the same cached string
     batches `unlabelled_reviews` gives."""
-    return tf.data.Dataset.from_tensor_slices(np.asarray(texts, dtype=object).astype(str)).batch(batch_size).cache()
+    return tf.data.Dataset.from_tensor_slices(np.asarray(texts, dtype=object).astype(str)).batch(
+        batch_size).cache()
 
 
 def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
@@ -285,8 +287,8 @@ def ngram_vectorizer(train, ngrams, vocabulary_size, output_mode="multi_hot"):
     """A TextVectorization from raw text to one sparse vector per review over the `vocabulary_size` - 1 most
     frequent n-grams of the training texts (never validation or test) and index 0 for all others:
     `multi_hot` (1 where the n-gram occurs) or `count` (how often)."""
-    layer = keras.layers.TextVectorization(standardize=standardize_review, ngrams=ngrams, output_mode=output_mode,
-                                           sparse=True, name="vectorize")
+    layer = keras.layers.TextVectorization(standardize=standardize_review, ngrams=ngrams,
+                                           output_mode=output_mode, sparse=True, name="vectorize")
     # Set afterwards, not passed to the constructor: the vocabulary is then saved as a file beside the model
     # (Keras would otherwise write all of it into the model's JSON config).
     layer.set_vocabulary(ngram_vocabulary(train, ngrams, vocabulary_size - 1))

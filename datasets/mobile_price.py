@@ -134,8 +134,8 @@ def check_classes(y, path, label, num_classes=None):
     """A classifier needs two classes at least; a class with no rows at all is worth a warning."""
     present = np.unique(y)
     if len(present) < 2:
-        raise UserError(f"{path}: every row has {label} {int(present[0])}; a classifier needs rows of at least "
-                        "two classes.")
+        raise UserError(f"{path}: every row has {label} {int(present[0])}; a classifier needs rows of at "
+                        "least two classes.")
     missing = sorted(set(range(num_classes or 0)) - set(present.tolist()))
     if missing:
         print(f"warning: {path} has no rows of {label} {', '.join(map(str, missing))}; the model will never "
@@ -176,9 +176,9 @@ def split_stratified(x, y, val_fraction, test_fraction, seed):
     counts = counts[counts > 0]
     needed = minimum_rows(len(counts), val_fraction, test_fraction)
     if len(y) < needed or counts.min() < 3:
-        raise UserError(f"{len(y)} labelled rows ({len(counts)} classes, the smallest with {counts.min()} rows) are "
-                        "too few to split into stratified training, validation and test parts: use at least "
-                        f"{needed} rows (--max-rows) with 3 or more of each class.")
+        raise UserError(f"{len(y)} labelled rows ({len(counts)} classes, the smallest with {counts.min()} "
+                        "rows) are too few to split into stratified training, validation and test parts: use "
+                        f"at least {needed} rows (--max-rows) with 3 or more of each class.")
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=test_fraction, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(
@@ -196,7 +196,8 @@ def stratified_folds(y, folds, seed):
 
 
 def to_dataset(x, y=None, batch_size=32, shuffle_seed=None):
-    """A batched tf.data pipeline from arrays; shuffled (deterministically, per epoch) when a seed is given."""
+    """A batched tf.data pipeline from arrays; shuffled (deterministically, per epoch) when a seed is
+    given."""
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))

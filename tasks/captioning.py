@@ -49,7 +49,8 @@ from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
 from datasets import flickr8k, shapes  # noqa: E402
 from models import encoders  # noqa: E402
-from models.captioning import CELLS, build_captioner, generate, masked_accuracy, masked_crossentropy  # noqa: E402
+from models.captioning import (CELLS, build_captioner, generate, masked_accuracy,  # noqa: E402
+                               masked_crossentropy)
 
 # %% The data sets
 # Flickr8k (photos with five captions each), the shapes images this project draws (where attention can be
@@ -65,10 +66,10 @@ MIN_PRETRAINED_SIZE = {"InceptionV3": 75}
 class CaptioningConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "captioning"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(dataset="shapes", shapes_count=400, shapes_size=32, epochs=8, batch_size=32, learning_rate=3e-3,
-                      embedding_dim=32, units=96, attention_units=32, feature_units=64, cnn_widths=(16, 32, 32),
-                      dropout=0.0, feature_dropout=0.0, beam_size=2, samples=4, attention_maps=1,
-                      tensorboard=False, export=False, verbose=0),
+        "smoke": dict(dataset="shapes", shapes_count=400, shapes_size=32, epochs=8, batch_size=32,
+                      learning_rate=3e-3, embedding_dim=32, units=96, attention_units=32, feature_units=64,
+                      cnn_widths=(16, 32, 32), dropout=0.0, feature_dropout=0.0, beam_size=2, samples=4,
+                      attention_maps=1, tensorboard=False, export=False, verbose=0),
         "quick": dict(),
         "full": dict(epochs=20, early_stopping=4),
     }
@@ -82,13 +83,16 @@ class CaptioningConfig(TrainConfig):
     captions: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
         help="--dataset folder: a Flickr8k token file or an image,caption CSV", portable=False))
     encoder: str = dataclasses.field(default="auto", metadata=dict(
-        help="cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a keras.applications "
-             "name such as ResNet50 (online); auto = cnn for shapes, otherwise efficientnet_lite0 when its weights "
-             "are cached or the PyTorch extras can port them, else EfficientNetB0 (models/encoders.py: resolve_auto)"))
+        help="cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a "
+             "keras.applications name such as ResNet50 (online); auto = cnn for shapes, otherwise "
+             "efficientnet_lite0 when its weights are cached or the PyTorch extras can port them, else "
+             "EfficientNetB0 (models/encoders.py: resolve_auto)"))
     image_size: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
         help="images are resized to this square size (default: 224 for pretrained encoders)"))
-    shapes_count: int = dataclasses.field(default=4000, metadata=dict(help="--dataset shapes: number of images"))
-    shapes_size: int = dataclasses.field(default=64, metadata=dict(help="--dataset shapes: image side in pixels"))
+    shapes_count: int = dataclasses.field(default=4000, metadata=dict(
+        help="--dataset shapes: number of images"))
+    shapes_size: int = dataclasses.field(default=64, metadata=dict(
+        help="--dataset shapes: image side in pixels"))
     cnn_widths: tuple[int, ...] = dataclasses.field(default=(32, 64, 128), metadata=dict(
         help="--encoder cnn: filters of each conv block (each block halves the grid)"))
     cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell, one of: %(choices)s",
@@ -96,7 +100,8 @@ class CaptioningConfig(TrainConfig):
     embedding_dim: int = 256
     units: int = dataclasses.field(default=384, metadata=dict(help="decoder cell units"))
     attention_units: int = 256
-    feature_units: int = dataclasses.field(default=384, metadata=dict(help="encoder features are projected to this"))
+    feature_units: int = dataclasses.field(default=384, metadata=dict(
+        help="encoder features are projected to this"))
     feature_dropout: float = 0.2
     dropout: float = dataclasses.field(default=0.5, metadata=dict(help="dropout before the next-word layer"))
     attention_penalty: float = dataclasses.field(default=1.0, metadata=dict(
@@ -110,7 +115,8 @@ class CaptioningConfig(TrainConfig):
     batch_size: int = 128
     learning_rate: float = 1e-3
     clipnorm: typing.Optional[float] = 5.0
-    val_fraction: float = dataclasses.field(default=0.1, metadata=dict(help="images held out when there are no split lists"))
+    val_fraction: float = dataclasses.field(default=0.1, metadata=dict(
+        help="images held out when there are no split lists"))
     test_fraction: float = 0.1
     split_seed: int = 42
     limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
@@ -130,10 +136,11 @@ class CaptioningConfig(TrainConfig):
     def validate(self):
         super().validate()  # types, choices and RANGES of every field
         if self.encoder not in ("auto", "cnn", *encoders.PRETRAINED):
-            raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, {', '.join(encoders.PRETRAINED)}.")
+            raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, "
+                            f"{', '.join(encoders.PRETRAINED)}.")
         if self.val_fraction + self.test_fraction >= 1:
-            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction ({self.test_fraction:g}) "
-                            "must sum to less than 1, leaving images to train on.")
+            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction "
+                            f"({self.test_fraction:g}) must sum to less than 1, leaving images to train on.")
         if self.dataset == "shapes" and min(round(self.shapes_count * f) for f in
                                             (self.val_fraction, self.test_fraction)) < 1:
             raise UserError(f"--shapes-count {self.shapes_count} leaves no validation or test image; "
@@ -141,8 +148,8 @@ class CaptioningConfig(TrainConfig):
         size, encoder = self.resolved_image_size(), self.resolved_encoder()
         smallest = 2 ** len(self.cnn_widths) if encoder == "cnn" else MIN_PRETRAINED_SIZE.get(encoder, 32)
         if size < smallest:
-            what = (f"each of the {len(self.cnn_widths)} --cnn-widths blocks halves the image" if encoder == "cnn"
-                    else f"the pretrained {encoder} encoder needs it")
+            what = (f"each of the {len(self.cnn_widths)} --cnn-widths blocks halves the image"
+                    if encoder == "cnn" else f"the pretrained {encoder} encoder needs it")
             raise UserError(f"--image-size must be at least {smallest} ({what}), got {size}.")
 
     def resolved_encoder(self):
@@ -160,8 +167,8 @@ class CaptioningConfig(TrainConfig):
 
 # %% Data: captions, splits and image features
 # Captions are lower-cased, split into words and framed by <start>/<end>
-# (`datasets/flickr8k.py: vectorize`). With a frozen pretrained encoder the image features are computed once and
-# cached (`models/encoders.py: cached_features`); the decoder then trains on them.
+# (`datasets/flickr8k.py: vectorize`). With a frozen pretrained encoder the image features are computed once
+# and cached (`models/encoders.py: cached_features`); the decoder then trains on them.
 def encoder_inputs(config, data):
     """What the captioner reads per image: cached pretrained features, or the images (cnn encoder)."""
     encoder, size = config.resolved_encoder(), config.resolved_image_size()
@@ -175,7 +182,8 @@ def encoder_inputs(config, data):
         images = encoders.load_image_array(paths, size)
         inputs = np.zeros((len(data.paths),) + images.shape[1:], dtype="uint8")
     else:
-        features, seconds, cached = encoders.cached_features(paths, encoder, size, flickr8k.fingerprint(paths))
+        features, seconds, cached = encoders.cached_features(paths, encoder, size,
+                                                             flickr8k.fingerprint(paths))
         info.update(feature_time_s=round(seconds, 1), features_from_cache=cached)
         print(f"features: {features.shape[1]} positions x {features.shape[2]} per image, "
               f"{'read from the cache' if cached else 'computed'} in {seconds:.0f} s")
@@ -204,9 +212,9 @@ def train(config):
     vocabulary = flickr8k.build_vocabulary([data.captions[i] for i in data.train], config.min_count)
     vectorizer = flickr8k.make_vectorizer(vocabulary, config.max_words)
     words = vectorizer.get_vocabulary()  # "" (padding), "[UNK]", "<start>", "<end>", ...
-    batches = {split: flickr8k.caption_batches(inputs, *flickr8k.vectorize(vectorizer, data, data.indices[split],
-                                                                           config.max_words),
-                                               config.batch_size, shuffle=split == "train", seed=config.seed)
+    batches = {split: flickr8k.caption_batches(
+                   inputs, *flickr8k.vectorize(vectorizer, data, data.indices[split], config.max_words),
+                   config.batch_size, shuffle=split == "train", seed=config.seed)
                for split in ("train", "val")}
     run_ = training.start_run(config)
     folder = run_.folder()
@@ -279,7 +287,8 @@ def evaluate(model, config, data, inputs, words, folder):
     for n in range(min(config.attention_maps, len(shown))):
         length = len(hypotheses[n])
         plots.attention_maps(pictures[n], hypotheses[n], weights[n, :length], folder / f"attention_{n}.png")
-    results["examples"] = [{"image": Path(data.paths[i]).name, **{k: " ".join(v[n]) for k, v in generated.items()},
+    results["examples"] = [{"image": Path(data.paths[i]).name,
+                            **{k: " ".join(v[n]) for k, v in generated.items()},
                             "references": [" ".join(r) for r in references[n]]}
                            for n, i in enumerate(test[:config.samples])]
     if config.dataset == "shapes":
@@ -305,7 +314,8 @@ def attention_hits(data, test, hypotheses, weights, image_size):
                 row, column = divmod(int(np.argmax(image_weights[t])), grid)
                 x, y = (column + 0.5) * cell, (row + 0.5) * cell
                 x0, y0, x1, y1 = boxes[Path(data.paths[i]).name][which]
-                hits[group].append(x0 - cell / 2 <= x <= x1 + cell / 2 and y0 - cell / 2 <= y <= y1 + cell / 2)
+                hits[group].append(x0 - cell / 2 <= x <= x1 + cell / 2
+                                   and y0 - cell / 2 <= y <= y1 + cell / 2)
     return {f"{group}_words": round(float(np.mean(h)), 4) if h else None for group, h in hits.items()}
 
 
@@ -315,7 +325,8 @@ def attention_hits(data, test, hypotheses, weights, image_size):
 def add_caption_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size)")
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
-    parser.add_argument("--beam-size", default=None, help="beam width, at least 1 (1 = greedy); default: the run's")
+    parser.add_argument("--beam-size", default=None,
+                        help="beam width, at least 1 (1 = greedy); default: the run's")
 
 
 def caption(args):
@@ -334,14 +345,15 @@ def caption(args):
     if encoder == "cnn":
         inputs = encoders.load_image_array(args.images, size)
     else:
-        grids = encoders.pretrained_encoder(encoder, size).predict(encoders.read_images(args.images, size), verbose=0)
+        grids = encoders.pretrained_encoder(encoder, size).predict(encoders.read_images(args.images, size),
+                                                                   verbose=0)
         inputs = grids.reshape(len(grids), -1, grids.shape[-1])
     inputs_of = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
     trained.expect_input(model, folder / "model.keras",
                          len(inputs_of) == 2 and tuple(inputs_of[0][1:]) == inputs.shape[1:],
                          f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
-    tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END), config.max_words,
-                         beam_size or config.beam_size, config.length_penalty)
+    tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END),
+                         config.max_words, beam_size or config.beam_size, config.length_penalty)
     for path, row in zip(args.images, tokens, strict=True):
         print(f"{printable(path)}\t{' '.join(words[t] for t in row if t)}")
     return 0

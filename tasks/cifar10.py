@@ -14,9 +14,10 @@ What the lesson shows:
    4-pixel padding, horizontal flip; `--cutout 8`, `--mixup 0.2`), prefetch. Normalisation (per-channel
    mean and variance of the training images) is a layer inside the model, so a saved model takes raw pixels.
 2. The architectures in `models/cnn.py` (`--model`): the course's first CNN (`course_cnn`, 35 k parameters;
-   `--config recipes/cifar10_course_cnn.json` trains it the course's way), a VGG-style net with batch norm and dropout, ResNet-20/32/56 as in He et al. (2016), and
-   `fast`, a residual-free net built for time-to-accuracy after airbench: the quick profile trains it to
-   85 % (86 % with flip test-time augmentation) in 16 epochs, 12 minutes on a 2-core Xeon (benchmarks/RESULTS.md).
+   `--config recipes/cifar10_course_cnn.json` trains it the course's way), a VGG-style net with batch norm
+   and dropout, ResNet-20/32/56 as in He et al. (2016), and `fast`, a residual-free net built for
+   time-to-accuracy after airbench: the quick profile trains it to 85 % (86 % with flip test-time
+   augmentation) in 16 epochs, 12 minutes on a 2-core Xeon (benchmarks/RESULTS.md).
 3. The training recipe that makes it fast: SGD with Nesterov momentum and decoupled weight decay, a
    one-cycle learning rate (linear up, linear down), label smoothing 0.2, large batches.
 4. Reading the result: learning curves, the confusion matrix, per-class accuracy and a grid of the test
@@ -100,13 +101,15 @@ class Cifar10Config(TrainConfig):
     widths: tuple[int, ...] = dataclasses.field(default=(32, 96, 192), metadata=dict(
         help="filters per stage of vgg and fast (e.g. 64,128,256); ResNets use the paper's 16,32,64"))
     stem_width: int = dataclasses.field(default=24, metadata=dict(help="filters of the fast net's 2x2 stem"))
-    logit_scale: float = dataclasses.field(default=0.125, metadata=dict(help="fast net: logits are scaled by this"))
+    logit_scale: float = dataclasses.field(default=0.125, metadata=dict(
+        help="fast net: logits are scaled by this"))
     activation: str = dataclasses.field(default="gelu", metadata={"registry": "activation"})
     initializer: str = dataclasses.field(default="he_normal", metadata={"registry": "initializer"})
     bn_momentum: float = dataclasses.field(default=0.9, metadata=dict(
         help="batch-norm moving-average momentum (Keras 0.99 = PyTorch 0.01; 0.9 = PyTorch's default 0.1)"))
     dropout: float = 0.0
-    l2: float = dataclasses.field(default=0.0, metadata=dict(help="L2 penalty on conv/dense kernels (ResNet paper: 1e-4)"))
+    l2: float = dataclasses.field(default=0.0, metadata=dict(
+        help="L2 penalty on conv/dense kernels (ResNet paper: 1e-4)"))
     epochs: int = 16
     batch_size: int = 256
     optimizer: str = dataclasses.field(default="nesterov", metadata={"registry": "optimizer"})
@@ -116,9 +119,11 @@ class Cifar10Config(TrainConfig):
     warmup_epochs: float = 1.0
     loss: str = dataclasses.field(default="categorical_crossentropy", metadata={"registry": "loss"})
     label_smoothing: float = 0.2
-    crop_padding: int = dataclasses.field(default=4, metadata=dict(help="random crop after padding this many pixels (0 = off)"))
+    crop_padding: int = dataclasses.field(default=4, metadata=dict(
+        help="random crop after padding this many pixels (0 = off)"))
     flip: bool = dataclasses.field(default=True, metadata=dict(help="random horizontal flips"))
-    cutout: int = dataclasses.field(default=0, metadata=dict(help="side of the cutout square in pixels (0 = off)"))
+    cutout: int = dataclasses.field(default=0, metadata=dict(
+        help="side of the cutout square in pixels (0 = off)"))
     mixup: float = dataclasses.field(default=0.0, metadata=dict(help="mixup Beta(a, a) parameter (0 = off)"))
     tta: bool = dataclasses.field(default=True, metadata=dict(
         help="also report test accuracy averaged over each image and its mirror image"))
@@ -172,11 +177,13 @@ class Cifar10Config(TrainConfig):
     def validate(self):
         super().validate()  # types, choices and RANGES of every field
         if self.mixup and registry.loss_target(registry.check_name("loss", self.loss)) != "one_hot":
-            raise UserError("--mixup blends one-hot labels: use --loss categorical_crossentropy (or mse, ...).")
+            raise UserError("--mixup blends one-hot labels: use --loss categorical_crossentropy (or mse, "
+                            "...).")
         if self.model in ("vgg", "fast") and not self.widths:
             raise UserError(f"--widths must name the filters per stage of {self.model}, e.g. 32,128,128.")
         if self.whiten and self.model != "fast":
-            raise UserError(f"--whiten replaces the fast net's stem; --model {self.model} has none (use --model fast).")
+            raise UserError(f"--whiten replaces the fast net's stem; --model {self.model} has none (use "
+                            "--model fast).")
         if self.whiten and self.stem_width != WHITENED_WIDTH:
             raise UserError(f"--whiten gives the stem {WHITENED_WIDTH} filters (12 per 2x2 patch and their "
                             f"negatives); leave --stem-width at {WHITENED_WIDTH}, got {self.stem_width}.")
@@ -223,8 +230,8 @@ def train(config):
     training.setup_precision(config)
     data = cifar10.load(config)
     held = "".join(f", held out {len(y)} ({name})" for name, (_, y) in data.held_out.items())
-    print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} images{held}"
-          + (f" ({data.note})" if data.note else ""))
+    print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} "
+          f"images{held}" + (f" ({data.note})" if data.note else ""))
     run_ = training.start_run(config)
     folder = run_.folder()
     pipelines = make_datasets(config, data)
@@ -233,7 +240,8 @@ def train(config):
                                        extra_callbacks=method_callbacks(config, pipelines.steps_per_epoch))
     probabilities = result.pop("probabilities")
     result["train_images"] = len(data.y_train)
-    result["images_per_s"] = round(len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
+    result["images_per_s"] = round(
+        len(data.y_train) * result["epochs"] / max(result["train_time_s"], 1e-9), 1)
     result["data"] = data.note or "original images"
     result["class_names"] = data.class_names
     write_misclassified(data, probabilities, folder / "misclassified.png")
@@ -309,7 +317,8 @@ def predict(args):
     import keras
 
     metrics = trained.open_run(args.run, Cifar10Config.TASK)
-    batch = [read_image(path, IMAGE_SIZE) for path in args.images]  # bad images refused before the model loads
+    # Bad images are refused before the model loads.
+    batch = [read_image(path, IMAGE_SIZE) for path in args.images]
     model_path = Path(args.run) / "model.keras"
     model = trained.load_model(model_path)
     trained.expect_input(model, model_path, tuple(model.input_shape[1:]) == (*IMAGE_SIZE, 3),
@@ -336,7 +345,8 @@ def read_image(path, size):
     try:
         return keras.utils.img_to_array(keras.utils.load_img(path, target_size=size))
     except (OSError, ValueError, UnidentifiedImageError):  # PIL's message names a BytesIO, not the file
-        raise UserError(f"{path} is not a readable image; expected a PNG, JPEG or other image file.") from None
+        raise UserError(f"{path} is not a readable image; expected a PNG, JPEG or other image "
+                        "file.") from None
 
 
 # %% Things to try

@@ -1,5 +1,5 @@
-"""Train one lesson with several worker processes on this machine: the launcher for `--distribution multi_worker`
-(TensorFlow).
+"""Train one lesson with several worker processes on this machine: the launcher for
+`--distribution multi_worker` (TensorFlow).
 
     python -m tasks.distributed --workers 2 -- python -m tasks.cifar10 --profile quick --run-id cifar-2w
 
@@ -7,17 +7,17 @@
 lessons refuse to run so for now (Keras 3.15's predict cannot gather outputs across JAX processes, see
 common/distribution.py), so it serves scripts that only train, such as tests/distribution_probe.py.
 
-Everything after `--` is the lesson's command, unchanged but for three flags the launcher adds: `--distribution
-<mode>` (unless the command names multi_worker or data_parallel itself), `--workers` (a free loopback port per
-process, the chief first) and `--worker-index`. Each process's output comes back line by line behind its name
-(`[chief]`, `[worker1]`, ...). Worker 0, the chief, writes the run folder; the others write scratch folders that
-are removed at the end.
+Everything after `--` is the lesson's command, unchanged but for three flags the launcher adds:
+`--distribution <mode>` (unless the command names multi_worker or data_parallel itself), `--workers` (a free
+loopback port per process, the chief first) and `--worker-index`. Each process's output comes back line by
+line behind its name (`[chief]`, `[worker1]`, ...). Worker 0, the chief, writes the run folder; the others
+write scratch folders that are removed at the end.
 
 The launcher returns the chief's exit code. When a worker fails first, the cluster cannot go on (the engines'
 collectives wait for every worker): the launcher stops the other processes and returns that worker's code (1
 for a process killed by a signal). With `--max-restarts N` it instead starts the whole cluster again, up to N
-times, after a crash or a kill (not after a usage error, exit code 2); the command must then name a `--run-id`,
-so that the chief resumes from its last finished epoch and the workers take its state.
+times, after a crash or a kill (not after a usage error, exit code 2); the command must then name a
+`--run-id`, so that the chief resumes from its last finished epoch and the workers take its state.
 
 On several machines there is no launcher: start the same command on every host with the same `--workers` list
 and its own `--worker-index` (0 on the chief), or with TF_CONFIG; see the README and deploy/ for Slurm and
@@ -76,7 +76,8 @@ def lesson_command(command, mode, addresses, index):
 
 def check_command(command, restarts):
     if not command:
-        raise UserError("give the lesson's command after --, e.g. -- python -m tasks.phone_price --profile smoke.")
+        raise UserError("give the lesson's command after --, e.g. -- python -m tasks.phone_price "
+                        "--profile smoke.")
     for flag in ("--workers", "--worker-index"):
         if any(arg == flag or arg.startswith(flag + "=") for arg in command):
             raise UserError(f"the launcher sets {flag} itself; remove it from the lesson's command.")
@@ -151,8 +152,8 @@ def run_once(command, mode, workers, host, deadline):
         return 0, False
     name, culprit = failed[0] if failed else ("chief", chief)
     code = culprit.returncode if culprit.returncode > 0 else 1  # negative: killed by a signal
-    print(f"{name} ended with exit code {culprit.returncode}; every other process was stopped", file=sys.stderr,
-          flush=True)
+    print(f"{name} ended with exit code {culprit.returncode}; every other process was stopped",
+          file=sys.stderr, flush=True)
     return code, code != EXIT_USER_ERROR
 
 

@@ -50,9 +50,9 @@ Running it:
 
     python -m tasks.imdb                            # quick profile: GRU + n-gram reference
     python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
-    python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min of training) + n-gram
+    python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min) + n-gram
     python -m tasks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU
-    python -m tasks.imdb --config recipes/imdb_nbsvm.json   # NBSVM: n-gram counts, ratios, logistic regression
+    python -m tasks.imdb --config recipes/imdb_nbsvm.json   # NBSVM: n-grams, ratios, logistic regression
     python -m tasks.imdb --profile smoke            # seconds, a few batches
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
 """
@@ -90,9 +90,10 @@ MAX_TABLE = 2**31  # numbers in one embedding table (8 GB of float32)
 class ImdbConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "imdb"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000, ngram_vocabulary_size=2000,
-                      ngram_buckets=5000, sequence_length=64, embedding_dim=16, ngram_embedding_dim=16, units=16,
-                      nbsvm_vocabulary_size=2000, early_stopping=0, tensorboard=False, export=False, verbose=0),
+        "smoke": dict(epochs=2, ngram_epochs=2, max_batches=4, vocabulary_size=2000,
+                      ngram_vocabulary_size=2000, ngram_buckets=5000, sequence_length=64, embedding_dim=16,
+                      ngram_embedding_dim=16, units=16, nbsvm_vocabulary_size=2000, early_stopping=0,
+                      tensorboard=False, export=False, verbose=0),
         "quick": dict(),
         "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
     }
@@ -102,8 +103,8 @@ class ImdbConfig(TrainConfig):
     baseline: bool = dataclasses.field(default=True, metadata=dict(
         help="also train the bag-of-n-grams (fastText-style) reference"))
     export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT on token ids; "
-             "each file scored on the test reviews (exports.md)"))
+        help="export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT on token "
+             "ids; each file scored on the test reviews (exports.md)"))
     epochs: int = 4
     early_stopping: int = 1
     batch_size: int = 64
@@ -173,24 +174,24 @@ class ImdbConfig(TrainConfig):
         super().validate()  # types, choices and RANGES of every field
         tables = {"--vocabulary-size + --bigram-buckets": (self.vocabulary_size + self.bigram_buckets)
                   * self.embedding_dim,
-                  "--ngram-vocabulary-size + --ngram-buckets": (self.ngram_vocabulary_size + self.ngram_buckets)
-                  * self.ngram_embedding_dim}
+                  "--ngram-vocabulary-size + --ngram-buckets":
+                  (self.ngram_vocabulary_size + self.ngram_buckets) * self.ngram_embedding_dim}
         for rows, size in tables.items():
             if size > MAX_TABLE:  # an extra zero typed by mistake; the table would not fit in memory
                 raise UserError(f"the embedding table of {rows} rows would hold {size:,} numbers, more than "
                                 f"{MAX_TABLE:,} (8 GB); choose fewer rows or a smaller embedding size.")
         if self.unlabelled and self.source == "keras":
-            raise UserError("--unlabelled needs --source folder or tfds: keras.datasets.imdb has no unlabelled "
-                            "reviews.")
+            raise UserError("--unlabelled needs --source folder or tfds: keras.datasets.imdb has no "
+                            "unlabelled reviews.")
 
 
 # %% Data: reviews, splits, vocabulary
 # `datasets/imdb.py: load` reads the reviews of `--source`: the aclImdb files
 # (`datasets/imdb.py: find_reviews`: the archive is extracted once into the cache, atomically, so a bad
-# archive never costs a good cache), keras.datasets.imdb or TensorFlow Datasets. They become tf.data batches of
-# raw strings with validation carved from the training reviews (`datasets/imdb.py: review_datasets`), and the
-# vocabulary is adapted on the training reviews only (`datasets/imdb.py: adapt_vectorizer`): the test reviews
-# are read once, for the final number.
+# archive never costs a good cache), keras.datasets.imdb or TensorFlow Datasets. They become tf.data batches
+# of raw strings with validation carved from the training reviews (`datasets/imdb.py: review_datasets`), and
+# the vocabulary is adapted on the training reviews only (`datasets/imdb.py: adapt_vectorizer`): the test
+# reviews are read once, for the final number.
 
 
 # %% Recurrent models
@@ -283,7 +284,8 @@ def write_attention_view(model, reviews, folder):
     import matplotlib.pyplot as plt
 
     vocabulary = model.get_layer("vectorize").get_vocabulary()
-    token_ids, weights = text_models.attention_weights_model(model).predict(imdb.string_batch(reviews), verbose=0)
+    token_ids, weights = text_models.attention_weights_model(model).predict(imdb.string_batch(reviews),
+                                                                            verbose=0)
     probabilities = model.predict(imdb.string_batch(reviews), verbose=0)[:, 0]
     blocks, shown = [], 60
     fig, axes = plt.subplots(len(reviews), 1, figsize=(14, 1.6 * len(reviews)))
@@ -368,7 +370,8 @@ def add_predict_arguments(parser):
 
 
 def predict(args):
-    """Print the sentiment and P(positive) of each review with a trained run's model (the run is only read)."""
+    """Print the sentiment and P(positive) of each review with a trained run's model (the run is only
+    read)."""
     trained.open_run(args.run, ImdbConfig.TASK)
     reviews = list(args.reviews)
     if args.file:
@@ -377,7 +380,8 @@ def predict(args):
         raise UserError("no reviews given: pass texts as arguments or --file with one review per line.")
     model_path = Path(args.run) / "model.keras"
     model = trained.load_model(model_path)
-    trained.expect_input(model, model_path, model.inputs[0].dtype == "string" and model.output_shape[1:] == (1,),
+    trained.expect_input(model, model_path,
+                         model.inputs[0].dtype == "string" and model.output_shape[1:] == (1,),
                          "raw review strings in, P(positive) out")
     probabilities = model.predict(imdb.string_batch(reviews), verbose=0)[:, 0]
     for review, p in zip(reviews, probabilities.tolist(), strict=True):

@@ -106,14 +106,14 @@ class PhonePriceConfig(TrainConfig):
         help="export the FNN as SavedModel, ONNX and LiteRT (model.export) and test each file (exports.md)"))
 
     RANGES: typing.ClassVar[dict] = {
-        "dropout": "[0, 1)", "l2": ">= 0", "input_l1": ">= 0", "val_fraction": "(0, 1)", "test_fraction": "(0, 1)",
-        "hidden_units": ">= 1", "max_rows": ">= 1"}
+        "dropout": "[0, 1)", "l2": ">= 0", "input_l1": ">= 0", "val_fraction": "(0, 1)",
+        "test_fraction": "(0, 1)", "hidden_units": ">= 1", "max_rows": ">= 1"}
 
     def validate(self):
         super().validate()  # types and RANGES of every field
         if self.val_fraction + self.test_fraction >= 1:
-            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction ({self.test_fraction:g}) "
-                            "must sum to less than 1, leaving rows to train on.")
+            raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction "
+                            f"({self.test_fraction:g}) must sum to less than 1, leaving rows to train on.")
         if self.cv == 1:
             raise UserError("--cv must be between 2 and the smallest class size, or 0 (off), got 1.")
 
@@ -235,7 +235,8 @@ def train(config):
 # `predict` reads a finished run (never modifies it) and writes id,price_range rows to --output or stdout.
 def add_predict_arguments(parser):
     parser.add_argument("--run", required=True, help="a finished phone_price run folder (holds model.keras)")
-    parser.add_argument("--input", help="CSV with the 20 feature columns (default: test.csv of the data root)")
+    parser.add_argument("--input",
+                        help="CSV with the 20 feature columns (default: test.csv of the data root)")
     parser.add_argument("--output", help="file to write the id,price_range rows to (its folder is created; "
                         "never inside a run folder); default: print them, e.g. '> predictions.csv'")
     parser.add_argument("--data-dir", help="data root to take test.csv from")
@@ -259,7 +260,8 @@ def predict(args):
     predicted = write_predictions(model, csv_path, args.output)
     counts = np.bincount(predicted, minlength=len(CLASS_NAMES))
     print(f"{len(predicted)} phones -> {args.output or 'stdout'}; per class: "
-          + ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts.tolist(), strict=True)), file=sys.stderr)
+          + ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts.tolist(), strict=True)),
+          file=sys.stderr)
     return 0
 
 
