@@ -36,7 +36,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def available_tasks():
-    """Every lesson script in tasks/ (a module with a main; launchers such as tasks.distributed are not lessons)."""
+    """Every lesson script in tasks/ (a module with a main; launchers such as tasks.distributed are not
+    lessons)."""
     from tasks import LAUNCHERS
 
     return sorted(p.stem for p in (ROOT / "tasks").glob("*.py")
@@ -109,7 +110,8 @@ def write_atomically(path, text):
 
 
 def write_summary(output_dir, profile, stamp, rows, failed):
-    """summary.md/.json when every task passed; summary-failed.md/.json otherwise (the last good one stays)."""
+    """summary.md/.json when every task passed; summary-failed.md/.json otherwise (the last good one
+    stays)."""
     table = format_table(rows, COLUMNS)
     name = "summary-failed" if failed else "summary"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,8 @@ def write_summary(output_dir, profile, stamp, rows, failed):
 
 def parse_arguments(argv):
     tasks = available_tasks()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--tasks", default=",".join(tasks), help=f"comma-separated, from: {', '.join(tasks)}")
     parser.add_argument("--backends", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
@@ -141,7 +144,8 @@ def parse_arguments(argv):
                         f"valid: {', '.join(BACKENDS)}.")
     args.output_dir = Path(args.output_dir).expanduser().resolve()
     if args.output_dir.exists() and not args.output_dir.is_dir():
-        raise UserError(f"--output-dir {args.output_dir} is a file; expected a folder for the runs and the summary.")
+        raise UserError(f"--output-dir {args.output_dir} is a file; expected a folder for the runs and the "
+                        "summary.")
     return args, extra
 
 
@@ -153,7 +157,8 @@ def main(argv=None):
     rows, failed = [], []
     for backend in args.backends:
         for task in args.tasks:
-            task_rows, ok = run_task(task, backend, args.profile, args.output_dir, f"all-{stamp}-{backend}", extra)
+            task_rows, ok = run_task(task, backend, args.profile, args.output_dir, f"all-{stamp}-{backend}",
+                                     extra)
             rows += task_rows
             if not ok:
                 failed.append(f"{task} [{backend}]")

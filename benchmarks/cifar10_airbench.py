@@ -2,7 +2,7 @@
 `benchmarks/cifar10.py`, which keeps the rows in cifar10_rows.json and writes them into RESULTS.md:
 
     python -m benchmarks.cifar10 --airbench                # recipes/cifar10_airbench94.json, seeds 0, 1, 2
-    python -m benchmarks.cifar10 --ablations               # the recipe with each method removed in turn, seed 0
+    python -m benchmarks.cifar10 --ablations               # each method removed in turn, seed 0
     python -m benchmarks.cifar10 --ablations --seeds 0,1,2 --only lookahead,alternating_flip
 
 The recipe row: mean accuracy over the seeds on the 4,000 lossless held-out originals (multi-crop TTA, the
@@ -44,7 +44,8 @@ ABLATIONS = {
 }
 RECIPE_COLUMNS = ["recipe", "seeds", "lossless held-out (TTA)", "lossless, no TTA", "JPEG held-out (TTA)",
                   "JPEG test (TTA)", "time per epoch (s)", "wall time per run (min)", "training TFLOP",
-                  "achieved GFLOP/s", "matmul peak GFLOP/s", "of peak", "int8 TFLite vs float (test)", "stamp"]
+                  "achieved GFLOP/s", "matmul peak GFLOP/s", "of peak", "int8 TFLite vs float (test)",
+                  "stamp"]
 ABLATION_COLUMNS = ["removed", "flags", "seeds", "lossless held-out (TTA)", "change", "JPEG test (TTA)",
                     "time per epoch (s)", "stamp"]
 
@@ -158,8 +159,9 @@ def recipe_row(seeds, data_dir, measured):
            "int8 TFLite vs float (test)": (f"{exports['tflite_int8']:.4f} vs {exports['keras']:.4f}"
                                            if {"tflite_int8", "keras"} <= set(exports) else ""),
            "per seed": [{k: r.get(k) for k in ("heldout_lossless_accuracy_tta", "heldout_lossless_accuracy",
-                                                "heldout_jpeg_accuracy_tta", "test_accuracy_tta", "test_accuracy",
-                                                "time_per_epoch_s", "wall_s", "mirror_tta")} for r in runs],
+                                                "heldout_jpeg_accuracy_tta", "test_accuracy_tta",
+                                                "test_accuracy", "time_per_epoch_s", "wall_s", "mirror_tta")}
+                        for r in runs],
            "mirror TTA only": _mean(r["mirror_tta"] for r in runs),
            "stamp": measured, "command": runs[0]["command"]}
     return row
@@ -174,8 +176,9 @@ def ablation_rows(names, seeds, data_dir, measured, baseline):
         values = [r.get("heldout_lossless_accuracy_tta") for r in runs]
         change = (f"{(statistics.mean(values) - baseline) * 100:+.2f} points"
                   if baseline is not None and None not in values else "")
-        rows.append({"removed": what, "flags": "`" + " ".join(flags) + "`", "seeds": ",".join(map(str, seeds)),
-                     "lossless held-out (TTA)": _mean(values), "change": change,
+        rows.append({"removed": what, "flags": "`" + " ".join(flags) + "`",
+                     "seeds": ",".join(map(str, seeds)), "lossless held-out (TTA)": _mean(values),
+                     "change": change,
                      "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
                      "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
                      "key": name, "stamp": measured})
@@ -188,9 +191,10 @@ def tta_rows(recipe):
     return [{"removed": "multi-crop TTA (no TTA)", "flags": "(the recipe's runs)", "seeds": recipe["seeds"],
              "lossless held-out (TTA)": recipe["lossless, no TTA"], "change": "", "JPEG test (TTA)": "",
              "time per epoch (s)": "", "key": "tta", "stamp": recipe["stamp"]},
-            {"removed": "the translated views of multi-crop TTA (mirror only)", "flags": "(the recipe's runs)",
-             "seeds": recipe["seeds"], "lossless held-out (TTA)": recipe["mirror TTA only"], "change": "",
-             "JPEG test (TTA)": "", "time per epoch (s)": "", "key": "tta_crops", "stamp": recipe["stamp"]}]
+            {"removed": "the translated views of multi-crop TTA (mirror only)",
+             "flags": "(the recipe's runs)", "seeds": recipe["seeds"],
+             "lossless held-out (TTA)": recipe["mirror TTA only"], "change": "", "JPEG test (TTA)": "",
+             "time per epoch (s)": "", "key": "tta_crops", "stamp": recipe["stamp"]}]
 
 
 def baseline_of(recipe):
@@ -214,7 +218,8 @@ def measure(args, state, measured):
         if unknown:
             raise SystemExit(f"unknown ablation {', '.join(unknown)}; valid: {', '.join(ABLATIONS)}")
         done = {row["key"]: row for row in state.get("ablations", [])}
-        for row in ablation_rows(names, seeds or (0,), args.data_dir, measured, baseline_of(state.get("airbench"))):
+        for row in ablation_rows(names, seeds or (0,), args.data_dir, measured,
+                                 baseline_of(state.get("airbench"))):
             done[row["key"]] = row
         state["ablations"] = [done[k] for k in ABLATIONS if k in done]
 
@@ -225,10 +230,10 @@ def render(state, labelled, format_table):
     recipe = state.get("airbench")
     if recipe:
         shown, notes = labelled([recipe], ["cifar10"])
-        body += ("airbench94's recipe in Keras (`--config recipes/cifar10_airbench94.json`, issue 23): trained on "
-                 "the 46,000 training images outside the first 4,000, which are held out as lossless originals "
-                 "and scored with their JPEG versions; mean ± standard deviation over the seeds (reference: "
-                 "94.01 % on the original test set, 3.83 s on an A100):\n\n"
+        body += ("airbench94's recipe in Keras (`--config recipes/cifar10_airbench94.json`, issue 23): "
+                 "trained on the 46,000 training images outside the first 4,000, which are held out as "
+                 "lossless originals and scored with their JPEG versions; mean ± standard deviation over "
+                 "the seeds (reference: 94.01 % on the original test set, 3.83 s on an A100):\n\n"
                  + format_table(shown, RECIPE_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
     rows = list(state.get("ablations", [])) + (tta_rows(recipe) if recipe else [])
     if rows:

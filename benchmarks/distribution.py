@@ -3,7 +3,7 @@ process and by 2 loopback workers (`--distribution multi_worker` through `python
 the same global batch, the same images and the same epochs.
 
     python -m benchmarks.distribution                           # fast and resnet20, 3 epochs of 10,000 images
-    python -m benchmarks.distribution --models resnet20 --limit 45000 --epochs 2 --workers 1,2,4
+    python -m benchmarks.distribution --models resnet20 --max-images 45000 --epochs 2 --workers 1,2,4
     python -m benchmarks.distribution --workers 1,mirrored                    # a GPU machine: all its GPUs
 
 On a machine without GPUs every worker trains on the same CPU cores as the others, so these numbers measure
@@ -42,8 +42,9 @@ def main(argv=None):
                         help="comma-separated worker counts (1: no distribution), "
                         "or 'mirrored' (one process over every local GPU)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=10000,
-                        help="images per split read (--limit of the lesson)")
+    # --limit: the old name, still accepted (it was the lesson's name too).
+    parser.add_argument("--max-images", "--limit", type=int, default=10000,
+                        help="images per split read (--max-images of the lesson)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
@@ -75,7 +76,7 @@ def main(argv=None):
 def measure(args, model, workers):
     """One lesson run (via the launcher for several workers); its numbers from the chief's metrics.json."""
     lesson = ["python", "-m", "tasks.cifar10", "--profile", args.profile, "--model", model, "--epochs",
-              str(args.epochs), "--limit", str(args.limit), "--verbose", "2", "--no-export", "--no-tta"]
+              str(args.epochs), "--max-images", str(args.max_images), "--verbose", "2", "--no-export", "--no-tta"]
     if workers == "mirrored":
         command = lesson + ["--distribution", "mirrored"]
     else:

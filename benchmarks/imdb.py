@@ -1,13 +1,13 @@
 """IMDB benchmark: test accuracy, parameters, training time and time per epoch of each text model, on the
 lesson's split (25,000 test reviews), measured in one run.
 
-    python -m benchmarks.imdb                                   # the quick profile's model (GRU) + n-gram reference
+    python -m benchmarks.imdb                    # the quick profile's model (GRU) + n-gram reference
     python -m benchmarks.imdb --models lstm,gru,bilstm_attention --profile full
     python -m benchmarks.imdb --config recipes/imdb_bigru_bigrams.json    # a recipe's model, one row
     python -m benchmarks.imdb --config recipes/imdb_bigru_bigrams.json --set bigram_buckets=0   # an ablation
     python -m benchmarks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU
     python -m benchmarks.imdb --config recipes/imdb_nbsvm.json   # NBSVM and the scikit-learn TF-IDF anchor
-    python -m benchmarks.imdb --config recipes/imdb_nbsvm.json --set nb_scaling=false   # without the NB ratios
+    python -m benchmarks.imdb --config recipes/imdb_nbsvm.json --set nb_scaling=false   # no NB ratios
 
 Writes the imdb section of RESULTS.md (one row per model; rows of earlier runs of other models are kept in
 benchmarks/imdb_rows.json, each with the stamp of the run that measured it). The lesson runs with the user's
@@ -54,10 +54,13 @@ PLOTS = Path(__file__).resolve().parent / "plots"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
-    parser.add_argument("--models", help="comma-separated (default: the profile's model and the n-gram reference)")
-    parser.add_argument("--config", help="a recipe (JSON settings) applied to every model; default: its model only")
+    parser.add_argument("--models",
+                        help="comma-separated (default: the profile's model and the n-gram reference)")
+    parser.add_argument("--config",
+                        help="a recipe (JSON settings) applied to every model; default: its model only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a further setting for every model, e.g. bigram_buckets=0 (repeatable)")
     parser.add_argument("--data-dir")
@@ -79,18 +82,21 @@ def main(argv=None):
     measured = stamp(command_line("benchmarks.imdb"))
     with tempfile.TemporaryDirectory() as output_dir:
         for name in models:
-            config = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=dict(
-                overrides, model=name, baseline=False, output_dir=output_dir, run_id=name))
+            config = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config,
+                                  overrides=dict(overrides, model=name, ngram_reference=False,
+                                                 output_dir=output_dir, run_id=name))
             imdb.train(config)  # the n-gram model uses its own size and epochs (imdb.ngram_config)
             run_dir = Path(output_dir) / "imdb" / name
             results = read_json(run_dir / "metrics.json")["results"]
             result = results[name]
-            # With --unlabelled the run trains the n-gram teacher first (baseline=False otherwise skips it).
+            # With --unlabelled the run trains the n-gram teacher first (ngram_reference=False otherwise
+            # skips it).
             teacher = results.get("ngram") if name != "ngram" else None
             train_time = f"{result['train_time_s']:.0f}" + (
                 f" + {teacher['train_time_s']:.0f} (n-gram teacher: test {teacher['test_accuracy']:.4f})"
                 if teacher else "") + (
-                f" (of which {result['prepare_time_s']:.0f} counting and vectorising)" if name == "nbsvm" else "")
+                f" (of which {result['prepare_time_s']:.0f} counting and vectorising)"
+                if name == "nbsvm" else "")
             if (run_dir / "attention.png").exists():
                 PLOTS.mkdir(exist_ok=True)
                 shutil.copy(run_dir / "attention.png", PLOTS / f"imdb_attention_{args.profile}.png")
@@ -103,8 +109,8 @@ def main(argv=None):
                 "train time (s)": train_time,
                 "time per epoch (s)": f"{result['time_per_epoch_s']:.1f}", "sequence length": length,
                 "stamp": measured,
-                "command": f"`python -m tasks.imdb --profile {args.profile}{recipe} --model {name} --no-baseline "
-                           "--verbose 2`"}
+                "command": f"`python -m tasks.imdb --profile {args.profile}{recipe} --model {name} "
+                           "--no-ngram-reference --verbose 2`"}
             print(rows[f"{label}/{args.profile}"], flush=True)
             if name == "nbsvm":
                 rows[f"{ANCHOR}/{args.profile}"] = anchor_row(config, measured)
@@ -167,10 +173,10 @@ def render(rows):
     ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
     shown, notes = labelled(ordered, ["imdb"] * len(ordered))
     return ("## IMDB (`tasks/imdb.py`)\n\n"
-            "- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42); best val "
-            "accuracy: the highest validation accuracy over the run's epochs\n"
-            "- rows of earlier runs are kept; each row's stamp (date, machine, versions, commit, the benchmark "
-            "command that measured it) is spelled out below the table\n\n"
+            "- test split: all 25,000 test reviews; validation: 2,500 of the training reviews (seed 42); "
+            "best val accuracy: the highest validation accuracy over the run's epochs\n"
+            "- rows of earlier runs are kept; each row's stamp (date, machine, versions, commit, the "
+            "benchmark command that measured it) is spelled out below the table\n\n"
             + format_table(shown, COLUMNS)
             + "\n\nStamps:\n\n" + notes + "\n")
 
@@ -183,7 +189,8 @@ def render_recorded():
 
 
 def parse_setting(item):
-    """'bigram_buckets=0' -> ('bigram_buckets', 0): the value is read as JSON when it is JSON, else a string."""
+    """'bigram_buckets=0' -> ('bigram_buckets', 0): the value is read as JSON when it is JSON, else a
+    string."""
     key, separator, value = item.partition("=")
     if not separator:
         raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")

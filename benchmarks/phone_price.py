@@ -72,8 +72,8 @@ def mean_std(values):
 
 
 def defaults_on_validation(default_val, ablation_val, validation_rows):
-    """The lesson's defaults argued on validation only: each ablation's mean best validation accuracy against the
-    default recipe's. A gap within one validation example is noise, and the default stays."""
+    """The lesson's defaults argued on validation only: each ablation's mean best validation accuracy against
+    the default recipe's. A gap within one validation example is noise, and the default stays."""
     one = 1 / validation_rows
     lines = []
     for label, value in ablation_val.items():
@@ -82,12 +82,13 @@ def defaults_on_validation(default_val, ablation_val, validation_rows):
                    "within one validation example: the default is kept" if gap >= -one else
                    "**the ablation is better on validation: the default should change**")
         lines.append(f"- {label}: {value:.4f} vs the default's {default_val:.4f} ({verdict})\n")
-    return (f"\nThe defaults (chosen on test accuracy before issue 22) argued on validation: mean best validation "
-            f"accuracy, one validation example = {one:.4f}.\n\n" + "".join(lines))
+    return ("\nThe defaults (chosen on test accuracy before issue 22) argued on validation: mean best "
+            f"validation accuracy, one validation example = {one:.4f}.\n\n" + "".join(lines))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--cv", type=int, default=5)
@@ -100,7 +101,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as output_dir:
         fnn, baseline, walls, fnn_times, val = [], [], [], [], {"fnn": [], "softmax_regression": []}
         for seed in range(args.seeds):
-            results, wall, config = train(args.profile, output_dir, f"seed{seed}", seed=seed, **data_overrides)
+            results, wall, config = train(args.profile, output_dir, f"seed{seed}", seed=seed,
+                                          **data_overrides)
             fnn.append(results["fnn"]["test_accuracy"])
             baseline.append(results["softmax_regression"]["test_accuracy"])
             for name in val:
@@ -111,8 +113,8 @@ def main(argv=None):
                   flush=True)
         ablations, ablation_val = {}, {}
         for label, changes in ABLATIONS.items():
-            runs = [train(args.profile, output_dir, f"{label}-{seed}".replace(" ", "_").replace(",", ""), seed=seed,
-                          baseline=False, **changes, **data_overrides)[0]["fnn"]
+            runs = [train(args.profile, output_dir, f"{label}-{seed}".replace(" ", "_").replace(",", ""),
+                          seed=seed, linear_baseline=False, **changes, **data_overrides)[0]["fnn"]
                     for seed in range(args.ablation_seeds)]
             ablations[label] = [result["test_accuracy"] for result in runs]
             ablation_val[label] = [result["best_val_accuracy"] for result in runs]
@@ -141,14 +143,15 @@ def main(argv=None):
              for label, values in ablations.items()]
     columns = list(rows[0])
     validation_rows = len(mobile_price.load(config).y_val)
-    decisions = defaults_on_validation(np.mean(val["fnn"]), {label: np.mean(v) for label, v in ablation_val.items()},
+    decisions = defaults_on_validation(np.mean(val["fnn"]),
+                                       {label: np.mean(v) for label, v in ablation_val.items()},
                                        validation_rows)
     body = (f"## Phone price (`tasks/phone_price.py`, profile {args.profile})\n\n"
             + facts_block(measured, "phone_price")
             + f"- split: stratified 65/15/20 train/validation/test, split seed {config.split_seed}; "
               f"seeds 0..{args.seeds - 1} change the weights and batch order\n"
-            + f"- wall time of one whole lesson run (FNN + baseline + predictions, TensorFlow import excluded): "
-              f"{np.mean(walls):.1f} s +- {np.std(walls):.1f} s\n\n"
+            + "- wall time of one whole lesson run (FNN + baseline + predictions, TensorFlow import "
+              f"excluded): {np.mean(walls):.1f} s +- {np.std(walls):.1f} s\n\n"
             + format_table(rows, columns) + "\n" + decisions)
     publish("phone_price", body)
     return 0

@@ -40,7 +40,8 @@ DIRECTORY = Path("tuning_runs") / "benchmarks"
 
 def run_search(task, *args):
     started = time.perf_counter()
-    code = search.main(["--task", task, "--directory", str(DIRECTORY), "--overwrite", "--verbose", "0", *args])
+    code = search.main(["--task", task, "--directory", str(DIRECTORY), "--overwrite", "--verbose", "0",
+                        *args])
     assert code == 0
     return time.perf_counter() - started
 
@@ -53,7 +54,7 @@ def test_accuracy(config_file, seeds, output_dir):
         run_id = f"{'best' if config_file else 'default'}-{seed}"
         config = build_config(phone_price.PhonePriceConfig, profile="quick", config_file=config_file,
                               overrides=dict(seed=seed, run_id=run_id, output_dir=str(output_dir),
-                                             baseline=False, verbose=0))
+                                             linear_baseline=False, verbose=0))
         phone_price.train(config)
         metrics = read_json(Path(output_dir) / "phone_price" / run_id / "metrics.json")
         accuracies.append(metrics["results"]["fnn"]["test_accuracy"])
@@ -79,8 +80,9 @@ def median_stopping_section(trials, epochs_flag, plain_time):
     rows = [search_row("random search", plain_time, folder / "random"),
             search_row("random search, --median-stopping", median_time, folder / "random-median")]
     return (f"### Median stopping on the same {trials}-trial random search\n\n"
-            "The same command with `--median-stopping` (default minimum of completed trials and grace epochs; "
-            "same seed, so the same configurations are sampled):\n\n" + format_table(rows, list(rows[0])) + "\n\n")
+            "The same command with `--median-stopping` (default minimum of completed trials and grace "
+            "epochs; same seed, so the same configurations are sampled):\n\n"
+            + format_table(rows, list(rows[0])) + "\n\n")
 
 
 def compare_sections(task, names, seeds, epochs=None, config=None):
@@ -93,14 +95,16 @@ def compare_sections(task, names, seeds, epochs=None, config=None):
         shutil.copy(compare_dir / "compare_curves.png", PLOTS / f"{task}_compare_{name}.png")
         table = (compare_dir / "compare.md").read_text().split("\n", 2)[2].strip()
         sections.append(f"### {task}: `--compare {name}` ({seeds} seeds each, quick profile"
-                        + (f", {epochs} epoch(s)" if epochs else "") + (f", `--config {config}`" if config else "")
+                        + (f", {epochs} epoch(s)" if epochs else "")
+                        + (f", `--config {config}`" if config else "")
                         + f", {elapsed / 60:.1f} min)\n\n"
                         f"{table}\n\n![{name}](plots/{task}_compare_{name}.png)\n")
     return sections
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, help="epochs per search trial (default: the quick recipe's, "
                         "so the search ranks the recipe that is retrained)")
@@ -115,16 +119,16 @@ def main(argv=None):
     PLOTS.mkdir(exist_ok=True)
     measured = stamp(command_line("benchmarks.tuning"))
     if args.compare_task:
-        sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds, args.compare_epochs,
-                                    args.compare_config)
+        sections = compare_sections(args.compare_task, args.compare.split(","), args.seeds,
+                                    args.compare_epochs, args.compare_config)
         body = (f"## Comparisons: {args.compare_task}\n\n" + facts_block(measured, args.compare_task)
                 + "\n" + "\n".join(sections))
         publish(f"tuning_{args.compare_task}", body)
         return 0
 
     epochs_flag = ["--epochs", str(args.epochs)] if args.epochs else []
-    search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials), *epochs_flag,
-                             "--name", "random")
+    search_time = run_search("phone_price", "--tuner", "random", "--max-trials", str(args.trials),
+                             *epochs_flag, "--name", "random")
     recipe = build_config(phone_price.PhonePriceConfig, profile="quick")
     trial_epochs = args.epochs or recipe.epochs
     folder = DIRECTORY / "phone_price" / "random"
@@ -147,9 +151,9 @@ def main(argv=None):
     body = ("## Tuning: phone price\n\n" + facts_block(measured, "phone_price")
             + f"\n### Random search, {args.trials} trials of {trial_epochs} epochs: "
               f"{search_time / 60:.1f} min wall time\n\n"
-            + f"Search command: `python -m tuning.search --task phone_price --tuner random --max-trials "
-              f"{' '.join([str(args.trials), *epochs_flag])} --name random --directory {DIRECTORY}`. Best trial "
-              f"(validation accuracy {best['_val_accuracy']:.4f}): `{shown}`\n\n"
+            + "Search command: `python -m tuning.search --task phone_price --tuner random --max-trials "
+              f"{' '.join([str(args.trials), *epochs_flag])} --name random --directory {DIRECTORY}`. "
+              f"Best trial (validation accuracy {best['_val_accuracy']:.4f}): `{shown}`\n\n"
             + f"Retrained with the quick profile's {recipe.epochs} epochs on the lesson's split, seeds "
               f"0..{args.seeds - 1}:\n\n"
             + format_table(rows, ["configuration", "test accuracy", "best val accuracy"])

@@ -9,7 +9,9 @@ A value is decided in this order, later wins:
 
 Every field becomes a flag of the same name with dashes. Fields whose metadata names a registry
 (`metadata={"registry": "activation"}`) are checked against that registry, so a typo fails at start-up with
-the list of valid names instead of after an hour of training.
+the list of valid names instead of after an hour of training. A renamed field lists its old names in
+`metadata={"aliases": ("old_name",)}`: the old flag, JSON key (an older run's config.json or best.json) and
+`--set` key still set it, and `--help` shows only the new name.
 """
 
 import argparse
@@ -295,13 +297,20 @@ def _whole(value):
     return int(value.strip() if isinstance(value, str) else value)
 
 
+def aliases(cls):
+    """{old name: field name} for the renamed fields of a config class (their `aliases` metadata)."""
+    return {old: f.name for f in dataclasses.fields(cls) for old in field_metadata(cls, f).get("aliases", ())}
+
+
 def _apply(config, values, source):
-    """Set fields from a {name: value} mapping, rejecting names that are not fields."""
+    """Set fields from a {name: value} mapping (old names through their alias), rejecting other names."""
     hints = typing.get_type_hints(type(config))
     names = {f.name: f for f in dataclasses.fields(config)}
+    renamed = aliases(type(config))
     for name, value in values.items():
         if name.startswith("_") or name == "task":
             continue
+        name = renamed.get(name, name)
         if name not in names:
             valid = ", ".join(sorted(names))
             raise UserError(f"unknown setting '{name}' in {source}; valid settings: {valid}.")
@@ -365,13 +374,16 @@ def add_config_arguments(parser, cls):
 
             help_text = (help_text + " " if help_text else "") + "one of: " + ", ".join(
                 registry.names(meta["registry"]))
-        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text or None)
-        if kind is bool:
-            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            # Values stay strings here and are converted by _convert, so a bad value gives our message.
-            parser.add_argument(f"--{_flag(f.name)}", metavar=f.name.upper(), choices=meta.get("choices"),
-                                **kwargs)
+        # An old name is the same option under a hidden second flag: it still works, --help shows the new one.
+        shown = [(f.name, help_text or None)] + [(old, argparse.SUPPRESS) for old in meta.get("aliases", ())]
+        for name, flag_help in shown:
+            kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=flag_help)
+            if kind is bool:
+                parser.add_argument(f"--{_flag(name)}", action=argparse.BooleanOptionalAction, **kwargs)
+            else:
+                # Values stay strings here and are converted by _convert, so a bad value gives our message.
+                parser.add_argument(f"--{_flag(name)}", metavar=f.name.upper(), choices=meta.get("choices"),
+                                    **kwargs)
     return parser
 
 

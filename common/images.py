@@ -117,13 +117,14 @@ def cached_arrays(cache_file, build):
     return arrays
 
 
-def split_validation(x, y, val_size, seed):
-    """Hold out `val_size` examples, the same number per class, chosen with `seed`."""
+def split_validation(x, y, val_images, seed):
+    """Hold out `val_images` examples, the same number per class, chosen with `seed`."""
     from sklearn.model_selection import train_test_split
 
-    if not 0 < val_size < len(y):
-        raise UserError(f"--val-size must be between 1 and {len(y) - 1}, got {val_size}.")
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_size, stratify=y, random_state=seed)
+    if not 0 < val_images < len(y):
+        raise UserError(f"--val-images must be between 1 and {len(y) - 1}, got {val_images}.")
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_images, stratify=y,
+                                                      random_state=seed)
     return x_train, y_train, x_val, y_val
 
 

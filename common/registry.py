@@ -26,7 +26,6 @@ ACTIVATIONS = {
     "selu": lambda: keras.layers.Activation("selu"),
     "linear": lambda: keras.layers.Activation("linear"),
 }
-OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 
 # --------------------------------------------------------------------------------------------- initializers
 INITIALIZERS = {
@@ -147,7 +146,6 @@ ALIASES = {
 
 _KINDS = {
     "activation": ACTIVATIONS,
-    "output_activation": OUTPUT_ACTIVATIONS,
     "initializer": INITIALIZERS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,

@@ -1,7 +1,7 @@
 """CIFAR-10 from whatever copy is at hand, as uint8 arrays with a stratified validation hold-out.
 
-`load(config)` reads the lesson's settings (`data_dir`, `val_size`, `split_seed`, `limit`, `lossless_holdout`,
-`source`) and returns one `Splits`; `read(...)` is the same with plain arguments.
+`load(config)` reads the lesson's settings (`data_dir`, `val_images`, `split_seed`, `max_images`,
+`lossless_holdout`, `source`) and returns one `Splits`; `read(...)` is the same with plain arguments.
 
 In the data set folder `cifar10/` of the data root (see common/data_root.py), in this order:
 
@@ -91,15 +91,26 @@ class Splits:
 
 def load(config):
     """The lesson's CIFAR-10 splits: `read` with the config's data folder, split sizes, seed and source."""
-    return read(config.data_dir, config.val_size, config.split_seed, config.limit,
+    return read(config.data_dir, config.val_images, config.split_seed, config.max_images,
                 lossless_holdout=config.lossless_holdout, source=config.source)
 
 
-def read(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdout=False, source="auto"):
-    """Splits of CIFAR-10; `limit` keeps only that many images per split (smoke runs); `val_size` 0 holds
-    nothing out for validation; `lossless_holdout`: see the module's docstring; `source` "tfds" reads
-    TensorFlow Datasets' prepared `cifar10` (`common/tfds_data.py`; `data_dir` is then the TFDS data dir)."""
-    if source == "tfds":  # the original images: the held-out 4,000 are lossless originals, as with the batches
+def read(data_dir=None, val_images=5000, split_seed=42, max_images=None, lossless_holdout=False,
+         source="auto"):
+    """Splits of CIFAR-10 from the first copy found (see the module's docstring).
+
+    Args:
+        data_dir: the data root (`common/data_root.py`), or with `source` "tfds" the TFDS data dir.
+        val_images: training images held out for validation, the same number per class (0: none).
+        split_seed: seeds the choice of the validation images.
+        max_images: keep only this many images per split (smoke runs); None: all.
+        lossless_holdout: keep the first 4,000 training images out of training and validation, as evaluation
+            sets (see the module's docstring).
+        source: "auto" (the data root's copy, else keras.datasets) or "tfds" (TensorFlow Datasets' prepared
+            `cifar10`, `common/tfds_data.py`).
+    """
+    # TFDS holds the original images: the held-out 4,000 are lossless originals, as with the batches.
+    if source == "tfds":
         from common import tfds_data
 
         folder, arrays, note = None, tfds_data.cifar10_arrays(CLASS_NAMES, data_dir), TFDS_NAME
@@ -114,14 +125,15 @@ def read(data_dir=None, val_size=5000, split_seed=42, limit=None, lossless_holdo
         held_out, kept, holdout_note = _lossless_holdout(folder, x, y, names, arrays.get("source"))
         x, y = x[kept], y[kept]
         note = "; ".join(n for n in (note, holdout_note) if n)
-    if limit:
-        x, y = _first_per_class(x, y, limit), _first_per_class(y, y, limit)
-        x_test, y_test = _first_per_class(x_test, y_test, limit), _first_per_class(y_test, y_test, limit)
-        held_out = {k: (_first_per_class(hx, hy, limit), _first_per_class(hy, hy, limit))
+    if max_images:
+        x, y = _first_per_class(x, y, max_images), _first_per_class(y, y, max_images)
+        x_test, y_test = (_first_per_class(x_test, y_test, max_images),
+                          _first_per_class(y_test, y_test, max_images))
+        held_out = {k: (_first_per_class(hx, hy, max_images), _first_per_class(hy, hy, max_images))
                     for k, (hx, hy) in held_out.items()}
-        val_size = max(len(names), min(val_size, len(y) // 5)) if val_size else 0
-    if val_size:
-        x_train, y_train, x_val, y_val = images.split_validation(x, y, val_size, split_seed)
+        val_images = max(len(names), min(val_images, len(y) // 5)) if val_images else 0
+    if val_images:
+        x_train, y_train, x_val, y_val = images.split_validation(x, y, val_images, split_seed)
     else:  # no validation split: the recipe's hyperparameters were chosen elsewhere
         x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, names, source=where, note=note,

@@ -61,8 +61,8 @@ class Splits:
 
 
 def load(config):
-    """The lesson's `--dataset` (flickr8k, shapes or folder), split; `limit` keeps that many images per
-    split."""
+    """The lesson's `--dataset` (flickr8k, shapes or folder), split; `max_images` keeps that many images
+    per split."""
     if config.dataset == "flickr8k":
         data = load_flickr8k(config.data_dir)
     elif config.dataset == "shapes":
@@ -74,8 +74,8 @@ def load(config):
                             "file).")
         data = load_captions(config.images, config.captions, None, config.val_fraction, config.test_fraction,
                              config.split_seed)
-    if config.limit:
-        data.indices = {split: indices[:config.limit] for split, indices in data.indices.items()}
+    if config.max_images:
+        data.indices = {split: indices[:config.max_images] for split, indices in data.indices.items()}
     return data
 
 

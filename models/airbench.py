@@ -43,7 +43,8 @@ def patch_covariance(images, patch_size=PATCH_SIZE, chunk=500):
     for start in range(0, len(images), chunk):  # in chunks: all patches of 5,000 images would need 0.5 GB
         x = np.asarray(images[start:start + chunk], dtype="float64")
         windows = np.lib.stride_tricks.sliding_window_view(x, (patch_size, patch_size), axis=(1, 2))
-        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dim)  # (n, rows, cols, c, p, p) -> (.., p, p, c)
+        # (n, rows, cols, c, p, p) -> (.., p, p, c)
+        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dim)
         total += patches.T @ patches
         count += len(patches)
     return total / count
@@ -79,7 +80,8 @@ class PatchWhitening(layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         filters = 2 * self.patch_size**2 * channels
-        self.kernel = self.add_weight(name="kernel", shape=(self.patch_size, self.patch_size, channels, filters),
+        self.kernel = self.add_weight(name="kernel",
+                                      shape=(self.patch_size, self.patch_size, channels, filters),
                                       initializer="zeros", trainable=False)
         self.bias = self.add_weight(name="bias", shape=(filters,), initializer="zeros")
         self.frozen_bias = self.add_weight(name="frozen_bias", shape=(filters,), initializer="zeros",
@@ -100,7 +102,8 @@ class PatchWhitening(layers.Layer):
             self.bias_frozen.assign(1.0)
 
     def call(self, x):
-        frozen, frozen_bias, bias = (ops.convert_to_tensor(v) for v in (self.bias_frozen, self.frozen_bias, self.bias))
+        frozen, frozen_bias, bias = (ops.convert_to_tensor(v)
+                                     for v in (self.bias_frozen, self.frozen_bias, self.bias))
         bias = ops.where(frozen > 0.5, frozen_bias, bias)
         return ops.conv(x, self.kernel, strides=1, padding="valid") + bias
 

@@ -26,7 +26,8 @@ UNKNOWN = 1  # TextVectorization's id for out-of-vocabulary words (0 is padding)
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BahdanauAttention(layers.Layer):
-    """score(h, f_p) = v^T tanh(W_f f_p + W_h h); weights = softmax over positions p; context = sum_p w_p f_p."""
+    """score(h, f_p) = v^T tanh(W_f f_p + W_h h); weights = softmax over positions p;
+    context = sum_p w_p f_p."""
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
@@ -131,8 +132,9 @@ class AttentionDecoder(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
-                "embedding_dim": self.embedding_dim, "units": self.units, "attention_units": self.attention_units,
-                "cell": self.cell_type, "dropout": self.dropout_rate, "attention_penalty": self.attention_penalty}
+                "embedding_dim": self.embedding_dim, "units": self.units,
+                "attention_units": self.attention_units, "cell": self.cell_type, "dropout": self.dropout_rate,
+                "attention_penalty": self.attention_penalty}
 
 
 def attention_penalty(weights, tokens):
@@ -203,8 +205,10 @@ def encoder_part(captioner):
 
 
 # --------------------------------------------------------------------------------------------- decoding
-def generate(captioner, inputs, start_id, end_id, max_length, beam_size=1, length_penalty=0.0, batch_size=256):
-    """Token ids (n, max_length, 0-padded, `<end>` not included) and attention weights (n, max_length, positions).
+def generate(captioner, inputs, start_id, end_id, max_length, beam_size=1, length_penalty=0.0,
+             batch_size=256):
+    """Token ids (n, max_length, 0-padded, `<end>` not included) and attention weights (n, max_length,
+    positions).
 
     `beam_size` 1 is greedy decoding; beam search keeps the `beam_size` best partial captions by summed log
     probability and picks the finished one with the best score / length**length_penalty. Padding and

@@ -151,7 +151,8 @@ class ShortcutA(layers.Layer):
 
 def basic_block(x, filters, config, name, strides=1):
     """conv-BN-act-conv-BN plus the shortcut, then the activation (He et al. 2016, figure 2)."""
-    shortcut = x if strides == 1 and x.shape[-1] == filters else ShortcutA(filters, name=f"{name}_shortcut")(x)
+    shortcut = (x if strides == 1 and x.shape[-1] == filters
+                else ShortcutA(filters, name=f"{name}_shortcut")(x))
     y = conv_bn_act(x, filters, config, name=f"{name}_a", strides=strides)
     y = conv(y, filters, config, name=f"{name}_b_conv")
     y = batch_norm(y, config, name=f"{name}_b_bn")
@@ -189,11 +190,13 @@ def fast_body(x, config, data=None):
     # A 2x2 stem without padding (32 -> 31 pixels) sees every 2x2 patch: trained, or (`whiten`) airbench's
     # frozen whitening of those patches, computed here from the normalised training images.
     if _option(config, "whiten", False):
-        stem = airbench.PatchWhitening(eps=_option(config, "whiten_eps", airbench.WHITEN_EPS), name="stem_whiten")
+        stem = airbench.PatchWhitening(eps=_option(config, "whiten_eps", airbench.WHITEN_EPS),
+                                       name="stem_whiten")
         x = stem(x)
         stem.adapt(normalized_training_images(data, airbench.WHITEN_IMAGES))
     else:
-        x = conv(x, config.stem_width, config, kernel_size=2, padding="valid", use_bias=True, name="stem_conv")
+        x = conv(x, config.stem_width, config, kernel_size=2, padding="valid", use_bias=True,
+                 name="stem_conv")
     x = registry.activation(config.activation)(x)
     for stage, filters in enumerate(config.widths, start=1):
         x = conv(x, filters, config, name=f"block{stage}_conv_1")
@@ -220,7 +223,8 @@ def normalized_training_images(data, count):
 
 
 def course_cnn_parameter_count(height=32, width=32, channels=3, num_classes=10):
-    """conv 5x5: 25 * in * out + out; two 2x2 pools quarter the pixels; dense: flattened * classes + classes."""
+    """conv 5x5: 25 * in * out + out; two 2x2 pools quarter the pixels; dense: flattened * classes +
+    classes."""
     flattened = (height // 4) * (width // 4) * 32
     return (25 * channels * 16 + 16) + (25 * 16 * 32 + 32) + flattened * num_classes + num_classes
 

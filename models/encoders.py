@@ -4,16 +4,16 @@ A frozen encoder gives the same features for an image in every epoch, so they ar
 and stored (float16) in the cache, as the TensorFlow captioning tutorial does: training then only runs the
 decoder.
 
-* `efficientnet_lite0`: EfficientNet-Lite0 with ImageNet weights ported from PyTorch (models/efficientnet_lite.py),
-  7x7x1280 features at 224 pixels. Works offline.
+* `efficientnet_lite0`: EfficientNet-Lite0 with ImageNet weights ported from PyTorch
+  (models/efficientnet_lite.py), 7x7x1280 features at 224 pixels. Works offline.
 * any of `KERAS_APPLICATIONS` (e.g. `ResNet50`, `MobileNetV2`): `keras.applications` with ImageNet weights,
   downloaded by Keras into ~/.keras/models the first time (online users).
 
-`--encoder auto` on real photos resolves like the data root does (`resolve_auto`): EfficientNet-Lite0 when its
-ported weights are cached, else `keras.applications`' EfficientNetB0 (Lite0's sibling: same 7x7x1280 features at
-224 pixels) when Keras has its weights cached, else the Lite0 port when PyTorch and the weights package are
-installed (offline machines), else EfficientNetB0 downloaded by Keras (online users without the extras).
-A download is tried only when nothing on this machine can give an encoder.
+`--encoder auto` on real photos resolves like the data root does (`resolve_auto`): EfficientNet-Lite0 when
+its ported weights are cached, else `keras.applications`' EfficientNetB0 (Lite0's sibling: same 7x7x1280
+features at 224 pixels) when Keras has its weights cached, else the Lite0 port when PyTorch and the
+weights package are installed (offline machines), else EfficientNetB0 downloaded by Keras (online users
+without the extras). A download is tried only when nothing on this machine can give an encoder.
 
     python -m models.encoders --needs-extras   # exit 0 when only the PyTorch extras can give an encoder here
 """
@@ -31,12 +31,13 @@ from common.errors import UserError
 
 # keras.applications model -> the module holding its preprocess_input.
 KERAS_APPLICATIONS = {"MobileNetV2": "mobilenet_v2", "ResNet50": "resnet50", "ResNet50V2": "resnet_v2",
-                      "InceptionV3": "inception_v3", "EfficientNetB0": "efficientnet", "DenseNet121": "densenet",
-                      "VGG16": "vgg16", "ConvNeXtTiny": "convnext"}
+                      "InceptionV3": "inception_v3", "EfficientNetB0": "efficientnet",
+                      "DenseNet121": "densenet", "VGG16": "vgg16", "ConvNeXtTiny": "convnext"}
 
 
 def pretrained_encoder(name, image_size):
-    """A frozen model from raw pixels (0..255) to its last feature map (h, w, channels): PRETRAINED's `name`."""
+    """A frozen model from raw pixels (0..255) to its last feature map (h, w, channels): PRETRAINED's
+    `name`."""
     if name not in PRETRAINED:
         raise UserError(f"unknown encoder '{name}'; valid: cnn, {', '.join(PRETRAINED)}.")
     model = PRETRAINED[name](name, (image_size, image_size, 3))
@@ -59,8 +60,9 @@ def keras_application(name, shape):
         base = getattr(keras.applications, name)(include_top=False, weights="imagenet", input_shape=shape)
     except Exception as error:  # offline: the download fails with one of several error types
         raise UserError(f"the ImageNet weights of {name} are not in the Keras cache (~/.keras/models) and "
-                        f"could not be downloaded ({type(error).__name__}); offline, run `make setup-compare` "
-                        "and use --encoder efficientnet_lite0 (ported from PyTorch).") from None
+                        f"could not be downloaded ({type(error).__name__}); offline, run "
+                        "`make setup-compare` and use --encoder efficientnet_lite0 (ported from "
+                        "PyTorch).") from None
     inputs = keras.Input(shape)
     return keras.Model(inputs, base(module.preprocess_input(inputs)), name=f"{name}_features")
 
@@ -80,7 +82,8 @@ def lite0_port_installed():
 
 
 def resolve_auto():
-    """(encoder name, why) for `--encoder auto` on photos, from what this machine has; nothing is downloaded."""
+    """(encoder name, why) for `--encoder auto` on photos, from what this machine has; nothing is
+    downloaded."""
     from models.efficientnet_lite import weights_path
 
     if weights_path().is_file():
@@ -94,8 +97,9 @@ def resolve_auto():
 
 
 def needs_extras():
-    """True when only the Lite0 port (the PyTorch extras) can give `--encoder auto` an encoder here: no cached
-    weights, and Keras cannot download EfficientNetB0's (offline). A successful download is kept in Keras' cache."""
+    """True when only the Lite0 port (the PyTorch extras) can give `--encoder auto` an encoder here: no
+    cached weights, and Keras cannot download EfficientNetB0's (offline). A successful download is kept in
+    Keras' cache."""
     name, _ = resolve_auto()
     if name != AUTO_KERAS_APPLICATION or keras_weights_cached(name):
         return False
@@ -108,7 +112,8 @@ def needs_extras():
 
 # Every pretrained `--encoder` name -> its builder: (name, input shape) -> a model from pixels to features.
 # A new encoder is a builder and an entry here; the lesson's check of --encoder reads this mapping.
-PRETRAINED = {"efficientnet_lite0": efficientnet_lite0, **dict.fromkeys(KERAS_APPLICATIONS, keras_application)}
+PRETRAINED = {"efficientnet_lite0": efficientnet_lite0,
+              **dict.fromkeys(KERAS_APPLICATIONS, keras_application)}
 
 
 def read_images(paths, image_size, batch_size=32):
@@ -125,7 +130,8 @@ def read_images(paths, image_size, batch_size=32):
 
 def load_image_array(paths, image_size):
     """All images as one uint8 array (for encoders trained with the decoder, on small images)."""
-    batches = [np.clip(np.round(b), 0, 255).astype("uint8") for b in read_images(paths, image_size).as_numpy_iterator()]
+    batches = [np.clip(np.round(b), 0, 255).astype("uint8")
+               for b in read_images(paths, image_size).as_numpy_iterator()]
     return np.concatenate(batches)
 
 

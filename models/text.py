@@ -200,8 +200,8 @@ class NaiveBayesScaling(keras.layers.Layer):
         return ops.cast(features, self.compute_dtype) * ratios
 
     def compute_output_shape(self, input_shape):
-        # One vector per review: TextVectorization declares (batch, 1, size) for the model's (batch, 1) strings
-        # but returns (batch, size), which is what the layers after it must be told.
+        # One vector per review: TextVectorization declares (batch, 1, size) for the model's (batch, 1)
+        # strings but returns (batch, size), which is what the layers after it must be told.
         return (input_shape[0], self.size)
 
     def get_config(self):
@@ -263,9 +263,11 @@ def classifier_head(tokens, config, vocabulary_size):
         x = NgramEmbeddingAverage(vocabulary_size, config.ngram_buckets, config.embedding_dim,
                                   name="ngram_embedding")(tokens)
     else:
-        x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+        x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True,
+                                   name="embedding")(tokens)
         if getattr(config, "bigram_buckets", 0):
-            bigrams = BigramEmbedding(config.bigram_buckets, config.embedding_dim, name="bigram_embedding")(tokens)
+            bigrams = BigramEmbedding(config.bigram_buckets, config.embedding_dim,
+                                      name="bigram_embedding")(tokens)
             x = keras.layers.Add(name="word_plus_bigram")([x, bigrams])
         x = recurrent_stack(x, config)
     if config.dropout:
@@ -282,7 +284,8 @@ def recurrent_stack(x, config):
         last = i == config.num_layers
         layer = RECURRENT[cell](config.units, return_sequences=not last or pooled,
                                 dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
-                                kernel_initializer=registry.initializer(config.initializer), name=f"{cell}_{i}")
+                                kernel_initializer=registry.initializer(config.initializer),
+                                name=f"{cell}_{i}")
         if kind.startswith("bi"):
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
         x = layer(x)
@@ -321,7 +324,8 @@ def parameter_table(model):
         kind = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}.get(type(inner).__name__)
         if kind:
             formula = {"simple_rnn": "H*I + H^2 + H", "lstm": "4(H*I + H^2 + H)",
-                       "gru": "3(H*I + H^2 + 2H)"}[kind] + f" with H={inner.units}, I={inner.cell.kernel.shape[0]}"
+                       "gru": "3(H*I + H^2 + 2H)"}[kind] + (f" with H={inner.units}, "
+                                                             f"I={inner.cell.kernel.shape[0]}")
             formula = f"2 x {formula}" if layer is not inner else formula
         elif isinstance(layer, keras.layers.Embedding):
             formula = f"vocabulary {layer.input_dim} x {layer.output_dim}"

@@ -119,17 +119,17 @@ class CaptioningConfig(TrainConfig):
         help="images held out when there are no split lists"))
     test_fraction: float = 0.1
     split_seed: int = 42
-    limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use only this many images per split (smoke tests)"))
+    max_images: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use only this many images per split (smoke tests)", aliases=("limit",)))
     samples: int = dataclasses.field(default=8, metadata=dict(help="test images shown in samples.png"))
     attention_maps: int = dataclasses.field(default=4, metadata=dict(help="test images with attention maps"))
 
     RANGES: typing.ClassVar[dict] = {
         "cnn_widths": ">= 1", "embedding_dim": ">= 1", "units": ">= 1", "attention_units": ">= 1",
-        "feature_units": ">= 1", "feature_dropout": "[0, 1)", "dropout": "[0, 1)", "attention_penalty": ">= 0",
-        "min_count": ">= 1", "max_words": ">= 1", "beam_size": ">= 1", "val_fraction": "(0, 1)",
-        "test_fraction": "(0, 1)", "limit": ">= 1", "samples": ">= 1", "attention_maps": ">= 0",
-        "image_size": ">= 1", "shapes_count": ">= 1",
+        "feature_units": ">= 1", "feature_dropout": "[0, 1)", "dropout": "[0, 1)",
+        "attention_penalty": ">= 0", "min_count": ">= 1", "max_words": ">= 1", "beam_size": ">= 1",
+        "val_fraction": "(0, 1)", "test_fraction": "(0, 1)", "max_images": ">= 1", "samples": ">= 1",
+        "attention_maps": ">= 0", "image_size": ">= 1", "shapes_count": ">= 1",
         # Two shapes side by side, each with a margin, need about 15 pixels.
         "shapes_size": ">= 16"}
 

@@ -90,7 +90,7 @@ from models import cnn  # noqa: E402
 class Cifar10Config(TrainConfig):
     TASK: typing.ClassVar[str] = "cifar10"
     PROFILES: typing.ClassVar[dict] = {
-        "smoke": dict(model="course_cnn", limit=600, epochs=2, batch_size=64, learning_rate=0.05,
+        "smoke": dict(model="course_cnn", max_images=600, epochs=2, batch_size=64, learning_rate=0.05,
                       export=False, tta=False, tensorboard=False, verbose=0),
         "quick": dict(),
         "full": dict(widths=(64, 256, 256), batch_size=512, epochs=10),
@@ -160,19 +160,22 @@ class Cifar10Config(TrainConfig):
              "keras.datasets.cifar10; tfds: TensorFlow Datasets' prepared cifar10 (--data-dir is then the "
              "TFDS data dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets)",
         choices=("auto", "tfds")))
-    val_size: int = 5000
+    val_images: int = dataclasses.field(default=5000, metadata=dict(
+        help="training images held out for validation, the same number per class (0 = none)",
+        aliases=("val_size",)))
     split_seed: int = 42
-    limit: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use only this many images per split (smoke tests)"))
+    max_images: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="use only this many images per split (smoke tests)", aliases=("limit",)))
 
     RANGES: typing.ClassVar[dict] = {
-        "widths": ">= 1", "stem_width": ">= 1", "logit_scale": "> 0", "bn_momentum": "[0, 1)", "dropout": "[0, 1)",
-        "l2": ">= 0", "mixup": ">= 0", "representative_size": ">= 1", "val_size": ">= 0",
+        "widths": ">= 1", "stem_width": ">= 1", "logit_scale": "> 0", "bn_momentum": "[0, 1)",
+        "dropout": "[0, 1)", "l2": ">= 0", "mixup": ">= 0", "representative_size": ">= 1",
+        "val_images": ">= 0",
         "whiten_eps": "> 0", "whiten_bias_epochs": ">= 0", "bn_bias_lr": "> 0", "lookahead_steps": ">= 1",
         # Reflect padding of a 32-pixel image: the crop must still see most of it.
         "crop_padding": f"[0, {IMAGE_SIZE[0] // 2})", "cutout": f"[0, {IMAGE_SIZE[0]}]",
         # Two images per class: one to train on and one to hold out for validation.
-        "limit": f">= {2 * len(CLASS_NAMES)}"}
+        "max_images": f">= {2 * len(CLASS_NAMES)}"}
 
     def validate(self):
         super().validate()  # types, choices and RANGES of every field

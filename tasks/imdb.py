@@ -100,8 +100,8 @@ class ImdbConfig(TrainConfig):
 
     model: str = dataclasses.field(default="gru", metadata=dict(
         help="architecture (models/text.py), one of: %(choices)s", choices=text_models.BUILDERS))
-    baseline: bool = dataclasses.field(default=True, metadata=dict(
-        help="also train the bag-of-n-grams (fastText-style) reference"))
+    ngram_reference: bool = dataclasses.field(default=True, metadata=dict(
+        help="also train the bag-of-n-grams (fastText-style) reference", aliases=("baseline",)))
     export: bool = dataclasses.field(default=True, metadata=dict(
         help="export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT on token "
              "ids; each file scored on the test reviews (exports.md)"))
@@ -276,6 +276,15 @@ def pseudo_labelled(config, data, unlabelled, teacher):
 
 
 # %% Reading the attention
+# The PNG shows the first words of each review as text laid out on its panel (positions are fractions of
+# the panel's width and height); the HTML view shows every word.
+ATTENTION_WORDS = 60  # a sentence or two: what fits on the three lines of a panel
+PANEL_INCHES = (14, 1.6)  # width of the figure, height of each review's panel
+CHAR_WIDTH = 0.0085  # panel width taken by one character (and the space after a word) at font size 9
+LINE_END = 0.97  # a word that starts past this begins a new line
+FIRST_LINE, LINE_HEIGHT = 0.8, 0.3  # three lines per panel: at 0.8, 0.5 and 0.2 of its height
+
+
 def write_attention_view(model, reviews, folder):
     """The first words of each review shaded by attention weight, as HTML and PNG."""
     import matplotlib
@@ -287,21 +296,23 @@ def write_attention_view(model, reviews, folder):
     token_ids, weights = text_models.attention_weights_model(model).predict(imdb.string_batch(reviews),
                                                                             verbose=0)
     probabilities = model.predict(imdb.string_batch(reviews), verbose=0)[:, 0]
-    blocks, shown = [], 60
-    fig, axes = plt.subplots(len(reviews), 1, figsize=(14, 1.6 * len(reviews)))
+    blocks, shown = [], ATTENTION_WORDS
+    width, panel_height = PANEL_INCHES
+    fig, axes = plt.subplots(len(reviews), 1, figsize=(width, panel_height * len(reviews)))
     for ax, ids, weight, p in zip(np.atleast_1d(axes), token_ids, weights, probabilities):
         words = [vocabulary[i] for i in ids if i != 0]
-        weight = weight[:len(words)] / max(weight[:len(words)].max(), 1e-9)
+        weight = weight[:len(words)] / max(weight[:len(words)].max(), 1e-9)  # (all-zero weights: no division)
+        # Orange shading whose opacity is the word's weight relative to the review's largest, in both views.
         spans = "".join(f'<span style="background: rgba(255,80,0,{w:.2f})">{html.escape(word)}</span> '
                         for word, w in zip(words, weight))
         blocks.append(f"<p><b>P(positive) = {p:.3f}</b><br>{spans}</p>")
-        x, y = 0.0, 0.8
+        x, y = 0.0, FIRST_LINE
         for word, w in zip(words[:shown], weight[:shown]):
             ax.text(x, y, word, fontsize=9, transform=ax.transAxes,
                            bbox=dict(facecolor=(1, 0.3, 0, float(w)), edgecolor="none", pad=1))
-            x += 0.0085 * (len(word) + 1)
-            if x > 0.97:
-                x, y = 0.0, y - 0.3
+            x += CHAR_WIDTH * (len(word) + 1)
+            if x > LINE_END:
+                x, y = 0.0, y - LINE_HEIGHT
         ax.set_title(f"P(positive) = {p:.3f} (first {min(shown, len(words))} words)", fontsize=9, loc="left")
         ax.axis("off")
     fig.tight_layout()
@@ -336,8 +347,8 @@ def train(config):
     unlabelled = imdb.load_unlabelled(config, data.source) if teacher else None
     run_ = training.start_run(config)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
-    with_reference = (config.baseline or teacher) and config.model != "ngram"
-    reference = {"ngram": (ngram_config(config), run_.folder("baseline"))} if with_reference else {}
+    with_reference = (config.ngram_reference or teacher) and config.model != "ngram"
+    reference = {"ngram": (ngram_config(config), run_.folder("ngram_reference"))} if with_reference else {}
     # As the teacher, the n-gram model goes first: it labels the reviews the recurrent model then learns from.
     plan = {**reference, **lesson} if teacher else {**lesson, **reference}
     results, summary, pseudo = {}, [], None

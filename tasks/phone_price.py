@@ -93,8 +93,8 @@ class PhonePriceConfig(TrainConfig):
     input_l1: float = dataclasses.field(default=3e-3, metadata=dict(
         help="L1 penalty on the first layer's kernel: zeroes the weights of useless features"))
     loss: str = dataclasses.field(default="sparse_categorical_crossentropy", metadata={"registry": "loss"})
-    baseline: bool = dataclasses.field(default=True, metadata=dict(
-        help="also train the softmax-regression baseline"))
+    linear_baseline: bool = dataclasses.field(default=True, metadata=dict(
+        help="also train the softmax-regression baseline", aliases=("baseline",)))
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     split_seed: int = dataclasses.field(default=42, metadata=dict(
@@ -201,7 +201,7 @@ def train(config):
           f"test {len(data.y_test)} rows")
     run_ = training.start_run(config)
     models = {"fnn": (build_fnn, run_.folder())}
-    if config.baseline:
+    if config.linear_baseline:
         models["softmax_regression"] = (build_softmax_regression, run_.folder("baseline"))
     results, summary = {}, []
     for name, (factory, model_folder) in models.items():

@@ -184,7 +184,7 @@ AIRBENCH_FLAGS = dict(model="fast", widths=(16, 32, 32), whiten=True, whiten_bia
                       bn_bias_lr=64.0, dirac=True, initializer="torch_default", logit_scale=1 / 9,
                       label_smoothing=0.2, optimizer="nesterov", momentum=0.85, learning_rate=0.05,
                       weight_decay=0.00887, schedule="triangular", warmup_epochs=1.0, lookahead=True,
-                      alternating_flip=True, crop_padding=2, tta=True, tta_crops=True, val_size=0,
+                      alternating_flip=True, crop_padding=2, tta=True, tta_crops=True, val_images=0,
                       bn_momentum=0.6, batch_size=32)
 
 
@@ -207,7 +207,8 @@ def test_smoke_run_with_every_method_on_beats_chance_and_exports(tmp_path, cifar
 def test_airbench_recipe_is_a_valid_config_with_every_method_on():
     config = build_config(cifar10.Cifar10Config, config_file="recipes/cifar10_airbench94.json")
     assert config.whiten and config.dirac and config.lookahead and config.alternating_flip and config.tta_crops
-    assert not config.bn_scale and config.bn_bias_lr == 64 and config.val_size == 0 and config.lossless_holdout
+    assert not config.bn_scale and config.bn_bias_lr == 64 and config.val_images == 0
+    assert config.lossless_holdout
     assert (config.batch_size, config.epochs, config.schedule) == (1024, 10, "triangular")
 
 
@@ -215,13 +216,13 @@ def test_lossless_holdout_takes_the_named_images_out_of_training(cifar_root):
     from datasets.cifar10 import read
 
     held = write_lossless_file(cifar_root)
-    data = read(cifar_root, val_size=50, lossless_holdout=True)
+    data = read(cifar_root, val_images=50, lossless_holdout=True)
     (lossless, labels), (copies, same) = data.held_out["lossless"], data.held_out["jpeg"]
     assert len(labels) == held and np.array_equal(labels, same) and np.array_equal(lossless, copies)
     assert len(data.y_train) + len(data.y_val) == 400 - held
     everything = np.concatenate([data.x_train, data.x_val]).reshape(len(data.y_train) + len(data.y_val), -1)
     assert not any((everything == image.reshape(-1)).all(axis=1).any() for image in lossless)
-    without = read(cifar_root, val_size=50)
+    without = read(cifar_root, val_images=50)
     assert without.held_out == {} and len(without.y_train) + len(without.y_val) == 400
 
 
@@ -244,9 +245,9 @@ def test_run_with_every_method_on_killed_and_resumed_ends_like_an_uninterrupted_
 
     write_lossless_file(cifar_root)
     runs = tmp_path / "runs"
-    flags = ("--epochs", "4", "--limit", "200", "--model", "fast", "--widths", "8,16,16", "--whiten",
+    flags = ("--epochs", "4", "--max-images", "200", "--model", "fast", "--widths", "8,16,16", "--whiten",
              "--whiten-bias-epochs", "1", "--no-bn-scale", "--bn-bias-lr", "64", "--dirac", "--lookahead",
-             "--alternating-flip", "--crop-padding", "2", "--val-size", "0", "--batch-size", "32", "--tta",
+             "--alternating-flip", "--crop-padding", "2", "--val-images", "0", "--batch-size", "32", "--tta",
              "--tta-crops", "--schedule", "triangular", "--warmup-epochs", "1")
     run_whole(lesson_command("tasks.cifar10", cifar_root, runs, "whole", *flags))
     command = lesson_command("tasks.cifar10", cifar_root, runs, "killed", *flags)

@@ -114,6 +114,7 @@ def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_p
     assert common.stamp_problem(row["stamp"]) is None
     assert row["stamp"]["command"] == "python -m benchmarks.imdb --profile smoke --models gru"
     assert isinstance(row["best val accuracy"], float) and 0 <= row["best val accuracy"] <= 1
-    assert row["command"] == "`python -m tasks.imdb --profile smoke --model gru --no-baseline --verbose 2`"
+    assert row["command"] == ("`python -m tasks.imdb --profile smoke --model gru --no-ngram-reference "
+                              "--verbose 2`")
     section = (tmp_path / "RESULTS.md").read_text()
     assert "| gru | smoke |" in section and "- [1] " + row["stamp"]["date"] in section

@@ -176,3 +176,59 @@ def test_a_lesson_that_only_changes_a_default_keeps_the_shared_help():
     assert not epochs.metadata and field_metadata(Cifar10Config, epochs)["help"] == "maximum number of epochs"
     text = add_config_arguments(argparse.ArgumentParser(), Cifar10Config).format_help()
     assert "maximum number of epochs" in text and "decoupled weight decay" in text
+
+
+@dataclasses.dataclass
+class RenamedConfig(TrainConfig):
+    TASK: typing.ClassVar[str] = "demo"
+    max_images: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
+        help="images per split", aliases=("limit",)))
+    reference: bool = dataclasses.field(default=True, metadata=dict(help="train the reference",
+                                                                    aliases=("baseline",)))
+
+
+def parse_renamed(argv):
+    parser = add_config_arguments(argparse.ArgumentParser(), RenamedConfig)
+    return config_from_namespace(RenamedConfig, parser.parse_args(argv))
+
+
+def test_an_old_name_still_sets_the_renamed_field_from_a_flag_json_and_overrides(tmp_path):
+    assert parse_renamed(["--limit", "40", "--no-baseline"]).max_images == 40
+    assert parse_renamed(["--no-baseline"]).reference is False
+    assert parse_renamed(["--baseline"]).reference is True
+    assert parse_renamed(["--max-images", "7", "--no-reference"]).max_images == 7
+    old_run = tmp_path / "config.json"  # written by a version that had the old names
+    old_run.write_text(json.dumps({"task": "demo", "limit": 12, "baseline": False}))
+    config = build_config(RenamedConfig, config_file=old_run)
+    assert (config.max_images, config.reference) == (12, False)
+    assert build_config(RenamedConfig, overrides={"limit": 3}).max_images == 3  # --set limit=3
+    config.save(tmp_path / "again.json")  # a run written now records the new name only
+    saved = json.loads((tmp_path / "again.json").read_text())
+    assert saved["max_images"] == 12 and "limit" not in saved and "baseline" not in saved
+
+
+def test_help_shows_the_new_name_only_and_errors_name_the_new_flag():
+    text = add_config_arguments(argparse.ArgumentParser(), RenamedConfig).format_help()
+    assert "--max-images" in text and "--no-reference" in text
+    assert "--limit" not in text and "baseline" not in text
+    with pytest.raises(UserError, match="--max-images expects a whole number"):
+        parse_renamed(["--limit", "many"])
+
+
+@pytest.mark.parametrize("task,old,new,value", [
+    ("cifar10", ["--val-size", "100"], "val_images", 100),
+    ("cifar10", ["--limit", "200"], "max_images", 200),
+    ("captioning", ["--limit", "5"], "max_images", 5),
+    ("phone_price", ["--no-baseline"], "linear_baseline", False),
+    ("imdb", ["--no-baseline"], "ngram_reference", False),
+])
+def test_the_lessons_old_flags_still_work(task, old, new, value):
+    """Issue 17.6: renamed settings keep their old flag (and JSON key); --help shows the new name."""
+    module = importlib.import_module(f"tasks.{task}")
+    config_class, = {v for v in vars(module).values()
+                     if isinstance(v, type) and getattr(v, "TASK", None) == task}
+    parser = add_config_arguments(argparse.ArgumentParser(), config_class)
+    config = config_from_namespace(config_class, parser.parse_args(["--profile", "smoke", *old]))
+    assert getattr(config, new) == value
+    text = parser.format_help()
+    assert f"--{new.replace('_', '-')}" in text and old[0] not in text

@@ -149,7 +149,7 @@ def test_a_lesson_run_prints_one_start_line_and_no_native_noise(tmp_path):
     """The issue's check: a smoke run of a lesson, as a user starts it (no TF_CPP_MIN_LOG_LEVEL set)."""
     environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        [sys.executable, "-m", "tasks.phone_price", "--profile", "smoke", "--no-baseline",
+        [sys.executable, "-m", "tasks.phone_price", "--profile", "smoke", "--no-linear-baseline",
          "--output-dir", str(tmp_path / "runs")],
         cwd=ROOT, capture_output=True, text=True, env=dict(environ, KERAS_BACKEND="tensorflow"), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

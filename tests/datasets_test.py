@@ -30,7 +30,7 @@ def test_every_data_set_module_with_splits_has_load_and_the_contracts_fields():
 
 @pytest.mark.parametrize("task, overrides", [
     ("phone_price", {}),
-    ("cifar10", {"limit": 100, "val_size": 20}),
+    ("cifar10", {"max_images": 100, "val_images": 20}),
     ("imdb", {"max_batches": 2}),
 ])
 def test_the_tuner_loads_each_lesson_with_its_data_sets_load(task, overrides, request):
@@ -49,7 +49,7 @@ def test_the_tuner_loads_each_lesson_with_its_data_sets_load(task, overrides, re
 def test_captioning_loads_the_shapes_through_flickr8ks_load(tmp_path):
     from datasets import flickr8k
 
-    config = build_config(CaptioningConfig, profile="smoke", overrides=dict(shapes_count=20, limit=1))
+    config = build_config(CaptioningConfig, profile="smoke", overrides=dict(shapes_count=20, max_images=1))
     data = flickr8k.load(config)
     assert type(data) is flickr8k.Splits and data.source.is_dir()
     assert [len(part) for part in (data.train, data.val, data.test)] == [1, 1, 1]

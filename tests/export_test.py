@@ -107,7 +107,7 @@ def test_phone_price_run_with_export_writes_every_format(tmp_path, phone_root):
     from tasks import phone_price
 
     config = build_config(phone_price.PhonePriceConfig, profile="smoke", overrides=dict(
-        data_dir=str(phone_root), output_dir=str(tmp_path / "runs"), run_id="export", baseline=False,
+        data_dir=str(phone_root), output_dir=str(tmp_path / "runs"), run_id="export", linear_baseline=False,
         epochs=2, export=True))
     assert phone_price.train(config) == 0
     folder = tmp_path / "runs" / "phone_price" / "export"
@@ -137,7 +137,7 @@ def test_imdb_run_exports_strings_and_token_ids(tmp_path, imdb_root):
     from tasks import imdb
 
     config = build_config(imdb.ImdbConfig, profile="smoke", overrides=dict(
-        data_dir=str(imdb_root), output_dir=str(tmp_path / "runs"), run_id="export", baseline=False,
+        data_dir=str(imdb_root), output_dir=str(tmp_path / "runs"), run_id="export", ngram_reference=False,
         epochs=1, export=True))
     assert imdb.train(config) == 0
     folder = tmp_path / "runs" / "imdb" / "export"

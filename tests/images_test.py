@@ -58,13 +58,13 @@ def test_wrong_size_image_is_named(tmp_path):
 
 
 def test_cifar_loader_splits_and_holds_out_a_stratified_validation_set(cifar_root):
-    data = cifar10.read(cifar_root, val_size=50, split_seed=3)
+    data = cifar10.read(cifar_root, val_images=50, split_seed=3)
     assert data.class_names == CIFAR_CLASSES
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (350, 50, 100)
     assert np.bincount(data.y_val).tolist() == [5] * 10
     assert data.image_shape == (32, 32, 3)
     assert data.mean.shape == (3,) and np.all(data.variance > 0)
-    again = cifar10.read(cifar_root, val_size=50, split_seed=3)
+    again = cifar10.read(cifar_root, val_images=50, split_seed=3)
     np.testing.assert_array_equal(again.x_val, data.x_val)
 
 
@@ -74,9 +74,9 @@ def test_cifar_archive_is_extracted_once_and_its_arrays_cached(tmp_path, cifar_r
     with tarfile.open(root / "cifar10" / cifar10.ARCHIVE, "w") as tar:
         for split in ("train", "test"):
             tar.add(cifar_root / "cifar10" / split, arcname=split)
-    first = cifar10.read(root, val_size=50)
+    first = cifar10.read(root, val_images=50)
     assert (cache_root() / "cifar10" / "arrays.npz").is_file(), "the decoded arrays were not cached"
-    second = cifar10.read(root, val_size=50)
+    second = cifar10.read(root, val_images=50)
     np.testing.assert_array_equal(first.x_train, second.x_train)
     assert "JPEG" in first.note
 
@@ -93,7 +93,7 @@ def test_cifar_python_batches_are_read(tmp_path):
         with open(folder / name, "wb") as handle:
             pickle.dump({b"data": flat, b"labels": labels}, handle)
         expected.append(x)
-    data = cifar10.read(tmp_path / "data", val_size=10)
+    data = cifar10.read(tmp_path / "data", val_images=10)
     np.testing.assert_array_equal(data.x_test, expected[-1])
     assert len(data.y_train) + len(data.y_val) == 100
 

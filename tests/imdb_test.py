@@ -180,7 +180,7 @@ def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
     assert metrics["bilstm_attention"]["test_accuracy"] >= 0.95
     assert metrics["ngram"]["test_accuracy"] >= 0.9
     for name in ["model.keras", "history.csv", "attention.png", "attention.html", "confusion_matrix.png",
-                 "parameters.md", "baseline/model.keras"]:
+                 "parameters.md", "ngram_reference/model.keras"]:
         assert (run / name).is_file(), name
 
     model = keras.saving.load_model(run / "model.keras")
@@ -209,7 +209,7 @@ def test_bad_flags_exit_2(tmp_path, imdb_root, cli):
 def test_real_reviews_load(tmp_path, real_data_root):
     """The shared archive extracts and loads with the right split sizes (a few batches are trained)."""
     config = build_config(ImdbConfig, profile="smoke", overrides=dict(
-        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", baseline=False))
+        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", ngram_reference=False))
     imdb.train(config)
     data = imdb_data.load(dataclasses.replace(config, max_batches=None))
     root = data.source
@@ -248,13 +248,13 @@ def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path
                                                 str(rng.choice(words))]).encode()
              for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
     write_imdb_archive(root, extra=unsup)
-    config = smoke_config(tmp_path, root, run_id="self", model="gru", baseline=False, unlabelled=40, epochs=8,
-                          ngram_epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
+    config = smoke_config(tmp_path, root, run_id="self", model="gru", ngram_reference=False, unlabelled=40,
+                          epochs=8, ngram_epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
     assert imdb.train(config) == 0
     assert "self-training: 40 unlabelled reviews labelled by the n-gram model" in capsys.readouterr().out
     run = tmp_path / "runs" / "imdb" / "self"
     results = json.loads((run / "metrics.json").read_text())["results"]
-    assert set(results) == {"ngram", "gru"} and (run / "baseline" / "model.keras").is_file()  # the teacher
+    assert set(results) == {"ngram", "gru"} and (run / "ngram_reference" / "model.keras").is_file()  # teacher
     assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
     history = training.read_history(run / "history.csv")
     assert min(history["accuracy"]) > 0.3  # soft targets are read by their side of 0.5, not as "never equal"
@@ -305,7 +305,8 @@ def test_keras_copy_is_decoded_to_text_and_split_like_the_folder(tmp_path, monke
     words = set(POSITIVE + NEGATIVE + NEUTRAL)
     assert all(len(t.split()) == 13 and set(t.split()) <= words for t, _ in train)  # start marker dropped
     assert all(any(w in POSITIVE for w in t.split()) == (y == 1) for t, y in train)  # labels stay aligned
-    assert imdb.train(smoke_config(tmp_path, tmp_path, source="keras", run_id="k", baseline=False)) == 0
+    config = smoke_config(tmp_path, tmp_path, source="keras", run_id="k", ngram_reference=False)
+    assert imdb.train(config) == 0
 
 
 def test_keras_copy_offline_is_a_clear_error(tmp_path, monkeypatch, cli):
@@ -398,7 +399,7 @@ def test_nbsvm_scaling_reads_sparse_and_dense_vectors_alike_and_is_counted():
 
 
 def nbsvm_config(tmp_path, root, **overrides):
-    settings = dict(model="nbsvm", baseline=False, max_batches=None, batch_size=16, epochs=10,
+    settings = dict(model="nbsvm", ngram_reference=False, max_batches=None, batch_size=16, epochs=10,
                     learning_rate=0.05, early_stopping=0)
     return smoke_config(tmp_path, root, **{**settings, **overrides})
 

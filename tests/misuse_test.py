@@ -172,7 +172,7 @@ BAD_FLAGS = [
     ("phone_price", ["--run-id", "a\x1b[31mred"], "--run-id must be a plain name", "\\x1b"),
     ("cifar10", ["--crop-padding", "40"], "--crop-padding must be in [0, 16)"),
     ("cifar10", ["--cutout", "33"], "--cutout must be in [0, 32]"),
-    ("cifar10", ["--limit", "5"], "--limit must be at least 20"),
+    ("cifar10", ["--max-images", "5"], "--max-images must be at least 20"),
     ("cifar10", ["--widths", "32,0,64"], "--widths must be at least 1"),
     ("cifar10", ["--bn-momentum", "1"], "--bn-momentum must be in [0, 1)"),
     ("imdb", ["--vocabulary-size", "2"], "--vocabulary-size must be at least 3"),

@@ -48,7 +48,7 @@ def test_smoke_run_learns_and_writes_every_output(tmp_path, phone_root):
 
 
 def test_saved_model_takes_raw_rows(tmp_path, phone_root):
-    config = smoke_config(tmp_path, phone_root, run_id="raw", baseline=False)
+    config = smoke_config(tmp_path, phone_root, run_id="raw", linear_baseline=False)
     phone_price.train(config)
     model = keras.saving.load_model(Path(config.output_dir) / "phone_price" / "raw" / "model.keras")
     from datasets.mobile_price import FEATURES, read_csv
@@ -62,7 +62,7 @@ def test_saved_model_takes_raw_rows(tmp_path, phone_root):
 def test_same_seed_same_metrics(tmp_path, phone_root):
     results = []
     for run_id in ("a", "b"):
-        config = smoke_config(tmp_path, phone_root, run_id=run_id, baseline=False)
+        config = smoke_config(tmp_path, phone_root, run_id=run_id, linear_baseline=False)
         phone_price.train(config)
         results.append(metrics_of(config)["results"]["fnn"])
     assert results[0]["test_loss"] == results[1]["test_loss"]
@@ -72,7 +72,8 @@ def test_same_seed_same_metrics(tmp_path, phone_root):
 def test_steps_per_execution_changes_speed_not_numbers(tmp_path, phone_root):
     results = []
     for run_id, steps in (("one", 1), ("many", 5)):
-        config = smoke_config(tmp_path, phone_root, run_id=run_id, baseline=False, steps_per_execution=steps)
+        config = smoke_config(tmp_path, phone_root, run_id=run_id, linear_baseline=False,
+                              steps_per_execution=steps)
         phone_price.train(config)
         results.append(metrics_of(config)["results"]["fnn"])
     assert results[0]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-6)
@@ -84,7 +85,7 @@ class Interrupt(Exception):
 
 
 def test_interrupted_run_resumes_after_the_last_epoch_to_the_same_numbers(tmp_path, phone_root, monkeypatch):
-    config_args = dict(run_id="resume", baseline=False, epochs=6)
+    config_args = dict(run_id="resume", linear_baseline=False, epochs=6)
     original = training.callbacks
     begun = []
 
@@ -120,7 +121,7 @@ def test_interrupted_run_resumes_after_the_last_epoch_to_the_same_numbers(tmp_pa
 
 def test_resume_refuses_a_different_recipe_and_a_finished_run(tmp_path, phone_root, cli):
     base = ["--profile", "smoke", "--data-dir", str(phone_root), "--output-dir", str(tmp_path / "runs"),
-            "--run-id", "r", "--no-baseline"]
+            "--run-id", "r", "--no-linear-baseline"]
     code, _, _ = cli(phone_price.main, base)
     assert code == 0
     code, _, err = cli(phone_price.main, base)
@@ -133,7 +134,7 @@ def test_resume_refuses_a_different_recipe_and_a_finished_run(tmp_path, phone_ro
 def test_predict_command_labels_a_csv(tmp_path, phone_root, cli):
     runs = tmp_path / "runs"
     code, _, _ = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(phone_root),
-                                        "--output-dir", str(runs), "--run-id", "p", "--no-baseline"])
+                                        "--output-dir", str(runs), "--run-id", "p", "--no-linear-baseline"])
     assert code == 0
     out = tmp_path / "labels.csv"
     code, _, err = cli(phone_price.main, ["predict", "--run", str(runs / "phone_price" / "p"),
@@ -170,7 +171,7 @@ def test_bad_data_exits_2_naming_the_file(tmp_path, phone_root, cli):
 
 
 def test_cross_validation_reports_mean_and_std(tmp_path, phone_root):
-    config = smoke_config(tmp_path, phone_root, run_id="cv", cv=3, baseline=False, epochs=4)
+    config = smoke_config(tmp_path, phone_root, run_id="cv", cv=3, linear_baseline=False, epochs=4)
     phone_price.train(config)
     cv = metrics_of(config)["results"]["fnn"]["cv"]
     assert len(cv["accuracies"]) == 3 and cv["mean"] == pytest.approx(np.mean(cv["accuracies"]))
@@ -194,7 +195,7 @@ def test_script_runs_as_a_file_too(tmp_path):
 def test_real_data_reaches_high_accuracy(tmp_path, real_data_root):
     """On the shared Kaggle CSV, 40 epochs of the quick recipe reach 0.9825 (seeds 0, 1, 2, measured here)."""
     config = build_config(PhonePriceConfig, profile="quick", overrides=dict(
-        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", epochs=40, baseline=False,
+        data_dir=real_data_root, output_dir=str(tmp_path), run_id="real", epochs=40, linear_baseline=False,
         tensorboard=False, verbose=0))
     phone_price.train(config)
     data = mobile_price.load(config)

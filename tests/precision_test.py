@@ -23,7 +23,7 @@ def run(tmp_path, phone_root):
     def train(run_id, **overrides):
         config = build_config(PhonePriceConfig, profile="smoke", overrides=dict(
             data_dir=str(phone_root), output_dir=str(tmp_path / "runs"), run_id=run_id, epochs=30, max_rows=None,
-            baseline=False, **overrides))
+            linear_baseline=False, **overrides))
         try:
             phone_price.train(config)
             folder = tmp_path / "runs" / "phone_price" / run_id

@@ -94,7 +94,7 @@ def assert_same_run(whole, resumed, models=("",)):
 @pytest.mark.parametrize("kill_at", [1, 4])
 def test_phone_price_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, phone_root, kill_at):
     runs = tmp_path / "runs"
-    flags = ("--epochs", "12", "--no-baseline", "--seed", str(kill_at))
+    flags = ("--epochs", "12", "--no-linear-baseline", "--seed", str(kill_at))
     run_whole(lesson_command("tasks.phone_price", phone_root, runs, "whole", *flags))
     command = lesson_command("tasks.phone_price", phone_root, runs, "killed", *flags)
     assert run_killed(command, runs / "phone_price" / "killed" / "backup" / "state.json", kill_at)
@@ -115,7 +115,7 @@ def test_two_model_run_killed_in_its_second_model_resumes_there(tmp_path, phone_
 
 def test_cifar10_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cifar_root):
     runs = tmp_path / "runs"
-    flags = ("--epochs", "4", "--limit", "200")
+    flags = ("--epochs", "4", "--max-images", "200")
     run_whole(lesson_command("tasks.cifar10", cifar_root, runs, "whole", *flags))
     command = lesson_command("tasks.cifar10", cifar_root, runs, "killed", *flags)
     assert run_killed(command, runs / "cifar10" / "killed" / "backup" / "state.json", 2)
@@ -125,7 +125,8 @@ def test_cifar10_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cif
 
 def test_imdb_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, imdb_root):
     runs = tmp_path / "runs"
-    flags = ("--epochs", "3", "--no-baseline", "--dropout", "0.3")  # dropout: its random state must resume too
+    # dropout: its random state must resume too
+    flags = ("--epochs", "3", "--no-ngram-reference", "--dropout", "0.3")
     run_whole(lesson_command("tasks.imdb", imdb_root, runs, "whole", *flags))
     command = lesson_command("tasks.imdb", imdb_root, runs, "killed", *flags)
     assert run_killed(command, runs / "imdb" / "killed" / "backup" / "state.json", 1)

@@ -61,7 +61,7 @@ def test_random_mock_cifar10_gives_the_loaders_arrays(monkeypatch):
 
 def test_cifar10_lesson_data_keeps_labels_and_holds_out_the_first_4000(tmp_path):
     config = build_config(cifar10.Cifar10Config, overrides=dict(
-        source="tfds", val_size=20, lossless_holdout=True, output_dir=str(tmp_path / "runs")))
+        source="tfds", val_images=20, lossless_holdout=True, output_dir=str(tmp_path / "runs")))
     with tfds.testing.mock_data(as_dataset_fn=cifar_as_dataset):
         data = cifar10_data.load(config)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (80, 20, 60)

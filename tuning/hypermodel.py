@@ -95,8 +95,9 @@ class TaskHyperModel(keras_tuner.HyperModel):
                 f"the loss became NaN or infinite with {hp.values}; trial failed.")
         stopped = stopper.stopped_epoch if stopper else None
         if stopped and kwargs.get("verbose", 0):
-            print(f"trial {trial.trial_id} stopped after epoch {stopped}: its best {self.median_rule.objective} "
-                  "is behind the median of the completed trials (median stopping)")
+            print(f"trial {trial.trial_id} stopped after epoch {stopped}: its best "
+                  f"{self.median_rule.objective} is behind the median of the completed trials "
+                  "(median stopping)")
         self._save_curves(trial, history.history, stopped)
         return history
 
@@ -110,4 +111,5 @@ class TaskHyperModel(keras_tuner.HyperModel):
         # Named by the execution, not by counting files: a trial rerun after a kill rewrites its curves
         # instead of adding to them; written whole or not at all.
         runs.write_json(folder / f"execution-{self._execution}.json",
-                        {"values": trial.hyperparameters.values, "history": history, "stopped_epoch": stopped})
+                        {"values": trial.hyperparameters.values, "history": history,
+                         "stopped_epoch": stopped})

@@ -131,13 +131,16 @@ def write_report(folder):
 
 SEARCH_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{{ meta.task }}: {{ meta.tuner }} search {{ name }}</title>
-<style>body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}table{border-collapse:collapse}
+<style>body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}\
+table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}</style></head><body>
 <h1>{{ meta.task }}: {{ meta.tuner }} search <code>{{ name }}</code></h1>
-<p>Objective: <b>{{ meta.objective }}</b>{% if meta.compare %}; comparison of <b>{{ meta.compare }}</b>{% endif %}.
+<p>Objective: <b>{{ meta.objective }}</b>{% if meta.compare %}; comparison of \
+<b>{{ meta.compare }}</b>{% endif %}.
 Retrain the best configuration with
 <code>python -m tasks.{{ meta.task }} --config {{ folder }}/best.json</code>.{% if tensorboard %}
-Every trial's curves and hyperparameters in TensorBoard (HParams tab): <code>{{ tensorboard }}</code>.{% endif %}
+Every trial's curves and hyperparameters in TensorBoard (HParams tab): \
+<code>{{ tensorboard }}</code>.{% endif %}
 {% if stopped %}Median stopping ended {{ stopped }} trial(s) early.{% endif %}</p>
 <h2>Trials, best first</h2>{{ table(rows) }}
 {% if comparison %}<h2>Comparison</h2>{{ comparison | safe }}{% endif %}

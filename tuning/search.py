@@ -29,10 +29,10 @@ stopping rule, tuning/stopping.py), once `--median-min-trials` trials have compl
 hyperparameter (activation, initializer, optimizer, dropout), everything else at the task's defaults, each
 value trained with `--seeds` seeds, learning curves side by side.
 
-Scale-out uses KerasTuner's own chief/worker mode (see `python -m tuning.distributed`): one trial per process.
-Each trial itself can use every device of its machine: `--distribution mirrored` (tf.distribute.MirroredStrategy,
-TensorFlow) or `--distribution data_parallel` (keras.distribution.DataParallel, JAX), as in the lessons
-(common/distribution.py).
+Scale-out uses KerasTuner's own chief/worker mode (see `python -m tuning.distributed`): one trial per
+process. Each trial itself can use every device of its machine: `--distribution mirrored`
+(tf.distribute.MirroredStrategy, TensorFlow) or `--distribution data_parallel`
+(keras.distribution.DataParallel, JAX), as in the lessons (common/distribution.py).
 """
 
 import argparse
@@ -79,7 +79,8 @@ def build_parser():
                         help="stop a trial whose best objective so far is worse than the median of the "
                         "completed trials' running averages at the same epoch (random and bayesian)")
     parser.add_argument("--median-min-trials", type=int,
-                        help=f"--median-stopping: completed trials needed first (default {MEDIAN_MIN_TRIALS})")
+                        help="--median-stopping: completed trials needed first "
+                        f"(default {MEDIAN_MIN_TRIALS})")
     parser.add_argument("--median-grace-epochs", type=int,
                         help="--median-stopping: epochs every trial runs (default: a tenth of the epochs)")
     parser.add_argument("--max-failures", type=int, default=3,
@@ -120,9 +121,10 @@ def check_args(args):
         runs.check_plain_name(args.name, "--name")
     check_median_args(args)
     if args.distribution == "multi_worker":
-        raise UserError("--distribution multi_worker trains one model over several processes, but KerasTuner "
-                        "runs one trial per process: spread the trials with python -m tuning.distributed, and "
-                        "give each trial its machine's devices with --distribution mirrored or data_parallel.")
+        raise UserError("--distribution multi_worker trains one model over several processes, but "
+                        "KerasTuner runs one trial per process: spread the trials with python -m "
+                        "tuning.distributed, and give each trial its machine's devices with --distribution "
+                        "mirrored or data_parallel.")
 
 
 def check_median_args(args):
@@ -131,8 +133,8 @@ def check_median_args(args):
             raise UserError("--median-min-trials and --median-grace-epochs need --median-stopping.")
         return
     if args.compare or args.tuner in ("hyperband", "grid"):
-        raise UserError("--median-stopping works with --tuner random or bayesian (hyperband stops trials by its "
-                        "brackets; grids and --compare train every value fully to compare them).")
+        raise UserError("--median-stopping works with --tuner random or bayesian (hyperband stops trials "
+                        "by its brackets; grids and --compare train every value fully to compare them).")
     if args.median_min_trials is not None and args.median_min_trials < 1:
         raise UserError(f"--median-min-trials must be at least 1, got {args.median_min_trials}.")
     if args.median_grace_epochs is not None and args.median_grace_epochs < 0:

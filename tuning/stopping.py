@@ -1,6 +1,6 @@
-"""Median stopping (Golovin et al. 2017, "Google Vizier", section 3.2.2): a trial is stopped after epoch s when
-its best objective so far is strictly worse than the median of the completed trials' running averages of the
-objective up to epoch s.
+"""Median stopping (Golovin et al. 2017, "Google Vizier", section 3.2.2): a trial is stopped after epoch s
+when its best objective so far is strictly worse than the median of the completed trials' running averages
+of the objective up to epoch s.
 
     rule = MedianRule("val_accuracy", "max", min_trials=5, grace_epochs=10)
     model.fit(..., callbacks=[MedianStopping(rule, completed_curves(curves_dir, "val_accuracy", trial_id))])
