@@ -1,9 +1,10 @@
-"""CIFAR-10 benchmark: time to accuracy of the lesson's models, exported-file accuracy, and CPU time per epoch
-of the GPU-profile models.
+r"""CIFAR-10 benchmark: time to accuracy of the lesson's models, exported-file accuracy, and CPU time per
+epoch of the GPU-profile models.
 
-    python -m benchmarks.cifar10                          # the quick profile (fast net), wall time included
-    python -m benchmarks.cifar10 --models course_cnn --epochs 10 --extra "--optimizer adam --learning-rate 1e-3 --schedule constant --label-smoothing 0"
-    python -m benchmarks.cifar10 --epoch-times            # seconds per epoch here for every full-profile model
+    python -m benchmarks.cifar10                # the quick profile (fast net), wall time included
+    python -m benchmarks.cifar10 --models course_cnn --epochs 10 \
+        --extra "--optimizer adam --learning-rate 1e-3 --schedule constant --label-smoothing 0"
+    python -m benchmarks.cifar10 --epoch-times  # seconds per epoch here for every full-profile model
 
 Writes the cifar10 section of RESULTS.md. Rows of earlier runs (other models, profiles) are kept in
 benchmarks/cifar10_rows.json, each with the stamp of the run that measured it; the wall time of a row runs
@@ -11,12 +12,12 @@ from the start of the lesson (data loading included) to its final test number, e
 runs with the user's defaults (TensorBoard logs included); the command column shows the flags the benchmark
 adds.
 
-    python -m benchmarks.cifar10 --render                 # the section again from cifar10_rows.json, measuring nothing
+    python -m benchmarks.cifar10 --render       # the section again from cifar10_rows.json, measuring nothing
 
 airbench94's recipe and its ablations (benchmarks/cifar10_airbench.py, which says what each measures):
 
-    python -m benchmarks.cifar10 --airbench               # recipes/cifar10_airbench94.json, seeds 0,1,2
-    python -m benchmarks.cifar10 --ablations              # each method removed in turn, seed 0
+    python -m benchmarks.cifar10 --airbench     # recipes/cifar10_airbench94.json, seeds 0,1,2
+    python -m benchmarks.cifar10 --ablations    # each method removed in turn, seed 0
 """
 
 import argparse
@@ -46,8 +47,8 @@ from tasks import cifar10  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "cifar10_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["model", "profile", "test accuracy", "held-out lossless / JPEG", "best val accuracy", "params", "epochs",
-           "wall time (min)", "time per epoch (s)", "images/s", "stamp", "command"]
+COLUMNS = ["model", "profile", "test accuracy", "held-out lossless / JPEG", "best val accuracy", "params",
+           "epochs", "wall time (min)", "time per epoch (s)", "images/s", "stamp", "command"]
 EXPORT_COLUMNS = ["format", "file", "size_mb", "test_accuracy", "stamp"]
 EPOCH_COLUMNS = ["model", "params", "batch size", "s per epoch (CPU here)", "stamp"]
 # `--epoch-times`: the full-profile recipes whose epochs are too slow to run to the end here, timed for a few
@@ -71,17 +72,21 @@ def full_models():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--models", help="comma-separated, of: " + ", ".join(cnn.BUILDERS)
                         + " (default: the profile's model)")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--cutout 8\"")
-    parser.add_argument("--epoch-times", action="store_true", help="time a few steps of every full-profile model")
+    parser.add_argument("--epoch-times", action="store_true",
+                        help="time a few steps of every full-profile model")
     parser.add_argument("--data-dir")
     parser.add_argument("--render", action="store_true", help="write the section from cifar10_rows.json only")
-    parser.add_argument("--airbench", action="store_true", help="the airbench94 recipe's row (--seeds, default 0,1,2)")
-    parser.add_argument("--ablations", action="store_true", help="the recipe with each method removed (--seeds, default 0)")
+    parser.add_argument("--airbench", action="store_true",
+                        help="the airbench94 recipe's row (--seeds, default 0,1,2)")
+    parser.add_argument("--ablations", action="store_true",
+                        help="the recipe with each method removed (--seeds, default 0)")
     parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations")
     parser.add_argument("--only", help="comma-separated ablations to run: " + ", ".join(airbench.ABLATIONS))
     args = parser.parse_args(argv)
@@ -119,7 +124,8 @@ def run_models(args, state):
                 shutil.copy(run_dir / plot, PLOTS / f"cifar10_{name}_{args.profile}_{plot}")
         assert code == 0
         accuracy = f"{result['test_accuracy']:.4f}" + (
-            f" ({result['test_accuracy_tta']:.4f} with {'multi-crop' if config.get('tta_crops') else 'flip'} TTA)"
+            f" ({result['test_accuracy_tta']:.4f} with "
+            f"{'multi-crop' if config.get('tta_crops') else 'flip'} TTA)"
             if "test_accuracy_tta" in result else "")
         key = f"{name}/{args.profile}" + (f"/{args.epochs}ep" if args.epochs else "") + (
             f"/{args.extra}" if args.extra else "")
@@ -128,7 +134,8 @@ def run_models(args, state):
             "profile": args.profile, "test accuracy": accuracy, "held-out lossless / JPEG": held_out(result),
             "best val accuracy": round(result["best_val_accuracy"] or 0, 4), "params": result["params"],
             "epochs": result["epochs"], "wall time (min)": f"{wall / 60:.1f}",
-            "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}", "images/s": f"{result['images_per_s']:.0f}",
+            "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}",
+            "images/s": f"{result['images_per_s']:.0f}",
             "stamp": measured, "command": "`" + " ".join(["python -m tasks.cifar10", *flags]) + "`"}
         if result.get("exports"):
             state["exports"] = [dict(row, model=key, stamp=measured) for row in result["exports"]]
@@ -175,7 +182,8 @@ class _FakeData:
 
 def load_state():
     """cifar10_rows.json; a row measured before stamps gets its explicit marker."""
-    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}, "exports": [], "epochs": []}
+    state = (json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists()
+             else {"rows": {}, "exports": [], "epochs": []})
     for key, row in state["rows"].items():
         row.setdefault("stamp", unstamped(rerun_command(key)))
     for row in state.get("exports", []):
@@ -193,21 +201,23 @@ def rerun_command(key):
     if epochs:
         flags += ["--epochs", epochs.group(1)]
         rest = rest[epochs.end():]
-    return " ".join(["python -m benchmarks.cifar10", *flags, *(["--extra", shlex.quote(rest)] if rest else [])])
+    return " ".join(["python -m benchmarks.cifar10", *flags,
+                     *(["--extra", shlex.quote(rest)] if rest else [])])
 
 
 def render(state):
     """The section from the recorded rows alone: each table's stamps are spelled out below it."""
     body = ("## CIFAR-10 (`tasks/cifar10.py`)\n\n"
-            + "- data: " + (state.get("data") or "CIFAR-10") + "; the 50,000 training images less 5,000 held out "
-              "for validation (seed 42) and, where a row has held-out numbers, less the first 4,000, held out as "
-              "their lossless originals and scored on them and on their JPEG versions (held-out lossless / JPEG: "
-              "the difference is what the JPEG copy costs); all 10,000 test images for the test accuracy; best "
-              "val accuracy: the highest validation accuracy over the run's epochs\n\n")
+            + "- data: " + (state.get("data") or "CIFAR-10") + "; the 50,000 training images less 5,000 "
+              "held out for validation (seed 42) and, where a row has held-out numbers, less the first "
+              "4,000, held out as their lossless originals and scored on them and on their JPEG versions "
+              "(held-out lossless / JPEG: the difference is what the JPEG copy costs); all 10,000 test "
+              "images for the test accuracy; best val accuracy: the highest validation accuracy over the "
+              "run's epochs\n\n")
     tables = [(list(state["rows"].values()), COLUMNS, "cifar10", ""),
               (state.get("exports", []), EXPORT_COLUMNS, "cifar10",
-               f"Exported files of `{state['exports'][0]['model']}`, each loaded back from disk and run on the 10,000 "
-               "test images:\n\n" if state.get("exports") else ""),
+               f"Exported files of `{state['exports'][0]['model']}`, each loaded back from disk and run on "
+               "the 10,000 test images:\n\n" if state.get("exports") else ""),
               (state.get("epochs", []), EPOCH_COLUMNS, None,
                "CPU time per epoch here of the full-profile recipes (timed training steps on random images, "
                "`python -m benchmarks.cifar10 --epoch-times`):\n\n")]

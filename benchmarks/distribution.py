@@ -76,7 +76,8 @@ def main(argv=None):
 def measure(args, model, workers):
     """One lesson run (via the launcher for several workers); its numbers from the chief's metrics.json."""
     lesson = ["python", "-m", "tasks.cifar10", "--profile", args.profile, "--model", model, "--epochs",
-              str(args.epochs), "--max-images", str(args.max_images), "--verbose", "2", "--no-export", "--no-tta"]
+              str(args.epochs), "--max-images", str(args.max_images), "--verbose", "2", "--no-export",
+              "--no-tta"]
     if workers == "mirrored":
         command = lesson + ["--distribution", "mirrored"]
     else:

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_FOLDERS = {"logs", "backup", "saved_model"}
 # Config fields that decide which examples a run saw (shown beside the data set).
 # (val_size and limit: the old names of val_images and max_images, in the config.json of older runs)
-SPLIT_FIELDS = re.compile(r"fraction|split|val_images|max_images|max_rows|max_batches|val_size|limit|^dataset$|"
-                          r"^source$|unlabelled|shapes_count")
+SPLIT_FIELDS = re.compile(r"fraction|split|val_images|max_images|max_rows|max_batches|val_size|limit|"
+                          r"^dataset$|^source$|unlabelled|shapes_count")
 
 DATA_SETS = {
     "phone_price": "Mobile Price Classification (Kaggle): 2,000 labelled phones, 20 numeric features, "
@@ -111,7 +111,8 @@ def read_run(run_path):
 
 def _files(run_path, pattern):
     """Files of the run folder and of its model sub-folders (baseline/, ngram_reference/), in order;
-    cross-validation folds (cv/<model>/fold-k/) are deeper and left out: one figure per fold would bury the run's own."""
+    cross-validation folds (cv/<model>/fold-k/) are deeper and left out: one figure per fold would bury the
+    run's own."""
     found = [p for p in run_path.rglob(pattern) if len(p.relative_to(run_path).parts) <= 2
              and not SKIPPED_FOLDERS & set(p.relative_to(run_path).parts[:-1])]
     return sorted(found, key=lambda p: (len(p.relative_to(run_path).parts), p.as_posix()))

@@ -98,16 +98,19 @@ class BlobsConfig(TrainConfig):
 
 # %% Data
 def make_datasets(config, data):
-    """tf.data batches of the three parts (train shuffled with the seed), as `common/training.py: TrainingData`."""
+    """tf.data batches of the three parts (train shuffled with the seed), as
+    `common/training.py: TrainingData`."""
     import tensorflow as tf
 
     def batches(part, shuffle=False):
         dataset = tf.data.Dataset.from_tensor_slices(part)
-        return (dataset.shuffle(len(part[1]), seed=config.seed) if shuffle else dataset).batch(config.batch_size)
+        return (dataset.shuffle(len(part[1]), seed=config.seed) if shuffle
+                else dataset).batch(config.batch_size)
 
     steps = math.ceil(len(data.train[1]) / config.batch_size)
     return training.TrainingData(batches(data.train, shuffle=True), batches(data.val), steps,
-                                 test=batches(data.test), test_labels=data.test[1], class_names=data.class_names)
+                                 test=batches(data.test), test_labels=data.test[1],
+                                 class_names=data.class_names)
 
 
 # %% Model and training
@@ -189,15 +192,16 @@ def test_a_new_lesson_from_the_listed_pieces_runs_everywhere(tmp_path):
     repo = tmp_path / "repo"
     copy_source(repo)
     add_lesson(repo)
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "KERAS_TUTORIALS_DATA")}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "KERAS_TUTORIALS_DATA")}
     env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2", KERAS_HOME=str(tmp_path / "keras_home"),
                KERAS_TUTORIALS_CACHE=str(tmp_path / "cache"), MPLCONFIGDIR=str(tmp_path / "matplotlib"))
 
     run(["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'pytest'}",
          f"tests/{NAME}_test.py"], repo, env)
 
-    result = run(["run_all.py", "--profile", "smoke", "--tasks", NAME, "--output-dir", str(tmp_path / "runs")],
-                 repo, env)
+    result = run(["run_all.py", "--profile", "smoke", "--tasks", NAME, "--output-dir",
+                  str(tmp_path / "runs")], repo, env)
     rows = json.loads((tmp_path / "runs" / "summary.json").read_text())["rows"]
     assert [(r["task"], r["model"], r["metric"]) for r in rows] == [(NAME, "mlp", "test_accuracy")]
     assert rows[0]["value"] > 0.8  # two classes: chance is 0.5

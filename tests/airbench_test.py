@@ -1,4 +1,5 @@
-"""airbench94's methods (models/airbench.py, common/callbacks.py, common/images.py) and the lesson's recipe."""
+"""airbench94's methods (models/airbench.py, common/callbacks.py, common/images.py) and the lesson's
+recipe."""
 
 import json
 import types
@@ -16,7 +17,8 @@ from tests.conftest import CIFAR_CLASSES, synthetic_images
 
 
 def correlated_images(n=40, size=12, seed=0):
-    """Normalised float images whose neighbouring pixels and channels are strongly correlated, as in photos."""
+    """Normalised float images whose neighbouring pixels and channels are strongly correlated, as in
+    photos."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, size + 1, size + 1, 3))
     x = x[:, 1:, 1:] + x[:, :-1, :-1] + 0.5 * x[:, 1:, :-1]  # neighbours share noise
@@ -33,7 +35,8 @@ def test_whitening_output_has_identity_covariance_on_the_training_patches():
     np.testing.assert_allclose(first.T @ first / len(first), np.eye(12), atol=2e-4)
     np.testing.assert_allclose(second, -first, atol=1e-6)  # each filter and its negative
     assert [w.path for w in layer.trainable_weights] == ["patch_whitening/bias"]  # the filters do not train
-    # airbench's eps (5e-4) caps the gain of the weakest directions: variance lambda / (lambda + eps), diagonal.
+    # airbench's eps (5e-4) caps the gain of the weakest directions: variance lambda / (lambda + eps),
+    # diagonal.
     eigenvalues = np.sort(np.linalg.eigvalsh(airbench.patch_covariance(x)))[::-1]
     default = airbench.PatchWhitening()
     default.adapt(x)
@@ -57,7 +60,8 @@ def test_frozen_whitening_bias_keeps_its_value_and_no_longer_trains():
 def test_dirac_init_makes_a_conv_the_identity_map():
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(1).normal(size=(2, 7, 7, 8)).astype("float32")
-    same = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, kernel_initializer=airbench.Dirac("he_normal"))
+    same = keras.layers.Conv2D(8, 3, padding="same", use_bias=False,
+                               kernel_initializer=airbench.Dirac("he_normal"))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(same(x)), x, atol=1e-6)
     wider = keras.layers.Conv2D(12, 3, padding="same", use_bias=False, kernel_initializer=airbench.Dirac())
     y = keras.ops.convert_to_numpy(wider(x))
@@ -73,8 +77,8 @@ def _shift_after_one_step(bias_lr, x, y):
     config = types.SimpleNamespace(bn_momentum=0.9, bn_scale=False, bn_bias_lr=bias_lr)
     inputs = keras.Input((4,))
     normed = cnn.batch_norm(inputs, config, name="bn")
-    outputs = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant([[1.0], [-2.0], [0.5], [3.0]]),
-                                 name="head")(normed)
+    outputs = keras.layers.Dense(
+        1, kernel_initializer=keras.initializers.Constant([[1.0], [-2.0], [0.5], [3.0]]), name="head")(normed)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(0.01, momentum=0.85, nesterov=True), loss="mse")
 
@@ -128,7 +132,8 @@ def test_lookahead_weights_after_k_steps_match_a_hand_computation():
 
 def test_alternating_flip_mirrors_each_image_in_exactly_half_the_epochs():
     n, batch, epochs = 10, 4, 4
-    ramp = np.tile(np.arange(8, dtype="uint8")[None, None, :, None] * 10, (n, 8, 1, 3))  # rising left to right
+    # rising left to right
+    ramp = np.tile(np.arange(8, dtype="uint8")[None, None, :, None] * 10, (n, 8, 1, 3))
     x, y = ramp + np.arange(n, dtype="uint8")[:, None, None, None], np.arange(n)
 
     def stream(seed):
@@ -162,8 +167,8 @@ def test_multi_crop_tta_on_a_model_that_ignores_its_input_returns_its_output():
     x = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3)).astype("uint8")
     expected = np.exp(bias) / np.exp(bias).sum()
     for translate in (False, True):
-        np.testing.assert_allclose(images.predict_tta(model, x, translate=translate), np.tile(expected, (5, 1)),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(images.predict_tta(model, x, translate=translate),
+                                   np.tile(expected, (5, 1)), rtol=1e-5)
     views = images.tta_views(x.astype("float32"), translate=True)
     assert len(views) == 6 and sum(weight for _, weight in views) == pytest.approx(1.0)
     shifted = views[2][0]  # moved one pixel down-right: pixel (i, j) comes from (i - 1, j - 1)
@@ -206,7 +211,8 @@ def test_smoke_run_with_every_method_on_beats_chance_and_exports(tmp_path, cifar
 
 def test_airbench_recipe_is_a_valid_config_with_every_method_on():
     config = build_config(cifar10.Cifar10Config, config_file="recipes/cifar10_airbench94.json")
-    assert config.whiten and config.dirac and config.lookahead and config.alternating_flip and config.tta_crops
+    assert (config.whiten and config.dirac and config.lookahead and config.alternating_flip
+            and config.tta_crops)
     assert not config.bn_scale and config.bn_bias_lr == 64 and config.val_images == 0
     assert config.lossless_holdout
     assert (config.batch_size, config.epochs, config.schedule) == (1024, 10, "triangular")
@@ -263,7 +269,8 @@ def test_forward_flops_of_the_recipe_net_match_the_formula_and_airbench94s_count
     x, y = synthetic_images(5)
     data = cifar10_data.Splits(x, y, x[:0], y[:0], x[:1], y[:1], CIFAR_CLASSES)
     total, stem = forward_flops(cnn.build_cnn(config, data))
-    # 2 x multiply-adds: stem 2x2x3 -> 24 on 31x31; per block conv 3x3 then pool, conv 3x3 (31 -> 15 -> 7 -> 3)
+    # 2 x multiply-adds: stem 2x2x3 -> 24 on 31x31; per block conv 3x3 then pool, conv 3x3
+    # (31 -> 15 -> 7 -> 3)
     convs = [(24, 64, 31), (64, 64, 15), (64, 256, 15), (256, 256, 7), (256, 256, 7), (256, 256, 3)]
     expected_stem = 2 * 12 * 24 * 31 * 31
     assert stem == expected_stem

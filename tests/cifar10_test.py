@@ -26,12 +26,13 @@ def test_smoke_run_learns_exports_and_predicts(tmp_path, cifar_root, cli):
     assert set(result["per_class_accuracy"]) == set(result["class_names"])
     exports = {row["format"]: row for row in result["exports"]}
     assert exports["saved_model"]["test_accuracy"] == pytest.approx(result["test_accuracy"], abs=0.011)
-    # int8 scored the same as the float model here (seeds 42, 0, 1); one image of the 100 may flip. A converter
-    # calibrated on the wrong inputs falls to chance (tests/export_test.py).
+    # int8 scored the same as the float model here (seeds 42, 0, 1); one image of the 100 may flip. A
+    # converter calibrated on the wrong inputs falls to chance (tests/export_test.py).
     assert abs(exports["tflite_int8"]["test_accuracy"] - result["test_accuracy"]) <= 0.01
     assert exports["tflite_int8"]["size_mb"] < exports["tflite_float16"]["size_mb"]
-    for name in ["model.keras", "history.csv", "learning_curves.png", "confusion_matrix.png", "misclassified.png",
-                 "exports.md", "model_int8.tflite", "saved_model/saved_model.pb", "config.json"]:
+    for name in ["model.keras", "history.csv", "learning_curves.png", "confusion_matrix.png",
+                 "misclassified.png", "exports.md", "model_int8.tflite", "saved_model/saved_model.pb",
+                 "config.json"]:
         assert (run / name).exists(), name
 
     # A test image of the class the model does best on, saved at a bigger size: predict resizes it.
@@ -58,7 +59,8 @@ def test_bad_data_and_flags_exit_2_with_one_sentence(tmp_path, cifar_root, cli):
     assert code == 2 and "0003.png is not a readable image" in err and "Traceback" not in err
     code, _, err = cli(cifar10.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "nowhere")])
     assert code == 2 and "is not a folder" in err
-    code, _, err = cli(cifar10.main, ["--profile", "smoke", "--data-dir", str(cifar_root), "--model", "alexnet"])
+    code, _, err = cli(cifar10.main,
+                       ["--profile", "smoke", "--data-dir", str(cifar_root), "--model", "alexnet"])
     assert code == 2 and "invalid choice" in err
     code, _, err = cli(cifar10.main, ["--profile", "smoke", "--data-dir", str(cifar_root), "--mixup", "0.2",
                                       "--loss", "sparse_categorical_crossentropy"])

@@ -8,7 +8,8 @@ from conftest import CnnConfig as Config
 from models import cnn
 
 
-DATA = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0), variance=np.full(3, 3600.0))
+DATA = SimpleNamespace(image_shape=(32, 32, 3), num_classes=10, mean=np.full(3, 120.0),
+                       variance=np.full(3, 3600.0))
 
 
 def trainable(model):

@@ -135,7 +135,8 @@ def test_a_stale_partial_folder_of_a_killed_extraction_is_cleaned_up(tmp_path):
 
 def test_the_files_a_lesson_reads_directly_are_checked_against_sha256sums_every_time(tmp_path, cli):
     """The phone-price CSVs are read as they are (no cache): a copy that differs from its SHA256SUMS line
-    is refused before anything trains, on every run, and the files that ship in datasets/data/ match theirs."""
+    is refused before anything trains, on every run, and the files that ship in datasets/data/ match
+    theirs."""
     from conftest import write_phone_csv
     from datasets import mobile_price
     from tasks import phone_price
@@ -148,7 +149,8 @@ def test_the_files_a_lesson_reads_directly_are_checked_against_sha256sums_every_
     (folder / "SHA256SUMS").write_text(f"{good}  train.csv\n")
     assert find_dataset("mobile_price", tmp_path / "root", required=("train.csv",)) == folder
     with open(folder / "train.csv", "a") as handle:
-        handle.write("1,0,1.0,0,1,0,1,0.1,100,1,1,1,1,1,1,1,1,0,0,0,3\n")  # one row added: same name, new bytes
+        # one row added: same name, new bytes
+        handle.write("1,0,1.0,0,1,0,1,0.1,100,1,1,1,1,1,1,1,1,0,0,0,3\n")
     with pytest.raises(UserError, match="train.csv does not match its checksum"):
         find_dataset("mobile_price", tmp_path / "root", required=("train.csv",))
     code, _, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(tmp_path / "root"),

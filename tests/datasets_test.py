@@ -1,5 +1,6 @@
 """One home per data set (datasets/__init__.py): every module has `load(config)` returning its one `Splits`,
-with `train`, `val`, `test`, `source` and `note`, and the tuner loads each lesson's data with that same `load`."""
+with `train`, `val`, `test`, `source` and `note`, and the tuner loads each lesson's data with that same
+`load`."""
 
 import dataclasses
 import importlib

@@ -45,7 +45,8 @@ def test_offline_download_is_not_found_not_an_error(tmp_path):
 
 
 def test_imdb_download_with_another_hash_exits_2_in_one_sentence(tmp_path, served_archive, cli, monkeypatch):
-    monkeypatch.setattr(imdb_data, "ARCHIVE_URL", served_archive.as_uri())  # ARCHIVE_SHA256 stays the real one
+    # ARCHIVE_SHA256 stays the real one
+    monkeypatch.setattr(imdb_data, "ARCHIVE_URL", served_archive.as_uri())
     code, _, err = cli(imdb.main, ["--profile", "smoke", "--output-dir", str(tmp_path / "runs")])
     assert code == 2 and "does not match its published SHA-256" in err and "Traceback" not in err
     assert not (data_root.keras_cache_root() / "imdb" / "aclImdb_v1.tar.gz").exists()

@@ -24,7 +24,12 @@ def trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize("units,batch_norm", [((32, 16), False), ((64,), True), ((), False), ((8, 8, 8), True)])
+@pytest.mark.parametrize("units,batch_norm", [
+    ((32, 16), False),
+    ((64,), True),
+    ((), False),
+    ((8, 8, 8), True),
+])
 def test_parameter_count_matches_the_formula(units, batch_norm):
     model = build_fnn(config(hidden_units=units, batch_norm=batch_norm), DATA)
     assert trainable(model) == fnn_parameter_count(20, units, 4, batch_norm)

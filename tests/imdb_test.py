@@ -1,4 +1,5 @@
-"""The IMDB lesson: loader, vectoriser, recurrent factories (parameters, masking), saving, predict, learning."""
+"""The IMDB lesson: loader, vectoriser, recurrent factories (parameters, masking), saving, predict,
+learning."""
 
 import dataclasses
 import json
@@ -51,7 +52,8 @@ def test_empty_and_non_utf8_reviews_are_read_with_replacement(tmp_path):
 def test_unicode_separators_split_words_and_the_vocabulary_survives_saving(tmp_path):
     odd = ["good\x85film", "fine\u2028acting", "zero\u200bwidth", "tab\x0bbed", "nbsp\xa0here"]
     standardized = [standardize_review(np.array([t.encode()])).numpy()[0].decode().split() for t in odd]
-    assert standardized == [["good", "film"], ["fine", "acting"], ["zero", "width"], ["tab", "bed"], ["nbsp", "here"]]
+    assert standardized == [["good", "film"], ["fine", "acting"], ["zero", "width"], ["tab", "bed"],
+                            ["nbsp", "here"]]
     vectorizer = keras.layers.TextVectorization(standardize=standardize_review, output_sequence_length=4)
     vectorizer.adapt(np.array(odd * 3))
     inputs = keras.Input(shape=(1,), dtype="string")
@@ -153,11 +155,13 @@ def test_bigram_inputs_tell_word_order_apart_and_are_counted():
 
 
 def test_bigram_pooled_model_survives_saving(tmp_path):
-    model = text_models.build_text_classifier(model_config("bigru_pool", bigram_buckets=16), tiny_data(length=12))
+    model = text_models.build_text_classifier(model_config("bigru_pool", bigram_buckets=16),
+                                              tiny_data(length=12))
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     reviews = imdb_data.string_batch(["w3 w7 w1 w22", "w22 w1 w7 w3 w9"])
-    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0),
+                               atol=1e-6)
 
 
 def test_attention_weights_sum_to_one_and_skip_padding():
@@ -176,7 +180,8 @@ def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
     run = tmp_path / "runs" / "imdb" / "s"
     metrics = json.loads((run / "metrics.json").read_text())["results"]
     # Measured here: 1.0 and 0.95 (seeds 0, 1: 1.0, 1.0 and 0.9625, 0.9125); chance is 0.5. A change that
-    # costs the attention model 4 of the 80 test reviews, or drops the n-gram model below its worst seed, fails.
+    # costs the attention model 4 of the 80 test reviews, or drops the n-gram model below its worst seed,
+    # fails.
     assert metrics["bilstm_attention"]["test_accuracy"] >= 0.95
     assert metrics["ngram"]["test_accuracy"] >= 0.9
     for name in ["model.keras", "history.csv", "attention.png", "attention.html", "confusion_matrix.png",
@@ -200,7 +205,8 @@ def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
 
 
 def test_bad_flags_exit_2(tmp_path, imdb_root, cli):
-    code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(imdb_root), "--model", "transformer"])
+    code, _, err = cli(imdb.main,
+                       ["--profile", "smoke", "--data-dir", str(imdb_root), "--model", "transformer"])
     assert code == 2 and "invalid choice" in err
     code, _, err = cli(imdb.main, ["--profile", "smoke", "--data-dir", str(imdb_root), "--units", "0"])
     assert code == 2 and "--units must be at least 1" in err
@@ -275,7 +281,8 @@ def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imd
 
 
 def fake_keras_imdb(monkeypatch, per_class=40):
-    """keras.datasets.imdb without a download: sequences in its encoding (word of rank r = r + 3, 1 = start)."""
+    """keras.datasets.imdb without a download: sequences in its encoding (word of rank r = r + 3,
+    1 = start)."""
     vocabulary = POSITIVE + NEGATIVE + NEUTRAL
     word_index = {word: rank for rank, word in enumerate(vocabulary, start=1)}
     rng = np.random.default_rng(0)
@@ -298,7 +305,8 @@ def test_keras_copy_is_decoded_to_text_and_split_like_the_folder(tmp_path, monke
     data = imdb_data.load(smoke_config(tmp_path, tmp_path, source="keras", max_batches=None, batch_size=16,
                                        val_fraction=0.25))
     assert data.source == "keras.datasets.imdb"
-    train = [(t.decode(), int(y)) for batch, labels in data.train for t, y in zip(batch.numpy(), labels.numpy())]
+    train = [(t.decode(), int(y)) for batch, labels in data.train
+             for t, y in zip(batch.numpy(), labels.numpy())]
     val = [int(y) for _, labels in data.val for y in labels.numpy()]
     test = [int(y) for _, labels in data.test for y in labels.numpy()]
     assert (len(train), len(val), len(test)) == (60, 20, 80) and set(val) == {0, 1}
@@ -413,7 +421,8 @@ def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path, cli)
     vocabulary. The saved model, on raw test strings, scores exactly what the run measured, and the
     lesson's predict command reads it."""
     root = tmp_path / "data"
-    extra = {f"test/{label}/unseen_{i}_1.txt": " ".join(ONLY_IN_TEST * 3 + [words[i % len(words)]] * 2).encode()
+    extra = {f"test/{label}/unseen_{i}_1.txt":
+             " ".join(ONLY_IN_TEST * 3 + [words[i % len(words)]] * 2).encode()
              for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(10)}
     write_imdb_archive(root, extra=extra)
     assert imdb.train(nbsvm_config(tmp_path, root, run_id="nb")) == 0
@@ -431,7 +440,8 @@ def test_nbsvm_learns_and_its_vocabulary_never_sees_a_test_review(tmp_path, cli)
     labels = np.concatenate([y.numpy() for _, y in data.test])
     predicted = model.predict(imdb_data.string_batch(reviews), verbose=0)[:, 0] > 0.5
     assert np.mean(predicted == labels) == pytest.approx(result["test_accuracy"], abs=1e-9)
-    code, out, _ = cli(imdb.main, ["predict", "--run", str(run), "a superb, moving film", "awful, dull waste"])
+    code, out, _ = cli(imdb.main,
+                       ["predict", "--run", str(run), "a superb, moving film", "awful, dull waste"])
     assert code == 0 and [line.split("\t")[0] for line in out.splitlines()[-2:]] == ["positive", "negative"]
 
 
@@ -443,7 +453,8 @@ def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_p
     assert loaded.inputs[0].dtype == "string" and loaded.output_shape == (None, 1)  # what predict checks
     reviews = imdb_data.string_batch(["A great, moving film!", "Dull and awful.<br />The worst plot.", "",
                                  "never seen words here"])
-    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(reviews, verbose=0), model.predict(reviews, verbose=0),
+                               atol=1e-6)
     np.testing.assert_array_equal(loaded.get_layer("nb_scaling").ratios.numpy(), data.nb_ratios)
     assert model.predict(reviews, verbose=0)[0, 0] > 0.5 > model.predict(reviews, verbose=0)[1, 0]
     assert result["params"] == 2 * data.vectorizer.vocabulary_size() + 1

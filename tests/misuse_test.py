@@ -48,7 +48,8 @@ def snapshot(*roots):
                 path = Path(folder) / name
                 stat = path.lstat()
                 digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else ""
-                state[str(path)] = ("dir" if path.is_dir() else "file", stat.st_size, digest, stat.st_mtime_ns)
+                state[str(path)] = ("dir" if path.is_dir() else "file", stat.st_size, digest,
+                                    stat.st_mtime_ns)
     return state
 
 
@@ -103,7 +104,8 @@ def review_model(path):
 
 
 def fake_run(folder, task, model=None, metrics=None, marker=True):
-    """A finished run folder of `task` as start_run/finish_run leave it, with `model(folder / "model.keras")`."""
+    """A finished run folder of `task` as start_run/finish_run leave it, with
+    `model(folder / "model.keras")`."""
     folder.mkdir(parents=True, exist_ok=True)
     if marker:
         (folder / runs.MARKER).write_text(json.dumps({"project": runs.PROJECT, "task": task}))
@@ -142,8 +144,8 @@ def immutable():
                                                        capture_output=True).returncode == 0:
             made.append(lambda: subprocess.run(["chattr", "-i", str(folder)], check=True))
         else:
-            pytest.skip("running as root (chmod does not stop root's writes) and chattr +i is unavailable here "
-                        "(needs CAP_LINUX_IMMUTABLE on ext2/3/4, XFS or btrfs)")
+            pytest.skip("running as root (chmod does not stop root's writes) and chattr +i is unavailable "
+                        "here (needs CAP_LINUX_IMMUTABLE on ext2/3/4, XFS or btrfs)")
         return folder
 
     yield make
@@ -190,8 +192,8 @@ BAD_FLAGS = [
 @pytest.mark.parametrize("task,argv,fragments", [(t, a, f) for t, a, *f in BAD_FLAGS],
                          ids=[f"{t}{' '.join(a)}" for t, a, *_ in BAD_FLAGS])
 def test_lessons_refuse_malformed_values_before_writing_anything(task, argv, fragments, refused, phone_root):
-    refused(LESSONS[task].main, ["--profile", "smoke", "--data-dir", phone_root, "--output-dir", "runs", *argv],
-            *fragments)
+    refused(LESSONS[task].main,
+            ["--profile", "smoke", "--data-dir", phone_root, "--output-dir", "runs", *argv], *fragments)
 
 
 @pytest.mark.parametrize("values,fragment", [
@@ -208,7 +210,8 @@ def test_a_config_file_with_wrong_values_is_refused(tmp_path, refused, values, f
 
 def test_an_output_dir_that_is_a_file_is_refused(tmp_path, refused):
     (tmp_path / "runs").write_text("not a folder")
-    refused(phone_price.main, ["--profile", "smoke", "--output-dir", tmp_path / "runs"], "--output-dir", "is a file")
+    refused(phone_price.main, ["--profile", "smoke", "--output-dir", tmp_path / "runs"], "--output-dir",
+            "is a file")
 
 
 # ------------------------------------------------------------------------ generated values (hypothesis)
@@ -217,7 +220,8 @@ def _fields(kind_wanted):
     found = []
     for cls in CONFIGS.values():
         hints = typing.get_type_hints(cls)
-        found += [(cls, f.name) for f in dataclasses.fields(cls) if _base_type(hints[f.name])[0] is kind_wanted]
+        found += [(cls, f.name) for f in dataclasses.fields(cls)
+                  if _base_type(hints[f.name])[0] is kind_wanted]
     return found
 
 
@@ -281,7 +285,8 @@ def test_generated_integers_beyond_the_limits_are_refused(data):
 @given(data=st.data())
 def test_generated_non_numbers_are_refused(data):
     cls, name = data.draw(st.sampled_from(_fields(int) + _fields(float)), label="field")
-    fractions = st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: not v.is_integer()).map(repr)
+    fractions = (st.floats(allow_nan=False, allow_infinity=False)
+                 .filter(lambda v: not v.is_integer()).map(repr))
     junk = [st.sampled_from(["nan", "inf", "-inf", "1e400", "0x10", "ten", "1,5", "3 4"]), st.booleans()]
     if (cls, name) in _fields(int):
         junk.append(fractions)  # 2.5 or 1e+20 where a whole number is due
@@ -347,7 +352,8 @@ def test_a_truncated_archive_keeps_the_good_extracted_cache(tmp_path, refused):
     (bad / "imdb").mkdir(parents=True)
     data = (good / "imdb" / "aclImdb.tar.gz").read_bytes()
     (bad / "imdb" / "aclImdb.tar.gz").write_bytes(data[:len(data) // 2])
-    refused(imdb.main, ["--profile", "smoke", "--data-dir", bad], "could not extract", "cache was left as it was")
+    refused(imdb.main, ["--profile", "smoke", "--data-dir", bad], "could not extract",
+            "cache was left as it was")
     assert snapshot(tree) == cached and imdb_data.find_reviews(good) == tree
 
 
@@ -377,11 +383,13 @@ def test_predict_writes_to_output_or_stdout_and_never_into_the_run(tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         run_cli(phone_price.main, ["predict", "--run", str(run), "--input", str(csv_path)])
     out, err = capsys.readouterr()
-    assert exit_info.value.code == 0 and out.splitlines()[0] == "id,price_range" and len(out.splitlines()) == 8
+    assert (exit_info.value.code == 0 and out.splitlines()[0] == "id,price_range"
+            and len(out.splitlines()) == 8)
     assert "7 phones -> stdout" in err
     output = tmp_path / "new" / "folder" / "labels.csv"  # a missing folder is created
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(phone_price.main, ["predict", "--run", str(run), "--input", str(csv_path), "--output", str(output)])
+        run_cli(phone_price.main,
+                ["predict", "--run", str(run), "--input", str(csv_path), "--output", str(output)])
     assert exit_info.value.code == 0 and len(output.read_text().splitlines()) == 8
     assert snapshot(run) == before
 
@@ -399,12 +407,16 @@ def test_untrusted_and_damaged_run_folders_are_refused(tmp_path, refused):
         (csv_path, "is not a folder"),
         (Path("/"), "is not a run folder of this project"),
         (someones, "is not a run folder of this project"),
-        (fake_run(tmp_path / "runs" / "cifar10" / "c", "cifar10", phone_model), "is a run of the cifar10 lesson"),
+        (fake_run(tmp_path / "runs" / "cifar10" / "c", "cifar10", phone_model),
+         "is a run of the cifar10 lesson"),
         (fake_run(base / "unfinished", "phone_price", phone_model, metrics=False), "has not finished"),
-        (fake_run(base / "empty_metrics", "phone_price", phone_model, metrics=""), "is empty or not valid JSON"),
-        (fake_run(base / "list_metrics", "phone_price", phone_model, metrics="[1, 2]"), "does not hold a JSON object"),
+        (fake_run(base / "empty_metrics", "phone_price", phone_model, metrics=""),
+         "is empty or not valid JSON"),
+        (fake_run(base / "list_metrics", "phone_price", phone_model, metrics="[1, 2]"),
+         "does not hold a JSON object"),
         (fake_run(base / "no_model", "phone_price"), "model.keras does not exist"),
-        (fake_run(base / "lambda", "phone_price", lambda_model), "holds Python code (a Lambda layer) and was not loaded"),
+        (fake_run(base / "lambda", "phone_price", lambda_model),
+         "holds Python code (a Lambda layer) and was not loaded"),
     ]
     (base / "corrupt").mkdir()
     fake_run(base / "corrupt", "phone_price")
@@ -415,9 +427,11 @@ def test_untrusted_and_damaged_run_folders_are_refused(tmp_path, refused):
     cases.append((small, "not this lesson's model"))
     for run, fragment in cases:
         refused(phone_price.main, ["predict", "--run", run, "--input", csv_path], fragment)
-    refused(phone_price.main, ["predict", "--run", good, "--input", csv_path, "--output", good / "predictions.csv"],
+    refused(phone_price.main,
+            ["predict", "--run", good, "--input", csv_path, "--output", good / "predictions.csv"],
             "is inside the run folder", "never modified")
-    refused(phone_price.main, ["predict", "--run", good, "--input", csv_path, "--output", tmp_path], "is a folder")
+    refused(phone_price.main, ["predict", "--run", good, "--input", csv_path, "--output", tmp_path],
+            "is a folder")
     (tmp_path / "binary.csv").write_bytes(b"\x00\x01\x02binary\xff" * 30)
     refused(phone_price.main, ["predict", "--run", good, "--input", tmp_path / "binary.csv"], "binary.csv")
 
@@ -430,7 +444,8 @@ def test_cifar10_predict_refusals_name_the_file(tmp_path, refused):
     run = fake_run(tmp_path / "runs" / "cifar10" / "r", "cifar10", image_model)
     image = write_png(tmp_path / "cat.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    refused(cifar10.main, ["predict", "--run", run, tmp_path / "broken.jpg"], "broken.jpg is not a readable image")
+    refused(cifar10.main, ["predict", "--run", run, tmp_path / "broken.jpg"],
+            "broken.jpg is not a readable image")
     refused(cifar10.main, ["predict", "--run", run, tmp_path], "is not an image file")
     refused(cifar10.main, ["predict", "--run", run, tmp_path / "nope.png"], "nope.png is not an image file")
     phone_run = fake_run(tmp_path / "runs" / "phone_price" / "p", "phone_price", phone_model)
@@ -442,7 +457,8 @@ def test_cifar10_predict_refusals_name_the_file(tmp_path, refused):
 def test_imdb_predict_refuses_a_binary_file_and_never_echoes_control_bytes(tmp_path, refused, capsys):
     run = fake_run(tmp_path / "runs" / "imdb" / "r", "imdb", review_model)
     (tmp_path / "reviews.bin").write_bytes(b"good film\n\x1b[2J\x00\x07 evil \xff\xfe")
-    line = refused(imdb.main, ["predict", "--run", run, "--file", tmp_path / "reviews.bin"], "is not a text file")
+    line = refused(imdb.main, ["predict", "--run", run, "--file", tmp_path / "reviews.bin"],
+                   "is not a text file")
     assert "\x1b" not in line and "\x07" not in line
     before = snapshot(run)
     with pytest.raises(SystemExit) as exit_info:
@@ -450,7 +466,8 @@ def test_imdb_predict_refuses_a_binary_file_and_never_echoes_control_bytes(tmp_p
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "\x1b" not in out and "\\x1b[31m red" in out
     assert snapshot(run) == before
-    refused(imdb.main, ["predict", "--run", fake_run(tmp_path / "runs" / "imdb" / "p", "imdb", phone_model), "ok"],
+    refused(imdb.main,
+            ["predict", "--run", fake_run(tmp_path / "runs" / "imdb" / "p", "imdb", phone_model), "ok"],
             "not this lesson's model")
 
 
@@ -458,14 +475,17 @@ def test_caption_refusals(tmp_path, refused):
     run = fake_run(tmp_path / "runs" / "captioning" / "r", "captioning", phone_model)
     (run / "vocabulary.json").write_text(json.dumps(["", "[UNK]", "<start>", "<end>", "a"]))
     image = write_png(tmp_path / "photo.png", 32)
-    for value, fragment in (("0", "--beam-size must be at least 1, got 0"), ("-3", "--beam-size must be at least 1"),
-                            ("x", "--beam-size expects a whole number"), ("1e9", "--beam-size expects a whole")):
+    for value, fragment in (("0", "--beam-size must be at least 1, got 0"),
+                            ("-3", "--beam-size must be at least 1"),
+                            ("x", "--beam-size expects a whole number"),
+                            ("1e9", "--beam-size expects a whole")):
         refused(captioning.main, ["caption", "--run", run, image, "--beam-size", value], fragment)
     (run / "vocabulary.json").write_text("{broken")
     refused(captioning.main, ["caption", "--run", run, image], "vocabulary.json is not a caption vocabulary")
     (run / "vocabulary.json").write_text(json.dumps(["", "[UNK]", "<start>", "<end>", "a"]))
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    refused(captioning.main, ["caption", "--run", run, image, tmp_path / "bad.png"], "bad.png is not a readable image")
+    refused(captioning.main, ["caption", "--run", run, image, tmp_path / "bad.png"],
+            "bad.png is not a readable image")
     refused(captioning.main, ["caption", "--run", fake_run(tmp_path / "runs" / "imdb" / "i", "imdb"), image],
             "is a run of the imdb lesson")
     refused(captioning.main, ["caption", "--run", run, image], "is not this lesson's model")
@@ -526,7 +546,8 @@ def test_run_all_refuses_bad_values_before_starting_a_task(tmp_path, refused, ar
 
 def test_run_all_refuses_an_output_dir_that_is_a_file(tmp_path, refused):
     (tmp_path / "file").write_text("x")
-    refused(run_all.main, ["--profile", "smoke", "--output-dir", tmp_path / "file"], "--output-dir", "is a file")
+    refused(run_all.main, ["--profile", "smoke", "--output-dir", tmp_path / "file"], "--output-dir",
+            "is a file")
 
 
 # -------------------------------------------------------------------------------------- end to end, for real
@@ -539,8 +560,8 @@ def test_the_scripts_refuse_in_a_subprocess_too(tmp_path):
              "--run-id must be a plain name"),
             (["-m", "tasks.phone_price", "predict", "--run", str(run)], "holds Python code")):
         before = snapshot(tmp_path)
-        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, env=env,
-                                timeout=300)
+        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path,
+                                env=env, timeout=300)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
         assert "Traceback" not in result.stderr and snapshot(tmp_path) == before

@@ -28,9 +28,11 @@ def build_tiny_cnn(x, config, data):
 
 def build_tiny_text(config, data):
     review = keras.Input(shape=(1,), dtype="string", name="review")
-    x = keras.layers.Embedding(data.vectorizer.vocabulary_size(), 4, name="embedding")(data.vectorizer(review))
+    x = keras.layers.Embedding(data.vectorizer.vocabulary_size(), 4,
+                               name="embedding")(data.vectorizer(review))
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    return keras.Model(review, keras.layers.Dense(1, activation="sigmoid", name="positive")(x), name=config.model)
+    return keras.Model(review, keras.layers.Dense(1, activation="sigmoid", name="positive")(x),
+                       name=config.model)
 
 
 def words(text):
@@ -53,7 +55,8 @@ def test_the_tuner_lists_are_the_mappings_less_what_they_leave_out():
 
 def test_a_renamed_model_left_out_of_the_search_is_caught(monkeypatch):
     # A copy without it: deleting and restoring the key would move it to the end of the mapping.
-    monkeypatch.setattr(cnn, "BUILDERS", {name: build for name, build in cnn.BUILDERS.items() if name != "resnet32"})
+    monkeypatch.setattr(cnn, "BUILDERS",
+                        {name: build for name, build in cnn.BUILDERS.items() if name != "resnet32"})
     with pytest.raises(ValueError, match="resnet32"):
         spaces.cifar10_models()
 
@@ -71,7 +74,8 @@ def test_a_new_cifar10_model_reaches_help_tuner_benchmark_and_factory(monkeypatc
 
     config = build_config(cifar10.Cifar10Config, profile="smoke", overrides=dict(model="tiny_cnn"))
     model = cnn.build_cnn(config, IMAGES)
-    assert model.name == "tiny_cnn" and sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3 * 10 + 10
+    assert (model.name == "tiny_cnn"
+            and sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3 * 10 + 10)
     probabilities = model.predict(np.full((2, 32, 32, 3), 128.0, "float32"), verbose=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -88,7 +92,8 @@ def test_a_new_text_model_reaches_help_tuner_and_factory(monkeypatch, cli):
     vectorizer = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=6)
     vectorizer.adapt(["a good film", "a bad film"])
     model = spec.build_model(config, SimpleNamespace(vectorizer=vectorizer))
-    assert model.name == "tiny_text" and model.get_layer("embedding").input_dim == vectorizer.vocabulary_size()
+    assert (model.name == "tiny_text"
+            and model.get_layer("embedding").input_dim == vectorizer.vocabulary_size())
     assert model.predict(tf.constant([["a good film"], ["bad"]]), verbose=0).shape == (2, 1)
 
 

@@ -17,13 +17,14 @@ from tasks.phone_price import PhonePriceConfig
 
 @pytest.fixture
 def run(tmp_path, phone_root):
-    """Train the smoke recipe with `overrides`; returns (metrics of the FNN, its saved model, rows to predict)."""
+    """Train the smoke recipe with `overrides`; returns (metrics of the FNN, its saved model, rows to
+    predict)."""
     _, rows, _ = read_csv(phone_root / "mobile_price" / "train.csv", FEATURES)
 
     def train(run_id, **overrides):
         config = build_config(PhonePriceConfig, profile="smoke", overrides=dict(
-            data_dir=str(phone_root), output_dir=str(tmp_path / "runs"), run_id=run_id, epochs=30, max_rows=None,
-            linear_baseline=False, **overrides))
+            data_dir=str(phone_root), output_dir=str(tmp_path / "runs"), run_id=run_id, epochs=30,
+            max_rows=None, linear_baseline=False, **overrides))
         try:
             phone_price.train(config)
             folder = tmp_path / "runs" / "phone_price" / run_id
@@ -81,8 +82,8 @@ def test_jit_compile_reaches_the_model_and_matches_the_run_without_xla(run, monk
     finally:
         if was_deterministic:
             tf_config.enable_op_determinism()
-    # Measured here: the same accuracy, test losses 5e-6 apart, probabilities at most 1e-4 apart (XLA fuses and
-    # reorders float32 sums); the tolerances leave ten times that.
+    # Measured here: the same accuracy, test losses 5e-6 apart, probabilities at most 1e-4 apart (XLA fuses
+    # and reorders float32 sums); the tolerances leave ten times that.
     assert abs(with_xla["test_accuracy"] - without["test_accuracy"]) <= 1 / 80
     assert with_xla["test_loss"] == pytest.approx(without["test_loss"], abs=1e-4)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(xla_model(rows)),

@@ -43,7 +43,8 @@ def test_every_activation_is_a_layer_with_the_expected_values(name):
     x = np.array([[-3.0, -2.0, -0.5, 0.0, 0.5, 3.0]], dtype="float32")
     y = keras.ops.convert_to_numpy(registry.activation(name)(x))
     assert y.shape == x.shape
-    # float32 rounding only; a wrong slope, constant or approximation (gelu's tanh form: 1e-4) is far above it.
+    # float32 rounding only; a wrong slope, constant or approximation (gelu's tanh form: 1e-4) is far above
+    # it.
     np.testing.assert_allclose(y, ACTIVATION_FORMULAS[name](x.astype("float64")), rtol=1e-5, atol=1e-6)
 
 

@@ -1,4 +1,5 @@
-"""Fault injection: lessons killed with SIGKILL at an epoch and rerun end exactly where an uninterrupted run ends.
+"""Fault injection: lessons killed with SIGKILL at an epoch and rerun end exactly where an uninterrupted run
+ends.
 
 Each case runs the lesson's smoke profile three times in subprocesses with one seed: once whole, once killed
 (SIGKILL, no chance to clean up) as soon as its training state shows the chosen epoch, and once more with the
@@ -38,8 +39,10 @@ def run_whole(command):
 
 
 def run_killed(command, state_file, epoch):
-    """Start `command`, SIGKILL it once `state_file` records `epoch` finished epochs; True if it was killed."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    """Start `command`, SIGKILL it once `state_file` records `epoch` finished epochs; True if it was
+    killed."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=_env())
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while process.poll() is None and time.monotonic() < deadline:

@@ -42,7 +42,8 @@ def cifar_as_dataset(self, split, **kwargs):
 def imdb_as_dataset(self, split, **kwargs):
     """Review i: its label (i % 2) spelled as a word in it; the unsupervised split's label is -1."""
     name = _split(split)
-    labels = np.arange(IMDB_SIZES[name]) % 2 if name != "unsupervised" else -np.ones(IMDB_SIZES[name], "int64")
+    labels = (np.arange(IMDB_SIZES[name]) % 2 if name != "unsupervised"
+              else -np.ones(IMDB_SIZES[name], "int64"))
     texts = [f"{name} review {i} {['awful', 'great'][label] if label >= 0 else 'unknown'}"
              for i, label in enumerate(labels)]
     return tf.data.Dataset.from_tensor_slices({"text": texts, "label": labels.astype("int64")})
@@ -98,7 +99,8 @@ def test_imdb_lesson_data_carves_validation_and_reads_unsupervised(tmp_path):
     assert "imdb_reviews" in data.source and data.class_names == list(imdb_data.CLASS_NAMES)
 
     def pairs(dataset):
-        return [(t.decode(), int(y)) for texts, labels in dataset for t, y in zip(texts.numpy(), labels.numpy())]
+        return [(t.decode(), int(y)) for texts, labels in dataset
+                for t, y in zip(texts.numpy(), labels.numpy())]
 
     train, val, test = pairs(data.train), pairs(data.val), pairs(data.test)
     assert (len(train), len(val), len(test)) == (30, 10, 20)

@@ -52,6 +52,7 @@ def test_each_trial_logs_its_hyperparameters_for_tensorboard(tmp_path, phone_roo
 
 
 def test_no_tensorboard_writes_no_logs(tmp_path, phone_root, cli):
-    code, out, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "1", "--no-tensorboard"))
+    code, out, _ = cli(search.main,
+                       search_args(tmp_path, phone_root, "--max-trials", "1", "--no-tensorboard"))
     folder = tmp_path / "tuning" / "phone_price" / "random-smoke"
     assert code == 0 and not (folder / "tensorboard").exists() and "tensorboard --logdir" not in out

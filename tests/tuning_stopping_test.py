@@ -1,4 +1,5 @@
-"""Median stopping (tuning/stopping.py): the rule on made-up curves, the curves it reads, and a search using it."""
+"""Median stopping (tuning/stopping.py): the rule on made-up curves, the curves it reads, and a search
+using it."""
 
 import json
 import types
@@ -94,8 +95,10 @@ def test_a_search_with_median_stopping_stops_trials_behind(tmp_path, phone_root,
 
 
 @pytest.mark.parametrize("extra,fragment", [
-    (["--median-stopping", "--tuner", "hyperband"], "--median-stopping works with --tuner random or bayesian"),
-    (["--median-stopping", "--compare", "dropout"], "--median-stopping works with --tuner random or bayesian"),
+    (["--median-stopping", "--tuner", "hyperband"],
+     "--median-stopping works with --tuner random or bayesian"),
+    (["--median-stopping", "--compare", "dropout"],
+     "--median-stopping works with --tuner random or bayesian"),
     (["--median-min-trials", "3"], "need --median-stopping"),
     (["--median-stopping", "--median-min-trials", "0"], "--median-min-trials must be at least 1"),
 ])

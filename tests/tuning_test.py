@@ -208,10 +208,11 @@ def _statuses(folder):
     return {trial["values"]["activation"]: trial["status"] for trial in trials}
 
 
-def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, phone_root, cli, monkeypatch):
+def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, phone_root, cli,
+                                                                        monkeypatch):
     _crashing_space(monkeypatch, ["relu", "crash", "tanh"])
-    code, out, err = cli(search.main, search_args(tmp_path, phone_root, "--tuner", "grid", "--max-trials", "3",
-                                                  "--max-failures", "2"))
+    code, out, err = cli(search.main, search_args(tmp_path, phone_root, "--tuner", "grid",
+                                                  "--max-trials", "3", "--max-failures", "2"))
     folder = tmp_path / "tuning" / "phone_price" / "grid-smoke"
     assert code == 0, err
     assert _statuses(folder) == {"relu": "COMPLETED", "crash": "FAILED", "tanh": "COMPLETED"}
@@ -228,5 +229,6 @@ def test_max_failures_in_a_row_stop_the_search(tmp_path, phone_root, cli, monkey
     last = err.strip().splitlines()[-1]
     assert code == 2 and "stopped after 2 failed trials in a row (--max-failures)" in last
     assert "unknown activation 'crash_2'" in last
-    assert _statuses(folder) == {"relu": "COMPLETED", "crash_1": "FAILED", "crash_2": "FAILED"}  # tanh never ran
+    # tanh never ran
+    assert _statuses(folder) == {"relu": "COMPLETED", "crash_1": "FAILED", "crash_2": "FAILED"}
     assert "| FAILED |" in (folder / "trials.md").read_text()
