@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from common.errors import UserError, describe_os_error, printable
+from common.progress import progress
 
 ENV_DATA = "KERAS_TUTORIALS_DATA"
 ENV_CACHE = "KERAS_TUTORIALS_CACHE"
@@ -136,7 +137,9 @@ def extract_once(archive, subdir, sha256=None):
         verify_checksum(archive)
         try:
             with tarfile.open(archive) as tar:
-                tar.extractall(folder, filter="data")
+                # Members are read as the extraction reaches them, so the bar costs no second pass.
+                tar.extractall(folder, members=progress(tar, f"extracting {archive.name}", unit="file"),
+                               filter="data")
         except (tarfile.TarError, OSError, EOFError) as error:
             if isinstance(error, OSError) and describe_os_error(error):
                 raise  # an unwritable cache or a full disk: said as such by the CLI

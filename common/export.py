@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.errors import UserError
+from common.progress import progress
 from common.tables import format_table
 
 COLUMNS = ["format", "file", "runtime", "size_mb", "load_s", "ms_per_example", "test_accuracy"]
@@ -67,7 +68,7 @@ def export_model(model, folder, x_test, y_test, representative=None, batch_size=
     rows = []
     if (folder / "model.keras").exists():
         rows.append(_score("keras", folder / "model.keras", _keras_predict, x_test, y_test, batch_size))
-    for kind in ("saved_model", "onnx", "litert"):
+    for kind in progress(("saved_model", "onnx", "litert"), "exporting and scoring each file", unit="file"):
         rows.append(_export_and_score(model, kind, folder, x_test, y_test, batch_size))
     if representative is not None:
         for kind in ("float16", "int8"):
@@ -108,7 +109,7 @@ def export_text_classifier(model, folder, reviews, labels, batch_size=250):
     tokens = keras.ops.convert_to_numpy(vectorize(strings))
     tokens_model = keras.Model(vectorize.output, model.output, name=f"{model.name}_tokens")
     tokens_model(tokens[:1])
-    for kind in ("onnx", "litert"):
+    for kind in progress(("onnx", "litert"), "exporting and scoring the token-id model", unit="file"):
         # LiteRT: one review per call. With a free batch size a recurrent layer's loop keeps TensorFlow
         # tensor-list ops (Flex, which ai-edge-litert cannot run); with batch 1 the converter fuses the LSTM.
         signature = [keras.InputSpec(shape=(1, *tokens.shape[1:]), dtype=str(tokens.dtype))]
@@ -136,7 +137,7 @@ def export_compared(model, folder, inputs, batch_size=64):
     expected = keras.ops.convert_to_numpy(model.predict(inputs, batch_size=batch_size, verbose=0))
     _teach_tf2onnx_erfc()
     rows = []
-    for kind in ("saved_model", "onnx", "litert"):
+    for kind in progress(("saved_model", "onnx", "litert"), "exporting and comparing each file", unit="file"):
         path = folder / FILES[kind]
         signature = None
         if kind == "litert":
@@ -279,7 +280,7 @@ def export_quantised(model, path, kind, representative=None):
             raise UserError("int8 quantisation needs a representative sample of inputs.")
 
         def samples():
-            for example in representative:
+            for example in progress(representative, "calibrating int8 quantisation", unit="example"):
                 yield [np.asarray(example, dtype="float32")[None]]
 
         settings.update(representative_dataset=samples, inference_input_type=tf.uint8,  # raw pixels 0..255

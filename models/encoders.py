@@ -148,7 +148,9 @@ def cached_features(paths, name, image_size, key):
         return np.load(path), time.perf_counter() - started, True
     check_images(paths)  # a corrupt file: one sentence naming it, before an hour of encoding
     encoder = pretrained_encoder(name, image_size)
-    grids = encoder.predict(read_images(paths, image_size), verbose=0)  # compiled: ~30 ms per image on a CPU
+    # Keras' own progress bar: minutes on a CPU (compiled, about 30 ms per image).
+    print(f"encoding {len(paths)} images with {name}:", flush=True)
+    grids = encoder.predict(read_images(paths, image_size), verbose=1)
     features = grids.reshape(len(grids), -1, grids.shape[-1]).astype("float16")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(f"{path}.partial.npy")
