@@ -32,6 +32,7 @@ import numpy as np
 from common import images
 from common.data_root import extract_once, find_dataset
 from common.errors import UserError
+from datasets import ArraySplits
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SIZE = (32, 32)
@@ -46,25 +47,14 @@ TFDS_NAME, KERAS_NAME = "TensorFlow Datasets cifar10", "keras.datasets.cifar10"
 
 
 @dataclasses.dataclass
-class Splits:
+class Splits(ArraySplits):
     """uint8 images (n, height, width, channels) and integer labels per split."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
     class_names: list
     source: object = None  # the data set folder read, or the name of the copy (TFDS, keras.datasets)
     note: str = ""  # what the images are (a lossy copy, what was held out), said beside the numbers
     # Evaluation sets kept out of training and validation: name -> (uint8 images, labels).
     held_out: dict = dataclasses.field(default_factory=dict)
-
-    # The contract's three parts (datasets/__init__.py), as (images, labels) pairs.
-    train = property(lambda self: (self.x_train, self.y_train))
-    val = property(lambda self: (self.x_val, self.y_val))
-    test = property(lambda self: (self.x_test, self.y_test))
 
     @functools.cached_property
     def channel_stats(self):

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from common.data_root import find_dataset
 from common.errors import UserError
+from datasets import ArraySplits
 
 # Twenty numeric columns and the label.
 FEATURES = ["battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
@@ -31,24 +32,13 @@ EMBEDDED_DATA = Path(__file__).resolve().parent / "data"  # a copy of the two CS
 
 
 @dataclasses.dataclass
-class Splits:
+class Splits(ArraySplits):
     """Feature rows (float32) and integer labels for train / validation / test."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
     feature_names: list
     class_names: list
     source: Path = None  # the folder the CSVs came from (it also holds the unlabelled test.csv)
     note: str = ""
-
-    # The contract's three parts (datasets/__init__.py), as (features, labels) pairs.
-    train = property(lambda self: (self.x_train, self.y_train))
-    val = property(lambda self: (self.x_val, self.y_val))
-    test = property(lambda self: (self.x_test, self.y_test))
 
     @property
     def num_features(self):
