@@ -84,7 +84,7 @@ def write_search(root):
 def smoke_run(tmp_path_factory):
     """One real phone-price smoke run (the repo's embedded data), with its report as finish_run writes it."""
     runs = tmp_path_factory.mktemp("lesson") / "runs"
-    code = phone_price.main(["--profile", "smoke", "--data-dir", str(ROOT / "tasks" / "data"),
+    code = phone_price.main(["--profile", "smoke", "--data-dir", str(ROOT / "datasets" / "data"),
                              "--output-dir", str(runs), "--run-id", "pages-smoke"])
     assert code == 0
     run = runs / "phone_price" / "pages-smoke"
