@@ -19,14 +19,13 @@ without the extras). A download is tried only when nothing on this machine can g
 """
 
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common.data_root import cache_root
+from common.data_root import cache_root, keras_cache_root
 from common.errors import UserError
 
 # keras.applications model -> the module holding its preprocess_input.
@@ -73,8 +72,8 @@ AUTO_KERAS_APPLICATION = "EfficientNetB0"
 
 def keras_weights_cached(name):
     """Whether Keras' cache holds the ImageNet weights of keras.applications' `name` without its top."""
-    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    return (home / "models" / f"{name.lower()}_notop.h5").is_file()
+    # Keras keeps applications' weights in models/ beside the datasets/ folder of its cache.
+    return (keras_cache_root().parent / "models" / f"{name.lower()}_notop.h5").is_file()
 
 
 def lite0_port_installed():
