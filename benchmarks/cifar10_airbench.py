@@ -117,17 +117,17 @@ def training_flops(model_path, images):
     return images * (3 * (forward - stem) + stem)
 
 
-def matmul_peak(size=2048, repeats=10):
-    """FLOP/s of the best of `repeats` float32 matmuls of two size x size matrices on this backend/device."""
+def matmul_peak(dtype="float32", size=2048, repeats=10):
+    """FLOP/s of the best of `repeats` matmuls of two size x size `dtype` matrices on this backend/device."""
     import keras
 
-    a = keras.random.normal((size, size), seed=0)
-    b = keras.random.normal((size, size), seed=1)
-    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm up
+    a = keras.ops.cast(keras.random.normal((size, size), seed=0), dtype)
+    b = keras.ops.cast(keras.random.normal((size, size), seed=1), dtype)
+    keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.matmul(a, b), "float32"))  # warm up
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+        keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.matmul(a, b)[0, 0], "float32"))
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
 
@@ -143,7 +143,10 @@ def _mean(values, digits=4):
 def recipe_row(seeds, data_dir, measured):
     """Train the recipe once per seed; the row: mean ± standard deviation over the seeds."""
     runs = [run_recipe(seed, export=i == 0, data_dir=data_dir) for i, seed in enumerate(seeds)]
-    peak = matmul_peak()
+    recipe = read_json(RECIPE)
+    # Against the peak of the dtype the convolutions compute in (the recipe's mixed precision: bfloat16).
+    compute = recipe.get("mixed_dtype", "float16") if recipe.get("mixed_precision") else "float32"
+    peak, peak_float32 = matmul_peak(compute), matmul_peak("float32")
     exports = {row["format"]: row["test_accuracy"] for row in runs[0].get("exports", [])}
     rate = statistics.mean(r["train_flops"] / r["train_time_s"] for r in runs)
     row = {"recipe": "`recipes/cifar10_airbench94.json`", "seeds": ",".join(map(str, seeds)),
@@ -154,7 +157,9 @@ def recipe_row(seeds, data_dir, measured):
            "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
            "wall time per run (min)": f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f}",
            "training TFLOP": f"{runs[0]['train_flops'] / 1e12:.0f}",
-           "achieved GFLOP/s": f"{rate / 1e9:.0f}", "matmul peak GFLOP/s": f"{peak / 1e9:.0f}",
+           "achieved GFLOP/s": f"{rate / 1e9:.0f}",
+           "matmul peak GFLOP/s": (f"{peak / 1e9:.0f} {compute}" + (f" ({peak_float32 / 1e9:.0f} float32)"
+                                                                   if compute != "float32" else "")),
            "of peak": f"{rate / peak:.0%}",
            "int8 TFLite vs float (test)": (f"{exports['tflite_int8']:.4f} vs {exports['keras']:.4f}"
                                            if {"tflite_int8", "keras"} <= set(exports) else ""),

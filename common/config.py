@@ -75,7 +75,10 @@ class TrainConfig:
     reduce_lr_patience: int = dataclasses.field(default=0, metadata=_help(
         "ReduceLROnPlateau patience in epochs (0 = off; only with --schedule constant)"))
     mixed_precision: bool = dataclasses.field(default=False, metadata=_help(
-        "float16 compute with float32 weights (fast on GPU, slow on CPU)"))
+        "16-bit compute (--mixed-dtype) with float32 weights"))
+    mixed_dtype: str = dataclasses.field(default="float16", metadata=_help(
+        "compute dtype of --mixed-precision: float16 (GPU tensor cores; slow on CPU) or bfloat16 (CPUs with "
+        "AVX-512 BF16 or AMX, TPUs)", choices=("float16", "bfloat16")))
     jit_compile: str = dataclasses.field(default="auto", metadata=_help(
         "XLA compilation: auto (on for GPU), true, false", choices=("auto", "true", "false")))
     steps_per_execution: int = dataclasses.field(default=1, metadata=_help(

@@ -63,6 +63,7 @@ def export_model(model, folder, x_test, y_test, representative=None, batch_size=
     """
     folder = Path(folder)
     x_test = np.asarray(x_test)
+    model = float32_copy(model)
     model(x_test[:1])  # the ONNX exporter needs a model that has been called once
     _teach_tf2onnx_erfc()
     rows = []
@@ -76,6 +77,22 @@ def export_model(model, folder, x_test, y_test, representative=None, batch_size=
             export_quantised(model, path, kind, representative)
             rows.append(_score(f"tflite_{kind}", path, litert_predict, x_test, y_test, batch_size))
     return rows
+
+
+def float32_copy(model):
+    """`model` computing in float32: a mixed-precision model (`--mixed-precision`) rebuilt layer by layer with
+    a float32 policy and given its (float32) weights, because ONNX and LiteRT cannot mix a bfloat16 or
+    float16 graph with float32 inputs; a float32 model itself. The file's own dtypes are the exporter's
+    choice (float32, and the float16 and int8 LiteRT files)."""
+    if all(layer.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def in_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=in_float32)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def export_text_classifier(model, folder, reviews, labels, batch_size=250):

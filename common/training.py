@@ -44,8 +44,10 @@ def require_backend(task, supported, why):
 
 
 def setup_precision(config):
-    """Mixed precision computes in float16 and keeps float32 weights; factories keep outputs in float32."""
-    keras.mixed_precision.set_dtype_policy("mixed_float16" if config.mixed_precision else "float32")
+    """Mixed precision computes in float16 or bfloat16 (`mixed_dtype`) and keeps float32 weights; factories
+    keep outputs in float32."""
+    keras.mixed_precision.set_dtype_policy(f"mixed_{config.mixed_dtype}" if config.mixed_precision
+                                           else "float32")
 
 
 # ------------------------------------------------------------------------------------------------- run folder
