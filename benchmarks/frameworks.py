@@ -49,7 +49,7 @@ def models_to_compare():
 
     rng = np.random.default_rng(0)
     phone = build_config(PhonePriceConfig, profile="quick")
-    cifar = build_config(Cifar10Config, profile="quick")
+    cifar = build_config(Cifar10Config, profile="quick", model_profiles=False)  # the twin is the plain net
     imdb = build_config(ImdbConfig, profile="quick")
     caption = build_config(CaptioningConfig, profile="quick")
     x_phone = rng.normal(1000, 500, (phone.batch_size, 20)).astype("float32")

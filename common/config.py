@@ -44,6 +44,8 @@ class TrainConfig:
 
     # Profile defaults per task: {"smoke": {...}, "quick": {...}, "full": {...}}.
     PROFILES: ClassVar[dict] = {"smoke": {}, "quick": {}, "full": {}}
+    # profile -> model -> settings applied over the profile's when the run trains that model.
+    MODEL_PROFILES: ClassVar[dict] = {}
     TASK: ClassVar[str] = "task"
 
     profile: str = dataclasses.field(default="quick", metadata=_help(
@@ -76,9 +78,10 @@ class TrainConfig:
         "ReduceLROnPlateau patience in epochs (0 = off; only with --schedule constant)"))
     mixed_precision: bool = dataclasses.field(default=False, metadata=_help(
         "16-bit compute (--mixed-dtype) with float32 weights"))
-    mixed_dtype: str = dataclasses.field(default="float16", metadata=_help(
-        "compute dtype of --mixed-precision: float16 (GPU tensor cores; slow on CPU) or bfloat16 (CPUs with "
-        "AVX-512 BF16 or AMX, TPUs)", choices=("float16", "bfloat16")))
+    mixed_dtype: str = dataclasses.field(default="auto", metadata=_help(
+        "compute dtype of --mixed-precision: float16 (GPU tensor cores; slow on CPU), bfloat16 (CPUs with "
+        "AVX-512 BF16 or AMX, TPUs) or auto (float16 on a GPU, bfloat16 on a CPU that computes it, else "
+        "float32)", choices=("auto", "float16", "bfloat16")))
     jit_compile: str = dataclasses.field(default="auto", metadata=_help(
         "XLA compilation: auto (on for GPU), true, false", choices=("auto", "true", "false")))
     steps_per_execution: int = dataclasses.field(default=1, metadata=_help(
@@ -337,8 +340,11 @@ def read_json_config(path, task=None):
     return data
 
 
-def build_config(cls, profile=None, config_file=None, overrides=None):
-    """Merge defaults, profile, JSON file and overrides (in that order) into a validated `cls`."""
+def build_config(cls, profile=None, config_file=None, overrides=None, model_profiles=True):
+    """Merge defaults, profile, JSON file and overrides (in that order) into a validated `cls`.
+
+    `model_profiles`: also apply the profile's settings for the model the run trains (`MODEL_PROFILES`);
+    False gives every model the same base (the tuner, which samples the model per trial)."""
     overrides = dict(overrides or {})
     file_values = read_json_config(config_file, cls.TASK) if config_file else {}
     profile = profile or overrides.pop("profile", None) or file_values.get("profile") or cls.profile
@@ -346,6 +352,11 @@ def build_config(cls, profile=None, config_file=None, overrides=None):
         raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(cls.PROFILES)}.")
     config = cls()
     _apply(config, cls.PROFILES[profile], f"profile {profile}")
+    # A lesson may tune a profile for one model (CIFAR-10's quick profile for its fast net): those settings
+    # come after the profile's and before the file's and the flags, for the model they will name.
+    if model_profiles:
+        model = overrides.get("model", file_values.get("model", getattr(config, "model", None)))
+        _apply(config, cls.MODEL_PROFILES.get(profile, {}).get(model, {}), f"profile {profile} for {model}")
     _apply(config, file_values, str(config_file))
     _apply(config, overrides, "flag")
     config.profile = profile

@@ -229,6 +229,18 @@ def accelerators(backend):
     return []
 
 
+def precision_summary(config):
+    """Mixed precision off, or on with the dtype it computes in (`--mixed-dtype auto` resolved)."""
+    if not getattr(config, "mixed_precision", False):
+        return "mixed precision off"
+    from common.training import compute_dtype
+
+    dtype = compute_dtype(config)
+    if dtype == "float32":
+        return "mixed precision: float32 (auto: no 16-bit arithmetic on this CPU)"
+    return f"mixed precision {dtype}"
+
+
 def jit_summary(backend, config):
     """What the config's jit_compile means on this backend, with "auto" resolved as Keras resolves it."""
     setting = str(getattr(config, "jit_compile", "auto")).lower()
@@ -258,7 +270,7 @@ def runtime_summary(config=None):
     parts = [f"keras {keras.__version__} on {backend}{version}",
              "devices: " + (", ".join(found) if found else f"CPU ({cpu_cores()} cores)")]
     if config is not None:
-        parts.append("mixed precision " + ("on" if getattr(config, "mixed_precision", False) else "off"))
+        parts.append(precision_summary(config))
         parts.append(jit_summary(backend, config))
     return " | ".join(parts)
 

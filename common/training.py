@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import distribution, plots, resume, run_report, runs
+from common import console, distribution, plots, resume, run_report, runs
 from common.errors import UserError
 from common.tables import format_table
 from common import registry
@@ -44,10 +44,33 @@ def require_backend(task, supported, why):
 
 
 def setup_precision(config):
-    """Mixed precision computes in float16 or bfloat16 (`mixed_dtype`) and keeps float32 weights; factories
+    """Mixed precision computes in float16 or bfloat16 (`compute_dtype`) and keeps float32 weights; factories
     keep outputs in float32."""
-    keras.mixed_precision.set_dtype_policy(f"mixed_{config.mixed_dtype}" if config.mixed_precision
-                                           else "float32")
+    dtype = compute_dtype(config)
+    keras.mixed_precision.set_dtype_policy("float32" if dtype == "float32" else f"mixed_{dtype}")
+
+
+def compute_dtype(config):
+    """float32, or the 16-bit type `--mixed-precision` computes in: `mixed_dtype`, with "auto" resolved to
+    float16 on a GPU (or TPU), bfloat16 on a CPU with bfloat16 arithmetic (AVX-512 BF16, AMX), else float32:
+    float16 on a CPU, and bfloat16 on one that emulates it, are slower than float32."""
+    if not getattr(config, "mixed_precision", False):
+        return "float32"
+    wanted = getattr(config, "mixed_dtype", "auto")
+    if wanted != "auto":
+        return wanted
+    if console.accelerators(keras.backend.backend()):
+        return "float16"
+    return "bfloat16" if cpu_computes_bfloat16() else "float32"
+
+
+def cpu_computes_bfloat16():
+    """True when the CPU has bfloat16 arithmetic (x86 flags avx512_bf16 or amx_bf16; Linux only)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 # ------------------------------------------------------------------------------------------------- run folder

@@ -232,3 +232,26 @@ def test_the_lessons_old_flags_still_work(task, old, new, value):
     assert getattr(config, new) == value
     text = parser.format_help()
     assert f"--{new.replace('_', '-')}" in text and old[0] not in text
+
+
+def test_cifar10_quick_profile_gives_the_fast_net_its_airbench_settings_and_only_it():
+    """Issue 23.4: the quick profile of the fast net is airbench94's recipe on a CPU budget; other models, a
+    recipe file, flags and the tuner's base (`model_profiles=False`) are not changed by it."""
+    from tasks.cifar10 import Cifar10Config
+
+    fast = build_config(Cifar10Config)
+    assert (fast.model, fast.whiten, fast.lookahead, fast.epochs, fast.widths) == (
+        "fast", True, True, 5, (64, 256, 256))
+    assert fast.mixed_precision and fast.mixed_dtype == "auto" and fast.val_images == 5000
+    resnet = build_config(Cifar10Config, overrides=dict(model="resnet20"))
+    assert (resnet.whiten, resnet.bn_scale, resnet.lookahead, resnet.epochs) == (False, True, False, 16)
+    assert build_config(Cifar10Config, overrides=dict(epochs=3, whiten=False)).epochs == 3
+    recipe = build_config(Cifar10Config, config_file="recipes/cifar10_airbench94.json")
+    assert (recipe.epochs, recipe.val_images, recipe.whiten_bias_epochs) == (10, 0, 3)
+    course = build_config(Cifar10Config, config_file="recipes/cifar10_course_cnn.json")
+    assert (course.model, course.bn_scale, course.lookahead, course.mixed_precision) == (
+        "course_cnn", True, False, False)
+    base = build_config(Cifar10Config, model_profiles=False)
+    assert (base.model, base.whiten, base.epochs, base.widths) == ("fast", False, 16, (32, 96, 192))
+    smoke = build_config(Cifar10Config, profile="smoke", overrides=dict(model="fast"))
+    assert not smoke.whiten and not smoke.mixed_precision  # the smoke profile stays seconds-small

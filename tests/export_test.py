@@ -183,3 +183,31 @@ def test_captioning_run_with_export_compares_every_format(tmp_path):
     assert [r["format"] for r in rows] == ["saved_model", "onnx", "litert"]
     assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] >= 0.99 for r in rows), rows
     assert "| litert |" in (folder / "exports.md").read_text()
+
+
+def test_a_mixed_precision_model_exports_as_its_float32_copy(tmp_path):
+    """`--mixed-precision` (bfloat16 on a CPU that has it): ONNX refused the graph that mixed bfloat16 with
+    float32 inputs; the export rebuilds the model in float32 with the same weights first."""
+    x, y = _colour_data()
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = _model()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")  # global: never leak it into other tests
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x.astype("float32"), y, epochs=15, verbose=0)
+    assert model.layers[1].compute_dtype == "bfloat16"
+    copy = export.float32_copy(model)
+    assert {layer.compute_dtype for layer in copy.layers} == {"float32"}
+    assert model.layers[1].compute_dtype == "bfloat16"  # the trained model itself is left as it was
+    for mixed, plain in zip(model.weights, copy.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mixed), keras.ops.convert_to_numpy(plain))
+    # bfloat16 keeps 8 bits of mantissa: the float32 copy's probabilities differ by its rounding only.
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)
+    assert export.float32_copy(copy) is copy
+    rows = export.export_model(model, tmp_path, x, y)
+    accuracy = {r["format"]: r["test_accuracy"] for r in rows}
+    assert set(accuracy) == {"saved_model", "onnx", "litert"}
+    float32_accuracy = float(np.mean(copy.predict(x, verbose=0).argmax(axis=1) == y))
+    assert accuracy["onnx"] == accuracy["litert"] == float32_accuracy

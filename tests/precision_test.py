@@ -38,7 +38,7 @@ def run(tmp_path, phone_root):
 
 def test_mixed_precision_computes_in_float16_keeps_float32_outputs_and_matches_float32(run):
     reference, reference_model, rows = run("float32")
-    mixed, model, _ = run("mixed", mixed_precision=True)
+    mixed, model, _ = run("mixed", mixed_precision=True, mixed_dtype="float16")
     hidden = model.get_layer("hidden_1")
     assert hidden.dtype_policy.name == "mixed_float16"
     assert hidden.compute_dtype == "float16" and hidden.kernel.dtype == "float32"  # float32 weights
@@ -88,3 +88,37 @@ def test_jit_compile_reaches_the_model_and_matches_the_run_without_xla(run, monk
     assert with_xla["test_loss"] == pytest.approx(without["test_loss"], abs=1e-4)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(xla_model(rows)),
                                keras.ops.convert_to_numpy(model(rows)), atol=1e-3)
+
+
+def test_mixed_precision_in_bfloat16_keeps_float32_outputs_and_close_numbers(run):
+    """`--mixed-dtype bfloat16`: what the airbench recipe and CIFAR-10's quick profile compute in on a CPU
+    with AVX-512 BF16 (Keras computes bfloat16 on any CPU; without those units it is only slower)."""
+    reference, _, rows = run("float32")
+    mixed, model, _ = run("bfloat16", mixed_precision=True, mixed_dtype="bfloat16")
+    hidden = model.get_layer("hidden_1")
+    assert hidden.compute_dtype == "bfloat16" and hidden.kernel.dtype == "float32"
+    probabilities = keras.ops.convert_to_numpy(model(rows))
+    assert probabilities.dtype == np.float32
+    # bfloat16 rounds to 8 bits of mantissa (float16: 11): a few test rows may change class, not more.
+    assert abs(mixed["test_accuracy"] - reference["test_accuracy"]) <= 4 / 80
+    assert mixed["test_accuracy"] >= 0.85  # far above chance (0.25): it learned in bfloat16
+
+
+def test_auto_mixed_dtype_is_the_fast_16_bit_type_of_the_hardware(monkeypatch):
+    from common import training
+
+    config = types.SimpleNamespace(mixed_precision=True, mixed_dtype="auto")
+    monkeypatch.setattr(console, "accelerators", lambda backend: ["NVIDIA H200"])
+    assert training.compute_dtype(config) == "float16"
+    monkeypatch.setattr(console, "accelerators", lambda backend: [])
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: True)
+    assert training.compute_dtype(config) == "bfloat16"
+    assert console.precision_summary(config) == "mixed precision bfloat16"
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)  # float16/bfloat16 emulated: slower
+    assert training.compute_dtype(config) == "float32"
+    assert "float32" in console.precision_summary(config)
+    chosen = types.SimpleNamespace(mixed_precision=True, mixed_dtype="float16")
+    assert training.compute_dtype(chosen) == "float16"
+    chosen.mixed_precision = False
+    assert training.compute_dtype(chosen) == "float32"
+    assert console.precision_summary(types.SimpleNamespace(mixed_precision=False)) == "mixed precision off"

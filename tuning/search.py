@@ -256,7 +256,10 @@ def search(args):
         overrides["epochs"] = args.epochs
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
-    base = build_config(spec.config_cls, profile=args.profile, config_file=args.config, overrides=overrides)
+    # The model is sampled per trial, so no model's own profile (CIFAR-10's airbench settings for its fast
+    # net) is the base of every trial.
+    base = build_config(spec.config_cls, profile=args.profile, config_file=args.config, overrides=overrides,
+                        model_profiles=False)
     distribution.setup(base)  # refuses a mode this backend cannot run, before any folder is touched
     folder = project_dir(args)
     folders.check_location(folder)
