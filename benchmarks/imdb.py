@@ -89,11 +89,12 @@ def main(argv=None):
             run_dir = Path(output_dir) / "imdb" / name
             results = read_json(run_dir / "metrics.json")["results"]
             result = results[name]
-            # With --unlabelled the run trains the n-gram teacher first (ngram_reference=False otherwise
-            # skips it).
-            teacher = results.get("ngram") if name != "ngram" else None
+            # With --unlabelled the run trains the teacher first (the n-gram model or NBSVM, --teacher);
+            # ngram_reference=False skips the n-gram model otherwise.
+            teacher = results.get(config.teacher) if name not in ("ngram", "nbsvm") else None
             train_time = f"{result['train_time_s']:.0f}" + (
-                f" + {teacher['train_time_s']:.0f} (n-gram teacher: test {teacher['test_accuracy']:.4f})"
+                f" + {teacher['train_time_s']:.0f} ({TEACHERS[config.teacher]} teacher: test "
+                f"{teacher['test_accuracy']:.4f}, best val {teacher['best_val_accuracy']:.4f})"
                 if teacher else "") + (
                 f" (of which {result['prepare_time_s']:.0f} counting and vectorising)"
                 if name == "nbsvm" else "")
@@ -118,6 +119,9 @@ def main(argv=None):
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
     publish("imdb", render(rows))
     return 0
+
+
+TEACHERS = {"ngram": "n-gram", "nbsvm": "NBSVM"}
 
 
 def anchor_row(config, measured):

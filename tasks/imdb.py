@@ -75,7 +75,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import export, runs, trained, training  # noqa: E402
-from common.config import TrainConfig, build_config  # noqa: E402
+from common.config import TrainConfig, build_config, read_json_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from datasets import imdb  # noqa: E402
@@ -147,8 +147,12 @@ class ImdbConfig(TrainConfig):
     initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
     unlabelled: int = dataclasses.field(default=0, metadata=dict(
         help="self-training: recurrent models also learn from this many of the 50,000 unlabelled reviews "
-             "(train/unsup), each labelled with the n-gram model's P(positive); the n-gram model is "
-             "then trained first, as the teacher"))
+             "(train/unsup), each labelled with the teacher's P(positive); the teacher is then trained "
+             "first"))
+    teacher: str = dataclasses.field(default="ngram", metadata=dict(
+        help="self-training's teacher: ngram (the n-gram model, also the reference) or nbsvm (trained with "
+             "recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/)",
+        choices=("ngram", "nbsvm")))
     source: str = dataclasses.field(default="folder", metadata=dict(
         help="folder: the aclImdb review files (data root, Keras cache or the official archive); keras: "
              "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words; tfds: "
@@ -266,10 +270,10 @@ def steps_per_epoch(dataset):
 # A trained teacher labels the 50,000 unlabelled reviews with its P(positive); the recurrent model learns
 # from those soft targets and the labelled reviews (`datasets/imdb.py: with_pseudo_labels`).
 def pseudo_labelled(config, data, unlabelled, teacher):
-    """Self-training data: the teacher (the trained n-gram model) labels the unlabelled reviews with its
-    P(positive); they join the labelled training reviews as soft targets."""
+    """Self-training data: the teacher (the trained n-gram or NBSVM model, raw strings in) labels the
+    unlabelled reviews with its P(positive); they join the labelled training reviews as soft targets."""
     probabilities = teacher.predict(unlabelled, verbose=0)[:, 0]
-    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the n-gram model "
+    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the {config.teacher} model "
           f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
           "with P > 0.9 or < 0.1)")
     return imdb.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
@@ -337,26 +341,42 @@ def ngram_config(config):
                                learning_rate=config.ngram_learning_rate, **own_schedule)
 
 
+NBSVM_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "imdb_nbsvm.json"
+
+
+def nbsvm_teacher_config(config):
+    """The NBSVM teacher: recipes/imdb_nbsvm.json's model and training settings, the student's data, split,
+    seed and run settings (so it sees exactly the student's training reviews, never validation or test)."""
+    recipe = read_json_config(NBSVM_RECIPE, ImdbConfig.TASK)
+    fields = {f.name for f in dataclasses.fields(ImdbConfig)}
+    return dataclasses.replace(config, unlabelled=0, ngram_reference=False, export=False,
+                               **{k: v for k, v in recipe.items() if k in fields})
+
+
 def train(config):
     training.require_backend("imdb", ("tensorflow",), "its models keep TextVectorization inside, so that a "
                              "saved model takes raw strings, and only TensorFlow runs string tensors.")
     training.setup_precision(config)
     data = imdb.load(config)
     print(f"data: {data.source}")
-    teacher = config.unlabelled > 0 and config.model != "ngram"
+    teacher = config.teacher if config.unlabelled > 0 and config.model not in ("ngram", "nbsvm") else None
     unlabelled = imdb.load_unlabelled(config, data.source) if teacher else None
     run_ = training.start_run(config)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
-    with_reference = (config.ngram_reference or teacher) and config.model != "ngram"
+    with_reference = (config.ngram_reference or teacher == "ngram") and config.model != "ngram"
     reference = {"ngram": (ngram_config(config), run_.folder("ngram_reference"))} if with_reference else {}
-    # As the teacher, the n-gram model goes first: it labels the reviews the recurrent model then learns from.
-    plan = {**reference, **lesson} if teacher else {**lesson, **reference}
+    # The teacher goes first: it labels the reviews the recurrent model then learns from. (The n-gram
+    # model, as the teacher, is also the reference.)
+    if teacher == "nbsvm":
+        plan = {"nbsvm": (nbsvm_teacher_config(config), run_.folder("nbsvm_teacher")), **lesson, **reference}
+    else:
+        plan = {**reference, **lesson} if teacher else {**lesson, **reference}
     results, summary, pseudo = {}, [], None
     for name, (model_config, folder) in plan.items():
         results[name], model = train_one(model_config, data, folder, pseudo)
         if config.export and name == config.model:
             results[name]["exports"] = export_lesson_model(model, data, folder)
-        if teacher and name == "ngram":
+        if name == teacher:
             pseudo = pseudo_labelled(config, data, unlabelled, model)
         summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})

@@ -268,6 +268,34 @@ def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path
     assert model.predict(imdb_data.string_batch(["great superb film"]), verbose=0)[0, 0] > 0.5
 
 
+def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_reviews_only(tmp_path, capsys):
+    """Issue 19: NBSVM (recipes/imdb_nbsvm.json's settings) as the teacher. It goes first, in its own
+    sub-folder; its n-grams come from the labelled training reviews only (no unlabelled or test review)."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    unsup = {f"train/unsup/{i}_0.txt": " ".join(["zunsup", "film", str(rng.choice(words)), "plot",
+                                                str(rng.choice(words))]).encode()
+             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
+    write_imdb_archive(root, extra=unsup)
+    config = smoke_config(tmp_path, root, run_id="nbsvm", model="gru", ngram_reference=False, unlabelled=40,
+                          teacher="nbsvm", epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
+    assert imdb.train(config) == 0
+    out = capsys.readouterr().out
+    assert "self-training: 40 unlabelled reviews labelled by the nbsvm model" in out
+    run = tmp_path / "runs" / "imdb" / "nbsvm"
+    results = json.loads((run / "metrics.json").read_text())["results"]
+    assert set(results) == {"nbsvm", "gru"} and not (run / "ngram_reference").exists()
+    assert results["nbsvm"]["epochs"] == 4  # the recipe's, not the student's 8
+    teacher = keras.saving.load_model(run / "nbsvm_teacher" / "model.keras")
+    ngrams = set(teacher.get_layer("vectorize").get_vocabulary())
+    assert "zunsup" not in ngrams and not any("zunsup" in g for g in ngrams)  # never the unlabelled text
+    data = imdb_data.load(config)
+    train_words = {w for batch, _ in data.train for t in batch.numpy()
+                   for w in standardize_review(np.array([t])).numpy()[0].decode().split()}
+    assert {w for g in ngrams - {"", "[UNK]"} for w in g.split()} <= train_words
+    assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
+
+
 def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imdb_root, cli):
     tree = tmp_path / "root" / "imdb" / "aclImdb"
     for split in ("train", "test"):
