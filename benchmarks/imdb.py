@@ -96,6 +96,9 @@ def main(argv=None):
                 f" + {teacher['train_time_s']:.0f} ({TEACHERS[config.teacher]} teacher: test "
                 f"{teacher['test_accuracy']:.4f}, best val {teacher['best_val_accuracy']:.4f})"
                 if teacher else "") + (
+                f" + {result['pretrain_time_s']:.0f} (language-model pretraining, loss "
+                f"{result['pretrain_loss'][0]:.2f} -> {result['pretrain_loss'][-1]:.2f})"
+                if "pretrain_time_s" in result else "") + (
                 f" (of which {result['prepare_time_s']:.0f} counting and vectorising)"
                 if name == "nbsvm" else "")
             if (run_dir / "attention.png").exists():

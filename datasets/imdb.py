@@ -245,6 +245,33 @@ def with_pseudo_labels(train, unlabelled, probabilities, batch_size, seed):
     return combined.cache().shuffle(size, seed=seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def pretraining_texts(train, unlabelled=None):
+    """The reviews a language model may read: the labelled training reviews' text (validation and test
+    reviews are separate datasets and never enter) and, when given, the unlabelled ones."""
+    texts = train.unbatch().map(lambda text, label: text)
+    return texts if unlabelled is None else texts.concatenate(unlabelled.unbatch())
+
+
+def language_model_batches(texts, vectorizer, length, vocabulary, backward_offset, batch_size, seed):
+    """Batches (token ids, targets, weights) for `models/text.py: language_model`: the first `length` token
+    ids of each review; targets the next word and (`backward_offset` > 0, a bidirectional model) the word
+    that many before (0 = none there), ids of `vocabulary` or above mapped to 1 (unknown); weights 1 where
+    a target is a word. Shuffled (seeded) every epoch."""
+    def targets(ids):
+        ids = tf.cast(ids[:, :length], tf.int32)
+        ids_in_vocabulary = tf.where(ids < vocabulary, ids, tf.ones_like(ids))
+        ids_in_vocabulary = tf.where(ids > 0, ids_in_vocabulary, tf.zeros_like(ids))
+        wanted = [tf.pad(ids_in_vocabulary[:, 1:], [[0, 0], [0, 1]])]
+        if backward_offset:
+            wanted.append(tf.pad(ids_in_vocabulary[:, :-backward_offset], [[0, 0], [backward_offset, 0]]))
+        return ids, tuple(wanted), tuple(tf.cast(t > 0, tf.float32) for t in wanted)
+
+    size = sum(1 for _ in texts)
+    return (texts.cache().shuffle(size, seed=seed).batch(batch_size)
+            .map(lambda batch: targets(vectorizer(batch)), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def adapt_vectorizer(train, vocabulary_size, sequence_length):
     """A TextVectorization adapted on the training texts only (never validation or test): each review
     becomes `sequence_length` token ids (0 = padding, at the end; 1 = out of vocabulary)."""

@@ -296,6 +296,46 @@ def recurrent_stack(x, config):
     return x
 
 
+def language_model(classifier, vocabulary):
+    """Dai & Le's (2015) pretraining model for `classifier`: its own embeddings and first recurrent layer
+    (the same layer objects, so the weights it learns are the classifier's), read token ids and predict,
+    at every position, the next word from the forward states and (a bidirectional layer) an earlier word
+    from the backward states. Heads over the `vocabulary` most frequent words (id 1, "unknown", stands for
+    every rarer one); they are dropped after pretraining.
+
+    What the backward states predict: the previous word, or (with bigram vectors, whose vector at a word
+    already names the word before it) the word before that, so no state sees the word it predicts.
+    """
+    first = next((layer for layer in classifier.layers
+                  if isinstance(getattr(layer, "forward_layer", layer), tuple(RECURRENT.values()))), None)
+    inner = getattr(first, "forward_layer", first)
+    if first is None or not inner.return_sequences:
+        raise UserError(f"--pretrain-epochs pretrains the first recurrent layer as a language model, which "
+                        f"needs its state at every word: use bigru_pool or bilstm_attention, or "
+                        f"--num-layers 2 (--model {classifier.name} keeps only its last state).")
+    tokens = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    x = classifier.get_layer("embedding")(tokens)
+    names = {layer.name for layer in classifier.layers}
+    if "bigram_embedding" in names:
+        x = classifier.get_layer("word_plus_bigram")([x, classifier.get_layer("bigram_embedding")(tokens)])
+    states = first(x)
+    units = inner.units
+    outputs = [keras.layers.Dense(vocabulary, dtype="float32", name="next_word")(states[..., :units])]
+    if first is not inner:
+        outputs.append(keras.layers.Dense(vocabulary, dtype="float32", name="earlier_word")(
+            states[..., units:]))
+    return keras.Model(tokens, outputs, name=f"{classifier.name}_language_model")
+
+
+def backward_offset(language):
+    """How far back the backward states of a `language_model` predict: 0 when it has none (a
+    unidirectional layer), 2 words with bigram vectors (a word's vector already names the one before it),
+    else 1."""
+    if len(language.outputs) == 1:
+        return 0
+    return 2 if any(layer.name == "bigram_embedding" for layer in language.layers) else 1
+
+
 def recurrent_cell(kind):
     """The recurrent layer an architecture is made of: bilstm* -> lstm, bigru* -> gru, else its own name."""
     return "lstm" if kind.startswith("bilstm") else "gru" if kind.startswith("bigru") else kind

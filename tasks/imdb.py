@@ -46,6 +46,11 @@ What the lesson shows:
    A student learns what its teacher's labels say, so the teacher sets its ceiling: `--teacher nbsvm`
    (`--config recipes/imdb_bigru_nbsvm_teacher.json`) lets NBSVM, two points stronger and trained in
    seconds, label the unlabelled reviews instead (benchmarks/RESULTS.md: each step's number side by side).
+   Pretraining (`--pretrain-epochs`, Dai & Le 2015; `--config recipes/imdb_bigru_pretrained.json`) uses the
+   same unlabelled text without any teacher: before it sees a label, the BiGRU learns to predict each
+   word from the words before it (forward states) and an earlier word from the words after it (backward
+   states), on the training and unlabelled reviews. What it learns about words and phrases is what the
+   24,000 labelled reviews are too few to teach; the classifier then starts from those weights.
 7. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
    (attention.html and attention.png in the run folder).
 
@@ -56,6 +61,7 @@ Running it:
     python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min) + n-gram
     python -m tasks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU
     python -m tasks.imdb --config recipes/imdb_bigru_nbsvm_teacher.json   # NBSVM teacher, then the BiGRU
+    python -m tasks.imdb --config recipes/imdb_bigru_pretrained.json   # language model, then the BiGRU
     python -m tasks.imdb --config recipes/imdb_nbsvm.json   # NBSVM: n-grams, ratios, logistic regression
     python -m tasks.imdb --profile smoke            # seconds, a few batches
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
@@ -76,6 +82,7 @@ from common.cli import quiet_tensorflow, run, task_main
 
 quiet_tensorflow()
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import export, runs, trained, training  # noqa: E402
@@ -154,9 +161,20 @@ class ImdbConfig(TrainConfig):
              "(train/unsup), each labelled with the teacher's P(positive); the teacher is then trained "
              "first"))
     teacher: str = dataclasses.field(default="ngram", metadata=dict(
-        help="self-training's teacher: ngram (the n-gram model, also the reference) or nbsvm (trained with "
-             "recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/)",
-        choices=("ngram", "nbsvm")))
+        help="self-training's teacher: ngram (the n-gram model, also the reference), nbsvm (trained with "
+             "recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/) or none (no "
+             "self-training: the unlabelled reviews only feed --pretrain-epochs)",
+        choices=("ngram", "nbsvm", "none")))
+    pretrain_epochs: int = dataclasses.field(default=0, metadata=dict(
+        help="language-model pretraining (Dai & Le 2015): before the classifier trains, its embeddings and "
+             "first recurrent layer learn to predict the next word (bidirectional: and an earlier one) on "
+             "the training reviews and the --unlabelled ones, for this many epochs (0 = off)"))
+    pretrain_vocabulary: int = dataclasses.field(default=4000, metadata=dict(
+        help="pretraining: the most frequent words the language model predicts (rarer ones: one class)"))
+    pretrain_length: int = dataclasses.field(default=256, metadata=dict(
+        help="pretraining: the first this many tokens of each review"))
+    pretrain_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(
+        help="pretraining: Adam's learning rate (gradients clipped to norm 1)"))
     source: str = dataclasses.field(default="folder", metadata=dict(
         help="folder: the aclImdb review files (data root, Keras cache or the official archive); keras: "
              "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words; tfds: "
@@ -176,7 +194,9 @@ class ImdbConfig(TrainConfig):
         "ngram_sequence_length": ">= 1", "sequence_length": ">= 1", "embedding_dim": ">= 1", "units": ">= 1",
         "num_layers": ">= 1", "max_batches": ">= 1",
         # The n-gram vectors of nbsvm keep only index 0 for everything unknown (no padding).
-        "nbsvm_ngrams": ">= 1", "nbsvm_vocabulary_size": ">= 2", "nb_alpha": "> 0"}
+        "nbsvm_ngrams": ">= 1", "nbsvm_vocabulary_size": ">= 2", "nb_alpha": "> 0",
+        "pretrain_epochs": ">= 0", "pretrain_vocabulary": ">= 3", "pretrain_length": ">= 3",
+        "pretrain_learning_rate": "> 0"}
 
     def validate(self):
         super().validate()  # types, choices and RANGES of every field
@@ -188,6 +208,9 @@ class ImdbConfig(TrainConfig):
             if size > MAX_TABLE:  # an extra zero typed by mistake; the table would not fit in memory
                 raise UserError(f"the embedding table of {rows} rows would hold {size:,} numbers, more than "
                                 f"{MAX_TABLE:,} (8 GB); choose fewer rows or a smaller embedding size.")
+        if self.pretrain_epochs and self.model in ("ngram", "nbsvm"):
+            raise UserError(f"--pretrain-epochs pretrains a recurrent model's first layer; --model "
+                            f"{self.model} has none.")
         if self.unlabelled and self.source == "keras":
             raise UserError("--unlabelled needs --source folder or tfds: keras.datasets.imdb has no "
                             "unlabelled reviews.")
@@ -206,11 +229,12 @@ class ImdbConfig(TrainConfig):
 # `models/text.py: build_text_classifier` stacks TextVectorization (inside the model, so it takes raw
 # strings), an embedding, the recurrent layers (`models/text.py: recurrent_stack`) and a pooling: the last
 # state, max+mean over the unmasked steps, or attention (`models/text.py: AttentionPooling`).
-def train_one(config, data, folder, train_data=None):
-    """Adapt the vectoriser this model needs on the training text, build, train, evaluate.
+def train_one(config, data, folder, train_data=None, unlabelled=None):
+    """Adapt the vectoriser this model needs on the training text, build, (pretrain,) train, evaluate.
 
     `train_data`: what to fit on instead of `data.train` (the labelled reviews plus pseudo-labelled ones);
-    the vocabulary still comes from the labelled training reviews alone."""
+    the vocabulary still comes from the labelled training reviews alone. `unlabelled`: reviews the
+    language-model pretraining reads besides the training ones (`--pretrain-epochs`)."""
     labels = np.concatenate([y.numpy() for _, y in data.test])
     train_data = data.train if train_data is None else train_data
     if config.model == "nbsvm":
@@ -219,9 +243,11 @@ def train_one(config, data, folder, train_data=None):
         length = config.ngram_sequence_length if config.model == "ngram" else config.sequence_length
         data.vectorizer = imdb.adapt_vectorizer(data.train, config.vocabulary_size, length)
         model = training.build_seeded(text_models.BUILDERS[config.model], config, data)
+        pretraining = (pretrain(model, config, data, folder, unlabelled)
+                       if config.pretrain_epochs and config.model != "ngram" else {})
         reviews = training.TrainingData(train_data, data.val, steps_per_epoch(train_data), test=data.test,
                                         test_labels=labels, class_names=data.class_names)
-        result = training.train_classifier(model, config, folder, reviews)
+        result = {**training.train_classifier(model, config, folder, reviews), **pretraining}
     (Path(folder) / "parameters.md").write_text(
         f"# {model.name}: {model.count_params():,} parameters\n\n"
         + format_table(text_models.parameter_table(model), ["layer", "params", "formula"]) + "\n")
@@ -268,6 +294,44 @@ def train_nbsvm(config, data, folder, train_data, test_labels):
 def steps_per_epoch(dataset):
     steps = int(dataset.cardinality())
     return steps if steps > 0 else sum(1 for _ in dataset)
+
+
+# %% Pretraining on unlabelled text
+# Dai & Le (2015): a recurrent classifier learns faster and generalises better when its embeddings and
+# recurrent layer first learn to predict words, from text that needs no label: the training reviews and
+# the 50,000 unlabelled ones. `models/text.py: language_model` puts next-word heads on the classifier's own
+# layers; after pretraining the heads go and the classifier trains as usual, starting from those weights.
+def pretrain(model, config, data, folder, unlabelled):
+    """Pretrain `model`'s embeddings and first recurrent layer as a language model (in place); returns the
+    pretraining's time and losses. A resumed run loads the pretrained weights it saved instead of
+    pretraining again (the classifier's own backup, when there is one, then restores its later state)."""
+    folder = Path(folder)
+    record, weights = folder / "pretraining.json", folder / "pretrained.weights.h5"
+    if record.exists() and weights.exists():
+        model.load_weights(weights)
+        return runs.read_json(record)
+    language = text_models.language_model(model, min(config.pretrain_vocabulary,
+                                                      data.vectorizer.vocabulary_size()))
+    texts = imdb.pretraining_texts(data.train, unlabelled)
+    words = language.outputs[0].shape[-1]
+    batches = imdb.language_model_batches(texts, data.vectorizer, config.pretrain_length, words,
+                                          text_models.backward_offset(language), config.batch_size,
+                                          config.seed)
+    crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    language.compile(keras.optimizers.Adam(config.pretrain_learning_rate, clipnorm=1.0),
+                     loss=[crossentropy] * len(language.outputs))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"pretraining {model.name} as a language model on {sum(1 for _ in texts):,} reviews "
+          f"({config.pretrain_epochs} epochs)")
+    started = time.perf_counter()
+    history = language.fit(batches, epochs=config.pretrain_epochs, verbose=config.verbose,
+                           callbacks=[keras.callbacks.CSVLogger(str(folder / "pretraining.csv"))])
+    outcome = {"pretrain_time_s": round(time.perf_counter() - started, 2),
+               "pretrain_epochs": config.pretrain_epochs,
+               "pretrain_loss": [round(float(v), 4) for v in history.history["loss"]]}
+    model.save_weights(weights)
+    runs.write_json(record, outcome)
+    return outcome
 
 
 # %% Self-training with the unlabelled reviews
@@ -353,7 +417,7 @@ def nbsvm_teacher_config(config):
     seed and run settings (so it sees exactly the student's training reviews, never validation or test)."""
     recipe = read_json_config(NBSVM_RECIPE, ImdbConfig.TASK)
     fields = {f.name for f in dataclasses.fields(ImdbConfig)}
-    return dataclasses.replace(config, unlabelled=0, ngram_reference=False, export=False,
+    return dataclasses.replace(config, unlabelled=0, ngram_reference=False, export=False, pretrain_epochs=0,
                                **{k: v for k, v in recipe.items() if k in fields})
 
 
@@ -363,8 +427,10 @@ def train(config):
     training.setup_precision(config)
     data = imdb.load(config)
     print(f"data: {data.source}")
-    teacher = config.teacher if config.unlabelled > 0 and config.model not in ("ngram", "nbsvm") else None
-    unlabelled = imdb.load_unlabelled(config, data.source) if teacher else None
+    teacher = (config.teacher if config.unlabelled > 0 and config.teacher != "none"
+               and config.model not in ("ngram", "nbsvm") else None)
+    reads_unlabelled = teacher or (config.unlabelled > 0 and config.pretrain_epochs > 0)
+    unlabelled = imdb.load_unlabelled(config, data.source) if reads_unlabelled else None
     run_ = training.start_run(config)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
     with_reference = (config.ngram_reference or teacher == "ngram") and config.model != "ngram"
@@ -377,7 +443,7 @@ def train(config):
         plan = {**reference, **lesson} if teacher else {**lesson, **reference}
     results, summary, pseudo = {}, [], None
     for name, (model_config, folder) in plan.items():
-        results[name], model = train_one(model_config, data, folder, pseudo)
+        results[name], model = train_one(model_config, data, folder, pseudo, unlabelled)
         if config.export and name == config.model:
             results[name]["exports"] = export_lesson_model(model, data, folder)
         if name == teacher:

@@ -12,6 +12,7 @@ import pytest
 
 from common import training
 from common.config import build_config
+from common.errors import UserError
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, write_imdb_archive
 from datasets import imdb as imdb_data
 from datasets.imdb import standardize_review
@@ -375,6 +376,92 @@ def test_the_vocabulary_comes_from_training_reviews_only_through_the_lessons_own
         vocabulary = set(keras.saving.load_model(path).get_layer("vectorize").get_vocabulary())
         assert not vocabulary & set(UNSEEN), path
         assert set(POSITIVE + NEGATIVE) <= vocabulary  # the training reviews' words are all there
+
+
+# ------------------------------------------------------------------------------------------ pretraining
+def pretraining_config(tmp_path, root, run_id, **overrides):
+    return smoke_config(tmp_path, root, run_id=run_id, model="bigru_pool", bigram_buckets=50, units=16,
+                        embedding_dim=16, ngram_reference=False, unlabelled=40, teacher="none",
+                        pretrain_epochs=8,
+                        pretrain_vocabulary=40, pretrain_length=24, epochs=1, max_batches=None,
+                        batch_size=16, **overrides)
+
+
+def pretraining_archive(root):
+    """Labelled reviews, unlabelled ones with a word of their own, and test reviews with words no training
+    or unlabelled review has (the pipeline must never hand those to the language model)."""
+    rng = np.random.default_rng(2)
+    unsup = {f"train/unsup/{i}_0.txt": " ".join(["zunsup", "the", "film", str(rng.choice(words)), "plot",
+                                                "was", str(rng.choice(words))]).encode()
+             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
+    unseen = {f"test/{label}/unseen_{i}_1.txt": " ".join(UNSEEN * 2 + [words[i]] * 3).encode()
+              for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(5)}
+    write_imdb_archive(root, extra={**unsup, **unseen})
+
+
+def test_pretraining_lowers_the_language_model_loss_and_fine_tuning_starts_from_its_weights(
+        tmp_path, monkeypatch):
+    """Issue 19: the language model learns (its loss falls over the pretraining epochs) and the classifier's
+    first step starts from the pretrained embeddings and recurrent weights, not from its initial ones."""
+    root = tmp_path / "data"
+    pretraining_archive(root)
+    config = pretraining_config(tmp_path, root, "pretrained")
+    at_first_step = {}
+    train_classifier = training.train_classifier
+
+    def capture(model, *args, **kwargs):  # the weights the fit starts from
+        at_first_step.update({w.path: keras.ops.convert_to_numpy(w) for w in model.weights})
+        return train_classifier(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_classifier", capture)
+    assert imdb.train(config) == 0
+    run = tmp_path / "runs" / "imdb" / "pretrained"
+    record = json.loads((run / "pretraining.json").read_text())
+    losses = record["pretrain_loss"]
+    assert len(losses) == 8 and losses[-1] < 0.8 * losses[0]  # measured: about 0.5x; a frozen model: 1x
+    results = json.loads((run / "metrics.json").read_text())["results"]["bigru_pool"]
+    assert results["pretrain_loss"] == losses and results["pretrain_time_s"] > 0
+    # The same classifier, freshly built (its initial weights), then given the saved pretrained weights.
+    data = imdb_data.load(config)
+    data.vectorizer = imdb_data.adapt_vectorizer(data.train, config.vocabulary_size, config.sequence_length)
+    fresh = training.build_seeded(text_models.BUILDERS["bigru_pool"], config, data)
+    initial = {w.path: keras.ops.convert_to_numpy(w) for w in fresh.weights}
+    fresh.load_weights(run / "pretrained.weights.h5")
+    pretrained = {w.path: keras.ops.convert_to_numpy(w) for w in fresh.weights}
+    assert set(at_first_step) == set(pretrained)
+    for path, value in pretrained.items():
+        np.testing.assert_array_equal(at_first_step[path], value, err_msg=path)
+    changed = [path for path in pretrained if not np.array_equal(pretrained[path], initial[path])]
+    assert any("embedding" in p for p in changed) and any("gru" in p for p in changed)
+    assert not any("positive" in p for p in changed)  # the classifier's own head is not pretrained
+
+
+def test_no_test_or_validation_review_reaches_the_vocabulary_or_pretraining(tmp_path):
+    root = tmp_path / "data"
+    pretraining_archive(root)
+    config = pretraining_config(tmp_path, root, "clean")
+    data = imdb_data.load(config)
+    unlabelled = imdb_data.load_unlabelled(config, data.source)
+    texts = [t.decode() for t in imdb_data.pretraining_texts(data.train, unlabelled).as_numpy_iterator()]
+    held_out = {t.decode() for split in (data.val, data.test) for batch, _ in split for t in batch.numpy()}
+    train_texts = [t.decode() for batch, _ in data.train for t in batch.numpy()]
+    assert len(texts) == len(train_texts) + 40 and sum("zunsup" in t for t in texts) == 40
+    assert not held_out & set(texts)
+    assert not any(word in t for t in texts for word in UNSEEN)
+    assert imdb.train(config) == 0  # and through the lesson's run: its vocabulary has no test-only word
+    model = keras.saving.load_model(tmp_path / "runs" / "imdb" / "clean" / "model.keras")
+    assert not set(model.get_layer("vectorize").get_vocabulary()) & set(UNSEEN)
+
+
+def test_pretraining_needs_a_layer_that_returns_every_state(tmp_path, imdb_root):
+    config = smoke_config(tmp_path, imdb_root, model="gru", pretrain_epochs=1)
+    data = imdb_data.load(config)
+    data.vectorizer = imdb_data.adapt_vectorizer(data.train, 100, 16)
+    model = training.build_seeded(text_models.BUILDERS["gru"], config, data)
+    with pytest.raises(UserError, match="needs its state at every word"):
+        text_models.language_model(model, 50)
+    with pytest.raises(UserError, match="has none"):
+        smoke_config(tmp_path, imdb_root, model="nbsvm", pretrain_epochs=1)
 
 
 # ------------------------------------------------------------------------------------------------ nbsvm
