@@ -43,6 +43,12 @@ x = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
 for name in cnn.BUILDERS:
     config = build_config(Cifar10Config, profile="smoke", overrides=dict(model=name, widths=(8, 16, 16)))
     step(name, cnn.build_cnn(config, images), x, np.arange(4), "sparse_categorical_crossentropy")
+# airbench94's layers (whitening stem computed from training images, shift-only batch norm with the scaled
+# shift, dirac init, logit scale), in float32: the recipe's bfloat16 is a CPU speed choice.
+airbench = build_config(Cifar10Config, config_file="recipes/cifar10_airbench94.json",
+                        overrides=dict(widths=(8, 16, 16), mixed_precision=False))
+images.x_train = rng.uniform(0, 255, (64, 32, 32, 3)).astype("uint8")
+step("fast_airbench94", cnn.build_cnn(airbench, images), x, np.arange(4), "sparse_categorical_crossentropy")
 ids = rng.integers(0, 50, (4, 12)).astype("int32")
 for name in text.ARCHITECTURES:
     bigrams = 20 if name == "bigru_pool" else 0  # the bigram input layer too, on every backend
@@ -65,7 +71,8 @@ step("efficientnet_lite0", model, rng.uniform(0, 255, (2, 64, 64, 3)).astype("fl
 print(json.dumps({"backend": keras.backend.backend(), "losses": losses}))
 """
 
-EXPECTED = 2 + 6 + 8 + 3  # FNN and baseline, the CNNs, the text models, captioners and EfficientNet-Lite0
+EXPECTED = 2 + 7 + 8 + 3  # FNN and baseline, the CNNs and airbench94's, the text models, captioners and
+# EfficientNet-Lite0
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
