@@ -101,7 +101,8 @@ def test_mixed_precision_in_bfloat16_keeps_float32_outputs_and_close_numbers(run
     assert probabilities.dtype == np.float32
     # bfloat16 rounds to 8 bits of mantissa (float16: 11): a few test rows may change class, not more.
     assert abs(mixed["test_accuracy"] - reference["test_accuracy"]) <= 4 / 80
-    assert mixed["test_accuracy"] >= 0.85  # far above chance (0.25): it learned in bfloat16
+    # float32 reaches 0.81 on this smoke recipe (30 epochs), bfloat16 the same; chance is 0.25.
+    assert mixed["test_accuracy"] >= 0.7
 
 
 def test_auto_mixed_dtype_is_the_fast_16_bit_type_of_the_hardware(monkeypatch):
