@@ -17,7 +17,7 @@ What the lesson shows:
    `--config recipes/cifar10_course_cnn.json` trains it the course's way), a VGG-style net with batch norm
    and dropout, ResNet-20/32/56 as in He et al. (2016), and `fast`, a residual-free net built for
    time-to-accuracy after airbench. The quick profile (the default run) trains the fast net with
-   airbench94's methods (point 6) for 5 epochs instead of 10, on a budget of 15 minutes of a 2-core CPU
+   airbench94's methods (point 6) for 5 epochs instead of 10, to fit a quarter of an hour of a 2-core CPU
    (benchmarks/RESULTS.md has its time and accuracy, and those of the 10-epoch recipe).
 3. The training recipe that makes it fast: SGD with Nesterov momentum and decoupled weight decay, a
    one-cycle or triangular learning rate (linear up, linear down), label smoothing 0.2, large batches, and
