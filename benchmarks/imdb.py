@@ -93,7 +93,7 @@ def main(argv=None):
             # ngram_reference=False skips the n-gram model otherwise.
             teacher = results.get(config.teacher) if name not in ("ngram", "nbsvm") else None
             train_time = f"{result['train_time_s']:.0f}" + (
-                f" + {teacher['train_time_s']:.0f} ({TEACHERS[config.teacher]} teacher: test "
+                f" + {teacher['train_time_s']:.0f} ({imdb.TEACHERS[config.teacher]} teacher: test "
                 f"{teacher['test_accuracy']:.4f}, best val {teacher['best_val_accuracy']:.4f})"
                 if teacher else "") + (
                 f" + {result['pretrain_time_s']:.0f} (language-model pretraining, loss "
@@ -122,9 +122,6 @@ def main(argv=None):
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
     publish("imdb", render(rows))
     return 0
-
-
-TEACHERS = {"ngram": "n-gram", "nbsvm": "NBSVM"}
 
 
 def anchor_row(config, measured):

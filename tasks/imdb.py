@@ -341,7 +341,8 @@ def pseudo_labelled(config, data, unlabelled, teacher):
     """Self-training data: the teacher (the trained n-gram or NBSVM model, raw strings in) labels the
     unlabelled reviews with its P(positive); they join the labelled training reviews as soft targets."""
     probabilities = teacher.predict(unlabelled, verbose=0)[:, 0]
-    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the {config.teacher} model "
+    teacher_name = TEACHERS[config.teacher]
+    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the {teacher_name} model "
           f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
           "with P > 0.9 or < 0.1)")
     return imdb.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
@@ -410,6 +411,7 @@ def ngram_config(config):
 
 
 NBSVM_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "imdb_nbsvm.json"
+TEACHERS = {"ngram": "n-gram", "nbsvm": "NBSVM"}  # --teacher -> its name in messages and tables
 
 
 def nbsvm_teacher_config(config):

@@ -248,13 +248,18 @@ def test_rounded_accuracy_reads_soft_targets_by_their_side():
     np.testing.assert_allclose(np.ravel(keras.ops.convert_to_numpy(accuracy)), [1, 1, 0, 1])
 
 
+def unlabelled_sentiment(first_word, words=("film", "plot")):
+    """40 unlabelled reviews (files of train/unsup) with sentiment words of either class, each starting with
+    `first_word`, so a test can find them."""
+    rng = np.random.default_rng(1)
+    return {f"train/unsup/{i}_0.txt": " ".join([first_word, words[0], str(rng.choice(sentiment)), words[1],
+                                               str(rng.choice(sentiment))]).encode()
+            for i, sentiment in enumerate([POSITIVE, NEGATIVE] * 20)}
+
+
 def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path, capsys):
     root = tmp_path / "data"
-    rng = np.random.default_rng(1)
-    unsup = {f"train/unsup/{i}_0.txt": " ".join(["the", "film", str(rng.choice(words)), "plot",
-                                                str(rng.choice(words))]).encode()
-             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
-    write_imdb_archive(root, extra=unsup)
+    write_imdb_archive(root, extra=unlabelled_sentiment("the"))
     config = smoke_config(tmp_path, root, run_id="self", model="gru", ngram_reference=False, unlabelled=40,
                           epochs=8, ngram_epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
     assert imdb.train(config) == 0
@@ -273,16 +278,12 @@ def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_review
     """Issue 19: NBSVM (recipes/imdb_nbsvm.json's settings) as the teacher. It goes first, in its own
     sub-folder; its n-grams come from the labelled training reviews only (no unlabelled or test review)."""
     root = tmp_path / "data"
-    rng = np.random.default_rng(1)
-    unsup = {f"train/unsup/{i}_0.txt": " ".join(["zunsup", "film", str(rng.choice(words)), "plot",
-                                                str(rng.choice(words))]).encode()
-             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
-    write_imdb_archive(root, extra=unsup)
+    write_imdb_archive(root, extra=unlabelled_sentiment("zunsup"))
     config = smoke_config(tmp_path, root, run_id="nbsvm", model="gru", ngram_reference=False, unlabelled=40,
                           teacher="nbsvm", epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
     assert imdb.train(config) == 0
     out = capsys.readouterr().out
-    assert "self-training: 40 unlabelled reviews labelled by the nbsvm model" in out
+    assert "self-training: 40 unlabelled reviews labelled by the NBSVM model" in out
     run = tmp_path / "runs" / "imdb" / "nbsvm"
     results = json.loads((run / "metrics.json").read_text())["results"]
     assert set(results) == {"nbsvm", "gru"} and not (run / "ngram_reference").exists()
@@ -390,10 +391,7 @@ def pretraining_config(tmp_path, root, run_id, **overrides):
 def pretraining_archive(root):
     """Labelled reviews, unlabelled ones with a word of their own, and test reviews with words no training
     or unlabelled review has (the pipeline must never hand those to the language model)."""
-    rng = np.random.default_rng(2)
-    unsup = {f"train/unsup/{i}_0.txt": " ".join(["zunsup", "the", "film", str(rng.choice(words)), "plot",
-                                                "was", str(rng.choice(words))]).encode()
-             for i, words in enumerate([POSITIVE, NEGATIVE] * 20)}
+    unsup = unlabelled_sentiment("zunsup", words=("the film", "plot was"))
     unseen = {f"test/{label}/unseen_{i}_1.txt": " ".join(UNSEEN * 2 + [words[i]] * 3).encode()
               for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)) for i in range(5)}
     write_imdb_archive(root, extra={**unsup, **unseen})
