@@ -419,8 +419,8 @@ def nbsvm_teacher_config(config):
     seed and run settings (so it sees exactly the student's training reviews, never validation or test)."""
     recipe = read_json_config(NBSVM_RECIPE, ImdbConfig.TASK)
     fields = {f.name for f in dataclasses.fields(ImdbConfig)}
-    return dataclasses.replace(config, unlabelled=0, ngram_reference=False, export=False, pretrain_epochs=0,
-                               **{k: v for k, v in recipe.items() if k in fields})
+    settings = dict(unlabelled=0, ngram_reference=False, export=False, pretrain_epochs=0)
+    return dataclasses.replace(config, **{**settings, **{k: v for k, v in recipe.items() if k in fields}})
 
 
 def train(config):
