@@ -136,12 +136,12 @@ def test_jit_summary_resolves_auto_as_keras_does():
 def test_runtime_summary_names_backend_devices_precision_and_xla():
     import keras
 
-    config = types.SimpleNamespace(mixed_precision=True, jit_compile="false")
+    config = types.SimpleNamespace(mixed_precision=True, mixed_dtype="float16", jit_compile="false")
     line = console.runtime_summary(config)
     backend = keras.backend.backend()
     assert line.startswith(f"keras {keras.__version__} on {backend}")
     devices = console.accelerators(backend) or [f"CPU ({console.cpu_cores()} cores)"]
-    assert f"devices: {', '.join(devices)} | mixed precision on | " in line
+    assert f"devices: {', '.join(devices)} | mixed precision float16 | " in line
     assert line.endswith(" off") and "\n" not in line
 
 

@@ -73,7 +73,8 @@ def train(args, mode, case):
     cluster = dict(workers=args.workers, worker_index=args.worker_index) if mode == args.distribution else {}
     config = build_config(ProbeConfig, overrides=dict(
         distribution=mode, batch_size=args.batch_size, epochs=args.epochs, optimizer="sgd", learning_rate=0.1,
-        seed=3, batch_norm=case.startswith("bn"), mixed_precision=case == "mp", **cluster))
+        seed=3, batch_norm=case.startswith("bn"), mixed_precision=case == "mp", mixed_dtype="float16",
+        **cluster))
     distribution.setup(config)
     model = training.build_seeded(build, config, None)  # seeds everything, as lessons do before their data
     rng = np.random.default_rng(0)
