@@ -9,6 +9,7 @@ had finished is not trained again. Run folders themselves (ids, marker, lock) ar
 """
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -64,6 +65,7 @@ def compute_dtype(config):
     return "bfloat16" if cpu_computes_bfloat16() else "float32"
 
 
+@functools.cache  # the CPU does not change during a run; every model build asks
 def cpu_computes_bfloat16():
     """True when the CPU has bfloat16 arithmetic (x86 flags avx512_bf16 or amx_bf16; Linux only)."""
     try:
