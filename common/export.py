@@ -83,8 +83,11 @@ def float32_copy(model):
     """`model` computing in float32: a mixed-precision model (`--mixed-precision`) rebuilt layer by layer with
     a float32 policy and given its (float32) weights, because ONNX and LiteRT cannot mix a bfloat16 or
     float16 graph with float32 inputs; a float32 model itself. The file's own dtypes are the exporter's
-    choice (float32, and the float16 and int8 LiteRT files)."""
-    if all(layer.compute_dtype == "float32" for layer in model.layers):
+    choice (float32, and the float16 and int8 LiteRT files).
+
+    Only weights are carried over: state kept outside them (a TextVectorization's adapted vocabulary) would
+    be lost, so a text model is copied from its vectoriser's output on (`export_text_classifier`)."""
+    if not any(layer.compute_dtype in ("float16", "bfloat16") for layer in model.layers):
         return model
 
     def in_float32(layer):
@@ -124,7 +127,8 @@ def export_text_classifier(model, folder, reviews, labels, batch_size=250):
         # raw strings is the file to deploy.
         return rows
     tokens = keras.ops.convert_to_numpy(vectorize(strings))
-    tokens_model = keras.Model(vectorize.output, model.output, name=f"{model.name}_tokens")
+    # (In float32 when the model computes in 16 bits: ONNX and LiteRT take no bfloat16 graph.)
+    tokens_model = float32_copy(keras.Model(vectorize.output, model.output, name=f"{model.name}_tokens"))
     tokens_model(tokens[:1])
     for kind in progress(("onnx", "litert"), "exporting and scoring the token-id model", unit="file"):
         # LiteRT: one review per call. With a free batch size a recurrent layer's loop keeps TensorFlow
@@ -151,6 +155,7 @@ def export_compared(model, folder, inputs, batch_size=64):
     tensor-list ops (Flex), which the ai-edge-litert interpreter cannot run."""
     folder = Path(folder)
     inputs = [np.asarray(x) for x in inputs]
+    model = float32_copy(model)
     expected = keras.ops.convert_to_numpy(model.predict(inputs, batch_size=batch_size, verbose=0))
     _teach_tf2onnx_erfc()
     rows = []

@@ -63,6 +63,7 @@ augmentation: watch validation accuracy stall while training accuracy climbs), `
 
 # %% Setup
 import dataclasses
+import json
 import sys
 import time
 import typing
@@ -87,6 +88,17 @@ from models import cnn  # noqa: E402
 
 
 # %% Settings
+AIRBENCH94 = Path(__file__).resolve().parents[1] / "recipes" / "cifar10_airbench94.json"
+
+
+def airbench94_methods():
+    """The settings of recipes/cifar10_airbench94.json but its data split (which holds out no validation
+    images): the fast net's quick profile starts from them."""
+    recipe = json.loads(AIRBENCH94.read_text())
+    return {key: value for key, value in recipe.items()
+            if not key.startswith("_") and key not in ("task", "model", "val_images", "lossless_holdout")}
+
+
 # Every field is a flag and a `--config` key. The airbench94 methods are flags too (`--whiten`, `--dirac`,
 # `--lookahead`, `--alternating-flip`, `--tta-crops`, ...), so `recipes/cifar10_airbench94.json` switches
 # them all on and `python -m benchmarks.cifar10 --ablations` removes each in turn.
@@ -105,13 +117,8 @@ class Cifar10Config(TrainConfig):
     # for validation and 16-bit compute where the CPU has it (--mixed-dtype auto). Chosen on validation
     # accuracy over airbench94's widths for 5 epochs (benchmarks/RESULTS.md: 0.855 vs 0.839). Other models
     # keep the quick profile above.
-    MODEL_PROFILES: typing.ClassVar[dict] = {"quick": {"fast": dict(
-        widths=(64, 128, 128), stem_width=24, initializer="torch_default", bn_momentum=0.6, bn_scale=False,
-        bn_bias_lr=64.0, dirac=True, whiten=True, whiten_bias_epochs=3, logit_scale=1 / 9, epochs=10,
-        batch_size=1024, optimizer="nesterov", momentum=0.85, learning_rate=1.5, weight_decay=0.00887,
-        schedule="triangular", warmup_epochs=2.3, label_smoothing=0.2, crop_padding=2, flip=True,
-        alternating_flip=True, lookahead=True, tta=True, tta_crops=True, mixed_precision=True,
-        mixed_dtype="auto")}}
+    MODEL_PROFILES: typing.ClassVar[dict] = {"quick": {"fast": {
+        **airbench94_methods(), "widths": (64, 128, 128), "mixed_dtype": "auto"}}}
 
     model: str = dataclasses.field(default="fast", metadata=dict(  # argparse fills in %(choices)s in --help
         help="architecture (models/cnn.py), one of: %(choices)s", choices=cnn.BUILDERS))
