@@ -24,6 +24,7 @@ trained model: for nbsvm the n-gram counting, vectorising and ratios as well as 
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -173,6 +174,20 @@ def rerun_command(row):
     return " ".join(["python -m benchmarks.imdb", *flags])
 
 
+# The BiGRU with bigram vectors (imdb_bigru_bigrams.json) and each way the recipes give it the 50,000
+# unlabelled reviews: the ablation table of issue 19, one line per recipe, its seeds averaged.
+UNLABELLED_ABLATION = {
+    "imdb_bigru_bigrams": "not at all (the 22,500 labelled reviews only)",
+    "imdb_bigru_selftrained": "soft labels from the n-gram model",
+    "imdb_bigru_nbsvm_teacher": "soft labels from NBSVM",
+    "imdb_bigru_pretrained": "language-model pretraining",
+    "imdb_bigru_pretrained_nbsvm_teacher": "language-model pretraining, then soft labels from NBSVM",
+}
+ABLATION_COLUMNS = ["unlabelled reviews used as", "recipe", "seeds", "test accuracy (mean)",
+                    "best val accuracy (mean)", "all training, teacher and pretraining included (min)",
+                    "rows"]
+
+
 def render(rows):
     ordered = sorted(rows.values(), key=lambda r: -r["test accuracy"])
     shown, notes = labelled(ordered, ["imdb"] * len(ordered))
@@ -182,7 +197,36 @@ def render(rows):
             "- rows of earlier runs are kept; each row's stamp (date, machine, versions, commit, the "
             "benchmark command that measured it) is spelled out below the table\n\n"
             + format_table(shown, COLUMNS)
+            + "\n\n" + ablation_table(shown)
             + "\n\nStamps:\n\n" + notes + "\n")
+
+
+def ablation_table(shown):
+    """What the unlabelled reviews add to the BiGRU, one line per recipe of UNLABELLED_ABLATION from the
+    rows above (their seeds averaged; rows with other changed settings left out). Times add up every
+    stage of the row's train time: classifier, teacher, pretraining."""
+    lines = []
+    for recipe, used_as in UNLABELLED_ABLATION.items():
+        runs = [row for row in shown if row["model"] == f"bigru_pool ({recipe})"
+                or re.fullmatch(rf"bigru_pool \({recipe}, seed=\d+\)", row["model"])]
+        if not runs:
+            continue
+        val = [row["best val accuracy"] for row in runs if row.get("best val accuracy", "") != ""]
+        minutes = [sum(int(t) for t in re.findall(r"(?:^|\+ )(\d+)", row["train time (s)"])) / 60
+                   for row in runs]
+        lines.append({
+            "unlabelled reviews used as": used_as, "recipe": f"`recipes/{recipe}.json`", "seeds": len(runs),
+            "test accuracy (mean)": f"{np.mean([row['test accuracy'] for row in runs]):.4f}",
+            "best val accuracy (mean)": f"{np.mean(val):.4f}" + (f" (of {len(val)})" if len(val) < len(runs)
+                                                                   else "") if val else "",
+            "all training, teacher and pretraining included (min)": f"{np.mean(minutes):.1f}",
+            "rows": ", ".join(row["stamp"] for row in runs)})
+    if not lines:
+        return ""
+    return ("### What the 50,000 unlabelled reviews add to the BiGRU\n\n"
+            "The BiGRU with bigram vectors (`recipes/imdb_bigru_bigrams.json`) and each way a recipe gives "
+            "it the unlabelled reviews, from the rows above (rows: their stamps; the seeds' mean):\n\n"
+            + format_table(lines, ABLATION_COLUMNS) + "\n")
 
 
 def render_recorded():

@@ -118,3 +118,28 @@ def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_p
                               "--verbose 2`")
     section = (tmp_path / "RESULTS.md").read_text()
     assert "| gru | smoke |" in section and "- [1] " + row["stamp"]["date"] in section
+
+
+def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_stage():
+    """Issue 19's table: one line per recipe, its seeds averaged, the times of classifier, teacher and
+    pretraining added; a row with another setting changed (bigram_buckets=0) is not a seed of its recipe."""
+    from benchmarks import imdb
+
+    def row(model, accuracy, val, time, label):
+        return {"model": model, "test accuracy": accuracy, "best val accuracy": val, "train time (s)": time,
+                "stamp": label}
+
+    shown = [row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher)", 0.92, 0.93,
+                 "1200 + 30 (NBSVM teacher: test 0.9236, best val 0.9240) + 600 (language-model pretraining, "
+                 "loss 6.10 -> 5.20)", "[1]"),
+             row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher, seed=1)", 0.93, 0.91, "1100 + 30 + 500",
+                 "[2]"),
+             row("bigru_pool (imdb_bigru_bigrams, bigram_buckets=0)", 0.5, 0.5, "60", "[3]"),
+             row("nbsvm (imdb_nbsvm)", 0.9236, 0.9236, "23 (of which 11 counting and vectorising)", "[4]")]
+    table = imdb.ablation_table(shown)
+    lines = [line for line in table.splitlines() if line.startswith("| language-model pretraining, then")]
+    assert lines == ["| language-model pretraining, then soft labels from NBSVM "
+                     "| `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` | 2 | 0.9250 | 0.9200 | 28.8 "
+                     "| [1], [2] |"], table
+    assert "bigram_buckets" not in table and "imdb_bigru_bigrams.json` |" not in table.split("\n\n", 2)[2]
+    assert imdb.ablation_table(shown[2:]) == ""
