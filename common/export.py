@@ -85,17 +85,25 @@ def float32_copy(model):
     float16 graph with float32 inputs; a float32 model itself. The file's own dtypes are the exporter's
     choice (float32, and the float16 and int8 LiteRT files).
 
-    Only weights are carried over: state kept outside them (a TextVectorization's adapted vocabulary) would
-    be lost, so a text model is copied from its vectoriser's output on (`export_text_classifier`)."""
-    if not any(layer.compute_dtype in ("float16", "bfloat16") for layer in model.layers):
+    Only the layers that compute in 16 bits are rebuilt, and only weights are carried over: state kept
+    outside them (a TextVectorization's adapted vocabulary) would be lost, so a text model is copied from its
+    vectoriser's output on (`export_text_classifier`). The other layers and operations (the padding mask's
+    `not_equal`) are shared with `model`."""
+    if not any(_computes_in_16_bits(layer) for layer in model.layers):
         return model
 
     def in_float32(layer):
+        if not _computes_in_16_bits(layer):
+            return layer
         return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
 
     copy = keras.models.clone_model(model, clone_function=in_float32)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _computes_in_16_bits(layer):
+    return getattr(layer, "compute_dtype", None) in ("float16", "bfloat16")
 
 
 def export_text_classifier(model, folder, reviews, labels, batch_size=250):
