@@ -51,6 +51,9 @@ COLUMNS = ["model", "profile", "test accuracy", "best val accuracy", "params", "
 ANCHOR = "tf-idf 1-2-grams + logistic regression (scikit-learn, C=10)"
 WHOLE = "whole review"  # the bag-of-n-gram linear models read every token
 ROWS_FILE = Path(__file__).resolve().parent / "imdb_rows.json"
+# Settings that change none of a row's numbers: kept out of its label (a row measured with --set export=false
+# is the recipe's row), shown in its command.
+NO_NUMBER_SETTINGS = {"export", "tensorboard", "verbose"}
 PLOTS = Path(__file__).resolve().parent / "plots"
 
 
@@ -74,7 +77,8 @@ def main(argv=None):
                      **({"data_dir": args.data_dir} if args.data_dir else {}))
     base = build_config(imdb.ImdbConfig, profile=args.profile, config_file=args.config, overrides=overrides)
     models = args.models.split(",") if args.models else [base.model] if args.config else [base.model, "ngram"]
-    variant = ([Path(args.config).stem] if args.config else []) + [f"{k}={v}" for k, v in settings.items()]
+    variant = ([Path(args.config).stem] if args.config else []) + [
+        f"{k}={v}" for k, v in settings.items() if k not in NO_NUMBER_SETTINGS]
     suffix = f" ({', '.join(variant)})" if variant else ""
     recipe = (f" --config {Path(args.config).as_posix()}" if args.config else "") + "".join(
         f" --{key.replace('_', '-')} {value}" for key, value in settings.items())
