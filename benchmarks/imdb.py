@@ -81,7 +81,7 @@ def main(argv=None):
         f"{k}={v}" for k, v in settings.items() if k not in NO_NUMBER_SETTINGS]
     suffix = f" ({', '.join(variant)})" if variant else ""
     recipe = (f" --config {Path(args.config).as_posix()}" if args.config else "") + "".join(
-        f" --{key.replace('_', '-')} {value}" for key, value in settings.items())
+        map(lesson_flag, settings.items()))
 
     rows = load_rows()
     measured = stamp(command_line("benchmarks.imdb"))
@@ -238,6 +238,16 @@ def render_recorded():
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
     publish("imdb", render(rows))
     return 0
+
+
+def lesson_flag(setting):
+    """('bigram_buckets', 0) -> ' --bigram-buckets 0'; ('export', False) -> ' --no-export' (the lesson's
+    boolean flags are --name / --no-name)."""
+    key, value = setting
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f" --{flag}" if value else f" --no-{flag}"
+    return f" --{flag} {value}"
 
 
 def parse_setting(item):
