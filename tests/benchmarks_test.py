@@ -108,14 +108,16 @@ def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_p
     monkeypatch.setattr(common, "RESULTS", tmp_path / "RESULTS.md")
     monkeypatch.setattr(imdb, "ROWS_FILE", tmp_path / "imdb_rows.json")
     monkeypatch.setattr(imdb, "PLOTS", tmp_path / "plots")
-    monkeypatch.setattr("sys.argv", ["benchmarks/imdb.py", "--profile", "smoke", "--models", "gru"])
-    assert imdb.main(["--profile", "smoke", "--models", "gru", "--data-dir", str(imdb_root)]) == 0
+    # (export changes no number: the row keeps its plain label, the command shows the lesson's flag)
+    arguments = ["--profile", "smoke", "--models", "gru", "--set", "export=false"]
+    monkeypatch.setattr("sys.argv", ["benchmarks/imdb.py", *arguments])
+    assert imdb.main([*arguments, "--data-dir", str(imdb_root)]) == 0
     row = json.loads((tmp_path / "imdb_rows.json").read_text())["gru/smoke"]
     assert common.stamp_problem(row["stamp"]) is None
-    assert row["stamp"]["command"] == "python -m benchmarks.imdb --profile smoke --models gru"
+    assert row["stamp"]["command"] == "python -m benchmarks.imdb " + " ".join(arguments)
     assert isinstance(row["best val accuracy"], float) and 0 <= row["best val accuracy"] <= 1
-    assert row["command"] == ("`python -m tasks.imdb --profile smoke --model gru --no-ngram-reference "
-                              "--verbose 2`")
+    assert row["command"] == ("`python -m tasks.imdb --profile smoke --no-export --model gru "
+                              "--no-ngram-reference --verbose 2`")
     section = (tmp_path / "RESULTS.md").read_text()
     assert "| gru | smoke |" in section and "- [1] " + row["stamp"]["date"] in section
 
