@@ -134,14 +134,15 @@ def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_s
     shown = [row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher)", 0.92, 0.93,
                  "1200 + 30 (NBSVM teacher: test 0.9236, best val 0.9240) + 600 (language-model pretraining, "
                  "loss 6.10 -> 5.20)", "[1]"),
-             row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher, seed=1)", 0.93, 0.91, "1100 + 30 + 500",
+             row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher, seed=1)", 0.93, 0.91,
+                 "1100 + 30 (NBSVM teacher: test 0.92) + 500 (language-model pretraining, loss 6.0 -> 5.0)",
                  "[2]"),
              row("bigru_pool (imdb_bigru_bigrams, bigram_buckets=0)", 0.5, 0.5, "60", "[3]"),
              row("nbsvm (imdb_nbsvm)", 0.9236, 0.9236, "23 (of which 11 counting and vectorising)", "[4]")]
     table = imdb.ablation_table(shown)
     lines = [line for line in table.splitlines() if line.startswith("| language-model pretraining, then")]
     assert lines == ["| language-model pretraining, then soft labels from NBSVM "
-                     "| `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` | 2 | 0.9250 | 0.9200 | 28.8 "
-                     "| [1], [2] |"], table
+                     "| `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` | 2 | 0.9250 | 0.9200 "
+                     "| 19.2 | 0.5 | 9.2 | 28.8 | [1], [2] |"], table
     assert "bigram_buckets" not in table and "imdb_bigru_bigrams.json` |" not in table.split("\n\n", 2)[2]
     assert imdb.ablation_table(shown[2:]) == ""
