@@ -187,6 +187,8 @@ UNLABELLED_ABLATION = {
     "imdb_bigru_pretrained": "language-model pretraining",
     "imdb_bigru_pretrained_nbsvm_teacher": "language-model pretraining, then soft labels from NBSVM",
 }
+# Settings a recipe may be run with and still be a line of the ablation table (as a variant of its recipe).
+ABLATION_VARIANTS = {"epochs"}
 ABLATION_COLUMNS = ["unlabelled reviews used as", "recipe", "seeds", "test accuracy (mean)",
                     "best val accuracy (mean)", "classifier (min)", "teacher (min)", "pretraining (min)",
                     "all training (min)", "rows"]
@@ -216,25 +218,35 @@ def render(rows):
 
 def ablation_table(shown):
     """What the unlabelled reviews add to the BiGRU, one line per recipe of UNLABELLED_ABLATION from the
-    rows above (their seeds averaged; rows with other changed settings left out), with the time of each
-    stage of the row's train time (classifier, teacher, pretraining) and their sum."""
+    rows above (their seeds averaged), with the time of each stage of the row's train time (classifier,
+    teacher, pretraining) and their sum. A recipe run for another number of epochs gets a line of its own;
+    rows with any other setting changed are left out (they are not the recipe)."""
     lines = []
     for recipe, used_as in UNLABELLED_ABLATION.items():
-        runs = [row for row in shown if row["model"] == f"bigru_pool ({recipe})"
-                or re.fullmatch(rf"bigru_pool \({recipe}, seed=\d+\)", row["model"])]
-        if not runs:
-            continue
-        val = [row["best val accuracy"] for row in runs if row.get("best val accuracy", "") != ""]
-        stages = np.mean([stage_seconds(row["train time (s)"]) for row in runs], axis=0) / 60
-        lines.append({
-            "unlabelled reviews used as": used_as, "recipe": f"`recipes/{recipe}.json`", "seeds": len(runs),
-            "test accuracy (mean)": f"{np.mean([row['test accuracy'] for row in runs]):.4f}",
-            "best val accuracy (mean)": f"{np.mean(val):.4f}" + (f" (of {len(val)})" if len(val) < len(runs)
-                                                                   else "") if val else "",
-            **{column: f"{value:.1f}" if value else "" for column, value in zip(
-                ["classifier (min)", "teacher (min)", "pretraining (min)"], stages, strict=True)},
-            "all training (min)": f"{stages.sum():.1f}",
-            "rows": ", ".join(row["stamp"] for row in runs)})
+        groups = {}
+        for row in shown:
+            found = re.fullmatch(rf"bigru_pool \({recipe}((?:, \w+=[^,)]+)*)\)", row["model"])
+            if not found:
+                continue
+            settings = dict(item.split("=", 1) for item in found[1].split(", ")[1:])
+            settings.pop("seed", None)
+            if set(settings) <= ABLATION_VARIANTS:
+                groups.setdefault(tuple(sorted(settings.items())), []).append(row)
+        for variant, runs in sorted(groups.items(), key=lambda group: (group[0] != (), group[0])):
+            val = [row["best val accuracy"] for row in runs if row.get("best val accuracy", "") != ""]
+            stages = np.mean([stage_seconds(row["train time (s)"]) for row in runs], axis=0) / 60
+            lines.append({
+                "unlabelled reviews used as": used_as + "".join(f", {value} {key}" for key, value in variant),
+                "recipe": f"`recipes/{recipe}.json`" + "".join(f" `--{key} {value}`"
+                                                                for key, value in variant),
+                "seeds": len(runs),
+                "test accuracy (mean)": f"{np.mean([row['test accuracy'] for row in runs]):.4f}",
+                "best val accuracy (mean)": f"{np.mean(val):.4f}" + (
+                    f" (of {len(val)})" if len(val) < len(runs) else "") if val else "",
+                **{column: f"{value:.1f}" if value else "" for column, value in zip(
+                    ["classifier (min)", "teacher (min)", "pretraining (min)"], stages, strict=True)},
+                "all training (min)": f"{stages.sum():.1f}",
+                "rows": ", ".join(row["stamp"] for row in runs)})
     if not lines:
         return ""
     return ("### What the 50,000 unlabelled reviews add to the BiGRU\n\n"

@@ -124,7 +124,8 @@ def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_p
 
 def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_stage():
     """Issue 19's table: one line per recipe, its seeds averaged, the times of classifier, teacher and
-    pretraining added; a row with another setting changed (bigram_buckets=0) is not a seed of its recipe."""
+    pretraining added; a row with another setting changed (bigram_buckets=0) is not a seed of its recipe, and
+    the recipe run for more epochs is a line of its own (its seeds averaged apart from the recipe's)."""
     from benchmarks import imdb
 
     def row(model, accuracy, val, time, label):
@@ -138,11 +139,18 @@ def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_s
                  "1100 + 30 (NBSVM teacher: test 0.92) + 500 (language-model pretraining, loss 6.0 -> 5.0)",
                  "[2]"),
              row("bigru_pool (imdb_bigru_bigrams, bigram_buckets=0)", 0.5, 0.5, "60", "[3]"),
-             row("nbsvm (imdb_nbsvm)", 0.9236, 0.9236, "23 (of which 11 counting and vectorising)", "[4]")]
+             row("nbsvm (imdb_nbsvm)", 0.9236, 0.9236, "23 (of which 11 counting and vectorising)", "[4]"),
+             row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher, epochs=3)", 0.94, 0.95,
+                 "1800 + 30 (NBSVM teacher) + 600 (language-model pretraining, loss 6 -> 5)", "[5]"),
+             row("bigru_pool (imdb_bigru_pretrained_nbsvm_teacher, epochs=3, seed=1)", 0.95, 0.96,
+                 "1800 + 30 (NBSVM teacher) + 600 (language-model pretraining, loss 6 -> 5)", "[6]")]
     table = imdb.ablation_table(shown)
     lines = [line for line in table.splitlines() if line.startswith("| language-model pretraining, then")]
     assert lines == ["| language-model pretraining, then soft labels from NBSVM "
                      "| `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` | 2 | 0.9250 | 0.9200 "
-                     "| 19.2 | 0.5 | 9.2 | 28.8 | [1], [2] |"], table
+                     "| 19.2 | 0.5 | 9.2 | 28.8 | [1], [2] |",
+                     "| language-model pretraining, then soft labels from NBSVM, 3 epochs "
+                     "| `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` `--epochs 3` | 2 | 0.9450 "
+                     "| 0.9550 | 30.0 | 0.5 | 10.0 | 40.5 | [5], [6] |"], table
     assert "bigram_buckets" not in table and "imdb_bigru_bigrams.json` |" not in table.split("\n\n", 2)[2]
-    assert imdb.ablation_table(shown[2:]) == ""
+    assert imdb.ablation_table(shown[2:4]) == ""
