@@ -13,6 +13,7 @@ import functools
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -179,8 +180,9 @@ def publish(name, body):
 
 
 def command_line(module):
-    """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`."""
-    return " ".join(["python -m", module, *sys.argv[1:]])
+    """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`, each
+    argument quoted as a shell needs it (`--extra "--epochs 3"` stays one argument)."""
+    return " ".join(["python -m", module, shlex.join(sys.argv[1:])]).rstrip()
 
 
 # -------------------------------------------------------------------------- sections written whole by one run

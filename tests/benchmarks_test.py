@@ -154,3 +154,13 @@ def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_s
                      "| 0.9550 | 30.0 | 0.5 | 10.0 | 40.5 | [5], [6] |"], table
     assert "bigram_buckets" not in table and "imdb_bigru_bigrams.json` |" not in table.split("\n\n", 2)[2]
     assert imdb.ablation_table(shown[2:4]) == ""
+
+
+def test_a_stamps_command_can_be_pasted_into_a_shell(monkeypatch):
+    """An argument with spaces (`--extra "--config x.json"`) is quoted, so the command runs as it was run."""
+    import shlex
+    monkeypatch.setattr("sys.argv", ["captioning.py", "--name", "shapes", "--extra", "--config x.json"])
+    command = common.command_line("benchmarks.captioning")
+    assert shlex.split(command)[-2:] == ["--extra", "--config x.json"], command
+    monkeypatch.setattr("sys.argv", ["imdb.py"])
+    assert common.command_line("benchmarks.imdb") == "python -m benchmarks.imdb"
