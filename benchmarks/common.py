@@ -182,7 +182,7 @@ def publish(name, body):
 def command_line(module):
     """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`, each
     argument quoted as a shell needs it (`--extra "--epochs 3"` stays one argument)."""
-    return " ".join(["python -m", module, shlex.join(sys.argv[1:])]).rstrip()
+    return " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:])])
 
 
 # -------------------------------------------------------------------------- sections written whole by one run

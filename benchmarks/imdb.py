@@ -216,37 +216,48 @@ def render(rows):
             + "\n\nStamps:\n\n" + notes + "\n")
 
 
+def recipe_variant(label):
+    """A row label `bigru_pool (<recipe>, key=value, ...)` as (recipe, its settings other than the seed as
+    sorted pairs), or None for any other label."""
+    found = re.fullmatch(r"bigru_pool \((\w+)((?:, \w+=[^,)]+)*)\)", label)
+    if not found:
+        return None
+    settings = dict(item.split("=", 1) for item in found[2].split(", ")[1:])
+    settings.pop("seed", None)
+    return found[1], tuple(sorted(settings.items()))
+
+
+def ablation_line(recipe, variant, runs):
+    """One line of the ablation table: a recipe (run with the settings of `variant`), its seeds averaged."""
+    val = [row["best val accuracy"] for row in runs if row.get("best val accuracy", "") != ""]
+    stages = np.mean([stage_seconds(row["train time (s)"]) for row in runs], axis=0) / 60
+    return {
+        "unlabelled reviews used as": UNLABELLED_ABLATION[recipe] + "".join(
+            f", {value} {key}" for key, value in variant),
+        "recipe": f"`recipes/{recipe}.json`" + "".join(f" `--{key} {value}`" for key, value in variant),
+        "seeds": len(runs),
+        "test accuracy (mean)": f"{np.mean([row['test accuracy'] for row in runs]):.4f}",
+        "best val accuracy (mean)": f"{np.mean(val):.4f}" + (
+            f" (of {len(val)})" if len(val) < len(runs) else "") if val else "",
+        **{column: f"{value:.1f}" if value else "" for column, value in zip(
+            ["classifier (min)", "teacher (min)", "pretraining (min)"], stages, strict=True)},
+        "all training (min)": f"{stages.sum():.1f}",
+        "rows": ", ".join(row["stamp"] for row in runs)}
+
+
 def ablation_table(shown):
     """What the unlabelled reviews add to the BiGRU, one line per recipe of UNLABELLED_ABLATION from the
     rows above (their seeds averaged), with the time of each stage of the row's train time (classifier,
     teacher, pretraining) and their sum. A recipe run for another number of epochs gets a line of its own;
     rows with any other setting changed are left out (they are not the recipe)."""
-    lines = []
-    for recipe, used_as in UNLABELLED_ABLATION.items():
-        groups = {}
-        for row in shown:
-            found = re.fullmatch(rf"bigru_pool \({recipe}((?:, \w+=[^,)]+)*)\)", row["model"])
-            if not found:
-                continue
-            settings = dict(item.split("=", 1) for item in found[1].split(", ")[1:])
-            settings.pop("seed", None)
-            if set(settings) <= ABLATION_VARIANTS:
-                groups.setdefault(tuple(sorted(settings.items())), []).append(row)
-        for variant, runs in sorted(groups.items(), key=lambda group: (group[0] != (), group[0])):
-            val = [row["best val accuracy"] for row in runs if row.get("best val accuracy", "") != ""]
-            stages = np.mean([stage_seconds(row["train time (s)"]) for row in runs], axis=0) / 60
-            lines.append({
-                "unlabelled reviews used as": used_as + "".join(f", {value} {key}" for key, value in variant),
-                "recipe": f"`recipes/{recipe}.json`" + "".join(f" `--{key} {value}`"
-                                                                for key, value in variant),
-                "seeds": len(runs),
-                "test accuracy (mean)": f"{np.mean([row['test accuracy'] for row in runs]):.4f}",
-                "best val accuracy (mean)": f"{np.mean(val):.4f}" + (
-                    f" (of {len(val)})" if len(val) < len(runs) else "") if val else "",
-                **{column: f"{value:.1f}" if value else "" for column, value in zip(
-                    ["classifier (min)", "teacher (min)", "pretraining (min)"], stages, strict=True)},
-                "all training (min)": f"{stages.sum():.1f}",
-                "rows": ", ".join(row["stamp"] for row in runs)})
+    groups = {}
+    for row in shown:
+        parsed = recipe_variant(row["model"])
+        if parsed and parsed[0] in UNLABELLED_ABLATION and {key for key, _ in parsed[1]} <= ABLATION_VARIANTS:
+            groups.setdefault(parsed, []).append(row)
+    order = list(UNLABELLED_ABLATION)
+    lines = [ablation_line(recipe, variant, runs) for (recipe, variant), runs in
+             sorted(groups.items(), key=lambda group: (order.index(group[0][0]), group[0][1]))]
     if not lines:
         return ""
     return ("### What the 50,000 unlabelled reviews add to the BiGRU\n\n"
