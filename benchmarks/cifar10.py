@@ -18,6 +18,7 @@ airbench94's recipe and its ablations (benchmarks/cifar10_airbench.py, which say
 
     python -m benchmarks.cifar10 --airbench     # recipes/cifar10_airbench94.json, seeds 0,1,2
     python -m benchmarks.cifar10 --ablations    # each method removed in turn, seed 0
+    python -m benchmarks.cifar10 --jpeg-cost    # what training on the JPEG copy costs, 4 folds of 1,000
 """
 
 import argparse
@@ -87,7 +88,11 @@ def main(argv=None):
                         help="the airbench94 recipe's row (--seeds, default 0,1,2)")
     parser.add_argument("--ablations", action="store_true",
                         help="the recipe with each method removed (--seeds, default 0)")
-    parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations")
+    parser.add_argument("--jpeg-cost", action="store_true",
+                        help="what training on the JPEG copy costs: the recipe trained on the held-out "
+                             "images' lossless originals and on their JPEG versions, fold by fold")
+    parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations (--jpeg-cost: "
+                                        "the first)")
     parser.add_argument("--only", help="comma-separated ablations to run: " + ", ".join(airbench.ABLATIONS))
     args = parser.parse_args(argv)
     state = load_state()
@@ -96,7 +101,7 @@ def main(argv=None):
     elif args.epoch_times:
         measured = stamp(command_line("benchmarks.cifar10"))
         state["epochs"] = [dict(row, stamp=measured) for row in epoch_times()]
-    elif args.airbench or args.ablations:
+    elif args.airbench or args.ablations or args.jpeg_cost:
         airbench.measure(args, state, stamp(command_line("benchmarks.cifar10")))
     else:
         run_models(args, state)

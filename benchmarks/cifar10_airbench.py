@@ -4,6 +4,7 @@
     python -m benchmarks.cifar10 --airbench                # recipes/cifar10_airbench94.json, seeds 0, 1, 2
     python -m benchmarks.cifar10 --ablations               # each method removed in turn, seed 0
     python -m benchmarks.cifar10 --ablations --seeds 0,1,2 --only lookahead,alternating_flip
+    python -m benchmarks.cifar10 --jpeg-cost               # what training on the JPEG copy costs
 
 The recipe row: mean accuracy over the seeds on the 4,000 lossless held-out originals (multi-crop TTA, the
 reference's number; the target is 94.0 %), their JPEG versions and the 10,000 JPEG test images beside it,
@@ -202,6 +203,91 @@ def tta_rows(recipe):
              "time per epoch (s)": "", "key": "tta_crops", "stamp": recipe["stamp"]}]
 
 
+# What training on the JPEG copy costs. The 4,000 held-out images are split into folds; the recipe, scaled to
+# 3,000 images, trains on all folds but one twice: once on their lossless originals, once on their JPEG
+# versions, with the same seed (the same initial weights, batches and augmentation), and both runs are scored
+# on the remaining fold's lossless originals and JPEGs; each fold in turn. Only the training pixels differ
+# within a pair, so the paired difference is what the copy's JPEG artefacts cost a model trained on them.
+JPEG_COST_FOLDS = 4
+# The recipe at a quarter of its batch (12 steps per epoch of 3,000 images rather than 3): the reference's
+# rate per example (1.5 per batch of 1,024 is 0.375 per 256), its weight decay per example (Keras' decoupled
+# decay is rate x decay per step, which the smaller rate already quarters), and its warm-up (23 %) and
+# whitening-bias (30 %) fractions of 20 epochs: 240 steps.
+JPEG_COST_SETTINGS = dict(batch_size=256, learning_rate=0.375, epochs=20, warmup_epochs=4.6,
+                          whiten_bias_epochs=6)
+JPEG_COST_COLUMNS = ["trained on", "folds", "lossless held-out (TTA)", "JPEG held-out (TTA)",
+                     "time per run (s)", "stamp"]
+
+
+def fold_numbers(labels, folds):
+    """Each image's fold: its rank within its class modulo `folds`, so every fold holds every class evenly."""
+    fold = np.empty(len(labels), dtype="int64")
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def jpeg_cost_runs(data_dir, seed=0, folds=JPEG_COST_FOLDS, settings=JPEG_COST_SETTINGS):
+    """The paired runs of the JPEG-cost experiment: per fold, the recipe trained on the other folds' lossless
+    originals and on their JPEG versions; each run's held-out accuracies on the fold."""
+    from common.config import build_config
+    from common.errors import UserError
+    from datasets import cifar10 as cifar10_data
+    from tasks import cifar10
+
+    located = dict(data_dir=data_dir) if data_dir else {}
+    everything = cifar10_data.load(build_config(cifar10.Cifar10Config, config_file=RECIPE, overrides=located))
+    if {"lossless", "jpeg"} - set(everything.held_out):
+        raise UserError("the JPEG-cost experiment needs the lossless originals of the first 4,000 training "
+                        f"images ({cifar10_data.LOSSLESS_FILE}) beside a JPEG copy of CIFAR-10.")
+    (lossless, labels), (jpeg, _) = everything.held_out["lossless"], everything.held_out["jpeg"]
+    fold_of = fold_numbers(labels, folds)
+    runs = []
+    for fold in range(folds):
+        scored, kept = fold_of == fold, fold_of != fold
+        for source, pixels in (("lossless", lossless), ("jpeg", jpeg)):
+            splits = cifar10_data.Splits(
+                pixels[kept], labels[kept], pixels[:0], labels[:0], jpeg[scored], labels[scored],
+                everything.class_names, source=everything.source,
+                note=f"fold {fold} of {folds}: trained on the {source} versions of the others",
+                held_out={name: (versions[scored], labels[scored])
+                          for name, versions in (("lossless", lossless), ("jpeg", jpeg))})
+            with tempfile.TemporaryDirectory() as output_dir:
+                config = build_config(cifar10.Cifar10Config, config_file=RECIPE, overrides=dict(
+                    settings, **located, seed=seed, export=False, output_dir=output_dir, run_id="bench",
+                    verbose=2))
+                started = time.perf_counter()
+                assert cifar10.train(config, splits) == 0, f"the {source} run of fold {fold} failed"
+                result = read_json(Path(output_dir) / "cifar10" / "bench" / "metrics.json")["results"]["fast"]
+            runs.append({"fold": fold, "trained on": source, "seconds": round(time.perf_counter() - started),
+                         **{key: result[key] for key in ("heldout_lossless_accuracy_tta",
+                                                         "heldout_jpeg_accuracy_tta", "train_images")}})
+            print(runs[-1], flush=True)
+    return runs
+
+
+def jpeg_cost_rows(runs, measured):
+    """The experiment's table: each training source's mean over the folds, and the paired difference."""
+    def values(source, key):
+        return [run[key] for run in sorted(runs, key=lambda r: r["fold"]) if run["trained on"] == source]
+
+    folds = len(values("lossless", "fold"))
+    rows = [{"trained on": f"{what} of {values(source, 'train_images')[0]:,} held-out images",
+             "folds": folds,
+             "lossless held-out (TTA)": _mean(values(source, "heldout_lossless_accuracy_tta")),
+             "JPEG held-out (TTA)": _mean(values(source, "heldout_jpeg_accuracy_tta")),
+             "time per run (s)": f"{statistics.mean(values(source, 'seconds')):.0f}", "stamp": measured}
+            for source, what in (("lossless", "the lossless originals"), ("jpeg", "the JPEG versions"))]
+    cost = {name: [(a - b) * 100 for a, b in zip(values("lossless", key), values("jpeg", key), strict=True)]
+            for name, key in (("lossless", "heldout_lossless_accuracy_tta"),
+                              ("jpeg", "heldout_jpeg_accuracy_tta"))}
+    rows.append({"trained on": "what training on JPEG costs (originals minus JPEG, fold by fold; points)",
+                 "folds": folds, "lossless held-out (TTA)": _mean(cost["lossless"], 2),
+                 "JPEG held-out (TTA)": _mean(cost["jpeg"], 2), "time per run (s)": "", "stamp": measured})
+    return rows
+
+
 def baseline_of(recipe):
     """The recipe row's mean lossless TTA accuracy, or None when there is no recipe row yet."""
     if not recipe or not recipe.get("per seed"):
@@ -227,6 +313,9 @@ def measure(args, state, measured):
                                  baseline_of(state.get("airbench"))):
             done[row["key"]] = row
         state["ablations"] = [done[k] for k in ABLATIONS if k in done]
+    if args.jpeg_cost:
+        runs = jpeg_cost_runs(args.data_dir, seed=seeds[0] if seeds else 0)
+        state["jpeg_cost"] = {"runs": runs, "rows": jpeg_cost_rows(runs, measured)}
 
 
 def render(state, labelled, format_table):
@@ -245,4 +334,14 @@ def render(state, labelled, format_table):
         shown, notes = labelled(rows, ["cifar10"] * len(rows))
         body += ("Ablations: the recipe with one method removed (change: against the recipe row's mean):\n\n"
                  + format_table(shown, ABLATION_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
+    if state.get("jpeg_cost"):
+        rows = state["jpeg_cost"]["rows"]
+        shown, notes = labelled(rows, ["cifar10"] * len(rows))
+        settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in JPEG_COST_SETTINGS.items())
+        body += ("What training on the JPEG copy costs (`python -m benchmarks.cifar10 --jpeg-cost`): the "
+                 f"4,000 lossless held-out images in {JPEG_COST_FOLDS} folds; the recipe, scaled to 3,000 "
+                 f"images (`{settings}`), trains on all folds but one, once on their lossless originals and "
+                 "once on their JPEG versions (the same seed, so the same initial weights, batches and "
+                 "augmentation), and both are scored on the remaining fold; each fold in turn:\n\n"
+                 + format_table(shown, JPEG_COST_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
     return body

@@ -250,12 +250,14 @@ def make_datasets(config, data):
 # training. Training is the shared loop (`common/training.py: train_classifier`) with SGD, Nesterov
 # momentum, decoupled weight decay and a one-cycle or triangular rate; lookahead averaging of the weights is
 # a callback (`common/callbacks.py: Lookahead`).
-def train(config):
+def train(config, data=None):
+    """Train, evaluate and export one run; `data`: splits to use instead of the config's data root's (the
+    JPEG-cost experiment of benchmarks/cifar10_airbench.py trains on the lossless originals)."""
     if config.export and export.unavailable():
         print(f"export skipped: {export.unavailable()}")
         config.export = False
     training.setup_precision(config)
-    data = cifar10.load(config)
+    data = data or cifar10.load(config)
     held = "".join(f", held out {len(y)} ({name})" for name, (_, y) in data.held_out.items())
     print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} "
           f"images{held}" + (f" ({data.note})" if data.note else ""))

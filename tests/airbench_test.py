@@ -277,3 +277,30 @@ def test_forward_flops_of_the_recipe_net_match_the_formula_and_airbench94s_count
     assert total == expected_stem + sum(2 * 9 * a * b * side**2 for a, b, side in convs) + 2 * 256 * 10
     # airbench94's whole run (9.9 epochs of 50,000 images) is 0.36 PFLOPs by its own count.
     assert 9.9 * 50_000 * (3 * (total - stem) + stem) == pytest.approx(0.36e15, rel=0.05)
+
+
+def test_jpeg_cost_folds_are_disjoint_class_balanced_and_cover_every_image():
+    from benchmarks.cifar10_airbench import fold_numbers
+
+    labels = np.repeat(np.arange(10), 40)[np.random.default_rng(0).permutation(400)]
+    fold = fold_numbers(labels, 4)
+    assert sorted(np.unique(fold)) == [0, 1, 2, 3]
+    for f in range(4):
+        assert np.bincount(labels[fold == f], minlength=10).tolist() == [10] * 10
+
+
+def test_jpeg_cost_pairs_differ_only_in_the_training_pixels(cifar_root):
+    """On the synthetic (lossless) copy the 'JPEG' versions are the originals themselves: the two runs of each
+    fold then train on the same pixels with the same seed and must score the same, so the cost is 0."""
+    from benchmarks import cifar10_airbench
+
+    write_lossless_file(cifar_root)
+    settings = dict(widths=(8, 16, 16), batch_size=10, learning_rate=0.05, epochs=2, warmup_epochs=0.5,
+                    whiten_bias_epochs=1, mixed_precision=False, tensorboard=False)
+    runs = cifar10_airbench.jpeg_cost_runs(str(cifar_root), folds=2, settings=settings)
+    assert [(r["fold"], r["trained on"], r["train_images"]) for r in runs] == [
+        (0, "lossless", 20), (0, "jpeg", 20), (1, "lossless", 20), (1, "jpeg", 20)]
+    rows = cifar10_airbench.jpeg_cost_rows(runs, {"date": "2026-12-01"})
+    assert rows[0]["lossless held-out (TTA)"] == rows[1]["lossless held-out (TTA)"]
+    assert rows[2]["lossless held-out (TTA)"] == "0.00 ± 0.00"
+    assert rows[0]["trained on"] == "the lossless originals of 20 held-out images"
