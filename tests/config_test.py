@@ -241,7 +241,7 @@ def test_cifar10_quick_profile_gives_the_fast_net_its_airbench_settings_and_only
 
     fast = build_config(Cifar10Config)
     assert (fast.model, fast.whiten, fast.lookahead, fast.epochs, fast.widths) == (
-        "fast", True, True, 10, (64, 128, 128))
+        "fast", True, True, 10, (64, 256, 256))
     assert fast.mixed_precision and fast.mixed_dtype == "auto" and fast.val_images == 5000
     resnet = build_config(Cifar10Config, overrides=dict(model="resnet20"))
     assert (resnet.whiten, resnet.bn_scale, resnet.lookahead, resnet.epochs) == (False, True, False, 16)
