@@ -24,7 +24,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 quiet_tensorflow()
 
 import run_all  # noqa: E402
-from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
 from common.tables import format_table  # noqa: E402
 
 ROWS_FILE = Path(__file__).resolve().parent / "backends_rows.json"
@@ -77,16 +77,8 @@ def best_validation(row):
 
 
 def load_state():
-    """backends_rows.json; a row measured before stamps gets its explicit marker (and keeps its old note)."""
-    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
-    for task, rows in state.items():
-        for row in rows:
-            if "stamp" not in row:
-                lesson_flags = row["command"].strip("`").split(" --profile quick", 1)[-1].strip()
-                rerun = (f"python -m benchmarks.backends --task {task}"
-                         + (f" -- {lesson_flags}" if lesson_flags else ""))
-                row["stamp"] = unstamped(rerun, row.pop("measured", None))
-    return state
+    """backends_rows.json: every row measured so far, each with its stamp."""
+    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
 
 
 def render(state):

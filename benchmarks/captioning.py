@@ -26,7 +26,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 quiet_tensorflow()
 
-from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
 from common.training import read_history  # noqa: E402
@@ -99,15 +99,8 @@ def main(argv=None):
 
 
 def load_state():
-    """captioning_rows.json; a run measured before stamps gets its explicit marker (keeping its old note)."""
-    state = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
-    for name, entry in state["rows"].items():
-        if "stamp" not in entry:
-            extra = entry["rows"][0]["command"].strip("`").split(" --profile quick", 1)[-1].strip()
-            rerun = "python -m benchmarks.captioning" + ("" if name == "flickr8k" else f" --name {name}") + (
-                f" --extra {shlex.quote(extra)}" if extra else "")
-            entry["stamp"] = unstamped(rerun, entry.pop("measured", None))
-    return state
+    """captioning_rows.json: every run measured so far, each with its stamp."""
+    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
 
 
 def render_recorded():

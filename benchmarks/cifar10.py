@@ -23,7 +23,6 @@ airbench94's recipe and its ablations (benchmarks/cifar10_airbench.py, which say
 
 import argparse
 import json
-import re
 import shlex
 import shutil
 import sys
@@ -38,7 +37,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 quiet_tensorflow()
 
 from benchmarks import cifar10_airbench as airbench  # noqa: E402
-from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
@@ -186,28 +185,9 @@ class _FakeData:
 
 
 def load_state():
-    """cifar10_rows.json; a row measured before stamps gets its explicit marker."""
-    state = (json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists()
-             else {"rows": {}, "exports": [], "epochs": []})
-    for key, row in state["rows"].items():
-        row.setdefault("stamp", unstamped(rerun_command(key)))
-    for row in state.get("exports", []):
-        row.setdefault("stamp", unstamped(rerun_command(row["model"])))
-    for row in state.get("epochs", []):
-        row.setdefault("stamp", unstamped("python -m benchmarks.cifar10 --epoch-times"))
-    return state
-
-
-def rerun_command(key):
-    """The benchmark command that measures a row again, from its key: model/profile[/<n>ep][/extra flags]."""
-    name, profile, rest = (key.split("/", 2) + [""])[:3]
-    flags = ["--models", name] + ([] if profile == "quick" else ["--profile", profile])
-    epochs = re.match(r"(\d+)ep(/|$)", rest)
-    if epochs:
-        flags += ["--epochs", epochs.group(1)]
-        rest = rest[epochs.end():]
-    return " ".join(["python -m benchmarks.cifar10", *flags,
-                     *(["--extra", shlex.quote(rest)] if rest else [])])
+    """cifar10_rows.json: every row measured so far, each with its stamp."""
+    return (json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists()
+            else {"rows": {}, "exports": [], "epochs": []})
 
 
 def render(state):

@@ -2,9 +2,10 @@
 RESULTS.md.
 
 A stamp says where a number comes from: date, machine, versions, commit and the benchmark command that
-measured it. The script that measures a row writes its stamp at that moment; nothing stamps a row by hand.
-Rows measured before stamps existed carry an explicit marker instead (`unstamped`), and a row measured with
-code older than its lesson's last change of behaviour (`LAST_CHANGE`) is marked as older when it is rendered.
+measured it. The script that measures a row writes its stamp at that moment; nothing stamps a row by hand,
+and a row without a whole stamp is refused (every row measured before stamps existed has been measured
+again). A row measured with code older than its lesson's last change of behaviour (`LAST_CHANGE`) is marked
+as older when it is rendered.
 
     python -m benchmarks.common  # every section of RESULTS.md again from what is recorded, measuring nothing
 """
@@ -24,7 +25,6 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = ("# Benchmark results\n\nEvery section is written by the script named in it; rerun the command to "
           "reproduce it. Timings are wall-clock on the machine stated.\n")
 STAMP_FIELDS = ("date", "machine", "versions", "commit", "command")
-UNSTAMPED = "measured before stamps"
 # The last commit that changed what each lesson's training does (its numbers, not only its speed): rows
 # measured at an earlier commit are shown as older. Update it with every such change.
 LAST_CHANGE = {
@@ -83,19 +83,10 @@ def stamp(command):
     return {**machine_facts(), "command": command}
 
 
-def unstamped(rerun, note=None):
-    """The explicit marker of a row measured before stamps: what to rerun, and the note it had (not a stamp:
-    some such notes were written or edited by hand)."""
-    return {"none": UNSTAMPED, "rerun": rerun, **({"unverified note": note} if note else {})}
-
-
 def stamp_problem(value):
-    """None when `value` is a whole stamp or the explicit unstamped marker; else what is wrong with it."""
+    """None when `value` is a whole stamp; else what is wrong with it."""
     if not isinstance(value, dict):
         return "no stamp"
-    if "none" in value:
-        return (None if value["none"] == UNSTAMPED and value.get("rerun")
-                else "a marker without its rerun command")
     missing = [name for name in STAMP_FIELDS if not value.get(name)]
     return f"a stamp without {', '.join(missing)}" if missing else None
 
@@ -121,10 +112,7 @@ def older(value, lesson):
 
 
 def describe(value, lesson):
-    """One line for a stamp (or the unstamped marker), with the older mark where it applies."""
-    if "none" in value:
-        note = f"; unverified note: {value['unverified note']}" if value.get("unverified note") else ""
-        return f"stamp: none ({value['none']}; rerun with `{value['rerun']}`){note}"
+    """One line for a stamp, with the older mark where it applies."""
     text = (f"{value['date']}; {value['machine']}; {value['versions']}; commit {value['commit']}; "
             f"`{value['command']}`")
     mark = older(value, lesson)
@@ -137,7 +125,7 @@ def stamp_notes(stamps, lessons):
     for value, lesson in zip(stamps, lessons, strict=True):
         text = describe(value, lesson)
         number = notes.setdefault(text, len(notes) + 1)
-        mark = " unstamped" if "none" in value else " older" if older(value, lesson) else ""
+        mark = " older" if older(value, lesson) else ""
         labels.append(f"[{number}]{mark}")
     return labels, "\n".join(f"- [{number}] {text}" for text, number in notes.items())
 
@@ -209,7 +197,7 @@ def marked(name, body):
 
 def render_all():
     """Every section from what is recorded: rows files through their scripts' renderers, whole sections'
-    older marks. Rows of an older format are rewritten with their explicit unstamped marker."""
+    older marks."""
     from benchmarks import backends, captioning, cifar10, imdb
 
     for script in (imdb, cifar10, captioning, backends):

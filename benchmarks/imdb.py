@@ -39,7 +39,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import command_line, labelled, publish, stamp, unstamped  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
@@ -160,22 +160,8 @@ def texts_and_labels(dataset):
 
 
 def load_rows():
-    """imdb_rows.json; a row measured before stamps gets its explicit marker (and keeps its old note)."""
-    rows = json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
-    for row in rows.values():
-        if "stamp" not in row:
-            row["stamp"] = unstamped(rerun_command(row), row.pop("measured", None))
-    return rows
-
-
-def rerun_command(row):
-    """The benchmark command that measures a row again, from its label: `model (recipe, key=value, ...)`."""
-    name, _, variant = row["model"].partition(" (")
-    parts = [part for part in variant.rstrip(")").split(", ") if part]
-    flags = [f"--config recipes/{part}.json" if "=" not in part else f"--set {part}" for part in parts]
-    flags += [] if parts else [f"--models {name}"]
-    flags += [] if row["profile"] == "quick" else [f"--profile {row['profile']}"]
-    return " ".join(["python -m benchmarks.imdb", *flags])
+    """imdb_rows.json: every row measured so far, each with its stamp."""
+    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
 
 
 # The BiGRU with bigram vectors (imdb_bigru_bigrams.json) and each way the recipes give it the 50,000

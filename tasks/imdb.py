@@ -41,7 +41,7 @@ What the lesson shows:
    memorises its 22,500 labelled reviews within two epochs, so more text helps more than more tuning.
    The n-gram model is trained first and labels the unlabelled reviews with its P(positive); the BiGRU
    then learns from both, the teacher's probabilities as soft targets. It passes 0.90 (0.905), ahead of
-   its teacher (0.902): it reads word order the n-gram model cannot, so it need not copy the teacher's
+   its teacher (0.903): it reads word order the n-gram model cannot, so it need not copy the teacher's
    mistakes, and three times as much text keeps it from memorising the labelled reviews so early.
    A student learns what its teacher's labels say, so the teacher sets its ceiling: `--teacher nbsvm`
    (`--config recipes/imdb_bigru_nbsvm_teacher.json`) lets NBSVM, two points stronger and trained in
