@@ -24,7 +24,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 quiet_tensorflow()
 
 import run_all  # noqa: E402
-from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, read_rows, stamp  # noqa: E402
 from common.tables import format_table  # noqa: E402
 
 ROWS_FILE = Path(__file__).resolve().parent / "backends_rows.json"
@@ -77,8 +77,7 @@ def best_validation(row):
 
 
 def load_state():
-    """backends_rows.json: every row measured so far, each with its stamp."""
-    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
+    return read_rows(ROWS_FILE, {})
 
 
 def render(state):

@@ -26,7 +26,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 quiet_tensorflow()
 
-from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, read_rows, stamp  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
 from common.training import read_history  # noqa: E402
@@ -99,8 +99,7 @@ def main(argv=None):
 
 
 def load_state():
-    """captioning_rows.json: every run measured so far, each with its stamp."""
-    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {"rows": {}}
+    return read_rows(ROWS_FILE, {"rows": {}})
 
 
 def render_recorded():

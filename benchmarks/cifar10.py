@@ -37,7 +37,7 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 quiet_tensorflow()
 
 from benchmarks import cifar10_airbench as airbench  # noqa: E402
-from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, read_rows, stamp  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
@@ -185,9 +185,7 @@ class _FakeData:
 
 
 def load_state():
-    """cifar10_rows.json: every row measured so far, each with its stamp."""
-    return (json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists()
-            else {"rows": {}, "exports": [], "epochs": []})
+    return read_rows(ROWS_FILE, {"rows": {}, "exports": [], "epochs": []})
 
 
 def render(state):

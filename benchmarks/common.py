@@ -11,6 +11,7 @@ as older when it is rendered.
 """
 
 import functools
+import json
 import os
 import platform
 import re
@@ -159,6 +160,12 @@ def read_section(name):
     """The body of section `name` in RESULTS.md, or None."""
     match = re.search(f"<!-- {name}:begin -->\n(.*?)\n<!-- {name}:end -->", RESULTS.read_text(), re.S)
     return match.group(1) if match else None
+
+
+def read_rows(path, empty):
+    """A benchmark's `<lesson>_rows.json` (every row measured so far, each with its stamp), or `empty`
+    before its first row."""
+    return json.loads(Path(path).read_text()) if Path(path).exists() else empty
 
 
 def publish(name, body):

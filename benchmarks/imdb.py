@@ -39,7 +39,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import command_line, labelled, publish, stamp  # noqa: E402
+from benchmarks.common import command_line, labelled, publish, read_rows, stamp  # noqa: E402
 from common.config import build_config  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from common.runs import read_json  # noqa: E402
@@ -100,7 +100,12 @@ def main(argv=None):
             train_time = f"{result['train_time_s']:.0f}" + (
                 f" + {teacher['train_time_s']:.0f} ({imdb.TEACHERS[config.teacher]} teacher: test "
                 f"{teacher['test_accuracy']:.4f}, best val {teacher['best_val_accuracy']:.4f})"
-                if teacher else "") + (
+                if teacher else "") + "".join(
+                f" + {student['train_time_s'] + student['labelling_time_s']:.0f} (round-{round_} student, "
+                f"then a teacher: test {student['test_accuracy']:.4f}, best val "
+                f"{student['best_val_accuracy']:.4f}; round-{round_ + 1} teacher val "
+                f"{student['next_teacher_val_accuracy']:.4f})"
+                for round_, student in earlier_students(results)) + (
                 f" + {result['pretrain_time_s']:.0f} (language-model pretraining, loss "
                 f"{result['pretrain_loss'][0]:.2f} -> {result['pretrain_loss'][-1]:.2f})"
                 if "pretrain_time_s" in result else "") + (
@@ -127,6 +132,12 @@ def main(argv=None):
     ROWS_FILE.write_text(json.dumps(rows, indent=2) + "\n")
     publish("imdb", render(rows))
     return 0
+
+
+def earlier_students(results):
+    """(round, result) of the students before the last (`--self-training-rounds`), in order."""
+    rounds = (re.fullmatch(r"student round (\d+)", name) for name in results)
+    return sorted((int(found[1]), results[found[0]]) for found in rounds if found)
 
 
 def anchor_row(config, measured):
@@ -160,8 +171,7 @@ def texts_and_labels(dataset):
 
 
 def load_rows():
-    """imdb_rows.json: every row measured so far, each with its stamp."""
-    return json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else {}
+    return read_rows(ROWS_FILE, {})
 
 
 # The BiGRU with bigram vectors (imdb_bigru_bigrams.json) and each way the recipes give it the 50,000
@@ -170,23 +180,25 @@ UNLABELLED_ABLATION = {
     "imdb_bigru_bigrams": "not at all (the 22,500 labelled reviews only)",
     "imdb_bigru_selftrained": "soft labels from the n-gram model",
     "imdb_bigru_nbsvm_teacher": "soft labels from NBSVM",
+    "imdb_bigru_nbsvm_two_rounds": "soft labels from NBSVM, then from NBSVM and that first student",
     "imdb_bigru_pretrained": "language-model pretraining",
     "imdb_bigru_pretrained_nbsvm_teacher": "language-model pretraining, then soft labels from NBSVM",
 }
 # Settings a recipe may be run with and still be a line of the ablation table (as a variant of its recipe).
 ABLATION_VARIANTS = {"epochs"}
 ABLATION_COLUMNS = ["unlabelled reviews used as", "recipe", "seeds", "test accuracy (mean)",
-                    "best val accuracy (mean)", "classifier (min)", "teacher (min)", "pretraining (min)",
+                    "best val accuracy (mean)", "classifier (min)", "teachers (min)", "pretraining (min)",
                     "all training (min)", "rows"]
 
 
 def stage_seconds(train_time):
     """A row's train time, '990 + 27 (NBSVM teacher: ...) + 1403 (language-model pretraining, ...)', as
-    seconds per stage: classifier, teacher, pretraining (0 where the row has none)."""
+    seconds per stage: classifier, teachers (the first teacher and any earlier round's student, '+ 1000
+    (round-1 student, then a teacher: ...)'), pretraining (0 where the row has none)."""
     classifier = int(re.match(r"\d+", train_time)[0])
-    teacher = re.search(r"\+ (\d+) \([^)]*teacher", train_time)
+    teachers = re.findall(r"\+ (\d+) \([^)]*teacher", train_time)
     pretraining = re.search(r"\+ (\d+) \(language-model pretraining", train_time)
-    return classifier, int(teacher[1]) if teacher else 0, int(pretraining[1]) if pretraining else 0
+    return classifier, sum(map(int, teachers)), int(pretraining[1]) if pretraining else 0
 
 
 def render(rows):
@@ -226,7 +238,7 @@ def ablation_line(recipe, variant, runs):
         "best val accuracy (mean)": f"{np.mean(val):.4f}" + (
             f" (of {len(val)})" if len(val) < len(runs) else "") if val else "",
         **{column: f"{value:.1f}" if value else "" for column, value in zip(
-            ["classifier (min)", "teacher (min)", "pretraining (min)"], stages, strict=True)},
+            ["classifier (min)", "teachers (min)", "pretraining (min)"], stages, strict=True)},
         "all training (min)": f"{stages.sum():.1f}",
         "rows": ", ".join(row["stamp"] for row in runs)}
 

@@ -180,6 +180,10 @@ class ImdbConfig(TrainConfig):
              "recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/) or none (no "
              "self-training: the unlabelled reviews only feed --pretrain-epochs)",
         choices=("ngram", "nbsvm", "none")))
+    self_training_rounds: int = dataclasses.field(default=1, metadata=dict(
+        help="self-training in rounds (born-again networks, Furlanello et al. 2018): each round after the "
+             "first trains a fresh student on the soft labels of a stronger teacher, the mean P(positive) of "
+             "the first teacher and every student before it; the last student is the lesson's model"))
     pretrain_epochs: int = dataclasses.field(default=0, metadata=dict(
         help="language-model pretraining (Dai & Le 2015): before the classifier trains, its embeddings and "
              "first recurrent layer learn to predict the next word (bidirectional: and an earlier one) on "
@@ -211,7 +215,7 @@ class ImdbConfig(TrainConfig):
         # The n-gram vectors of nbsvm keep only index 0 for everything unknown (no padding).
         "nbsvm_ngrams": ">= 1", "nbsvm_vocabulary_size": ">= 2", "nb_alpha": "> 0",
         "pretrain_epochs": ">= 0", "pretrain_vocabulary": ">= 3", "pretrain_length": ">= 3",
-        "pretrain_learning_rate": "> 0"}
+        "pretrain_learning_rate": "> 0", "self_training_rounds": ">= 1"}
 
     def validate(self):
         super().validate()  # types, choices and RANGES of every field
@@ -226,6 +230,10 @@ class ImdbConfig(TrainConfig):
         if self.pretrain_epochs and self.model in ("ngram", "nbsvm"):
             raise UserError(f"--pretrain-epochs pretrains a recurrent model's first layer; --model "
                             f"{self.model} has none.")
+        if self.self_training_rounds > 1 and not (self.unlabelled and self.teacher != "none"
+                                                  and self.model not in ("ngram", "nbsvm")):
+            raise UserError("--self-training-rounds above 1 needs self-training: a recurrent --model, "
+                            "--unlabelled > 0 and --teacher ngram or nbsvm.")
         if self.unlabelled and self.source == "keras":
             raise UserError("--unlabelled needs --source folder or tfds: keras.datasets.imdb has no "
                             "unlabelled reviews.")
@@ -351,16 +359,52 @@ def pretrain(model, config, data, folder, unlabelled):
 
 # %% Self-training with the unlabelled reviews
 # A trained teacher labels the 50,000 unlabelled reviews with its P(positive); the recurrent model learns
-# from those soft targets and the labelled reviews (`datasets/imdb.py: with_pseudo_labels`).
-def pseudo_labelled(config, data, unlabelled, teacher):
-    """Self-training data: the teacher (the trained n-gram or NBSVM model, raw strings in) labels the
-    unlabelled reviews with its P(positive); they join the labelled training reviews as soft targets."""
-    probabilities = teacher.predict(unlabelled, verbose=0)[:, 0]
-    teacher_name = TEACHERS[config.teacher]
-    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by the {teacher_name} model "
+# from those soft targets and the labelled reviews (`datasets/imdb.py: with_pseudo_labels`). With
+# `--self-training-rounds 2` the student is trained twice: the first student's P(positive), averaged with
+# its teacher's, labels the reviews again for a fresh second student. The two disagree where they read the
+# reviews differently (bags of n-grams, word order), so their mean is a stronger teacher than either.
+def teacher_predictions(model, data, unlabelled):
+    """A teacher's P(positive) for every unlabelled review, and for every validation review (only to report
+    how good a teacher it is: validation stays out of training)."""
+    return model.predict(unlabelled, verbose=0)[:, 0], model.predict(data.val, verbose=0)[:, 0]
+
+
+def joint_teacher(members, data):
+    """The mean P(positive) of several teachers (each `teacher_predictions`) on the unlabelled reviews, and
+    that mean teacher's validation accuracy."""
+    unlabelled, val = (np.mean(predictions, axis=0) for predictions in zip(*members))
+    val_labels = np.concatenate([labels.numpy() for _, labels in data.val])
+    return unlabelled, float(np.mean((val > 0.5) == val_labels))
+
+
+def pseudo_labelled(config, data, unlabelled, probabilities, teacher_name):
+    """Self-training data: the teacher's P(positive) for each unlabelled review joins the labelled training
+    reviews as its soft target."""
+    print(f"self-training: {len(probabilities):,} unlabelled reviews labelled by {teacher_name} "
           f"({np.mean(probabilities > 0.5):.1%} positive, {np.mean(np.abs(probabilities - 0.5) > 0.4):.1%} "
           "with P > 0.9 or < 0.1)")
     return imdb.with_pseudo_labels(data.train, unlabelled, probabilities, config.batch_size, config.seed)
+
+
+def earlier_students(config, data, run_, unlabelled, members, pseudo, results, summary):
+    """`--self-training-rounds`: every round but the last trains a student (in student_round<k>/), which
+    then joins the teachers; returns the soft-labelled data for the next round. The time a student spends
+    labelling the reviews counts as its training time (the next round cannot start without it)."""
+    for round_ in range(1, config.self_training_rounds):
+        name = f"student round {round_}"
+        results[name], student = train_one(config, data, run_.folder(f"student_round{round_}"), pseudo,
+                                           unlabelled)
+        started = time.perf_counter()
+        members.append(teacher_predictions(student, data, unlabelled))
+        probabilities, val_accuracy = joint_teacher(members, data)
+        results[name].update(labelling_time_s=round(time.perf_counter() - started, 2),
+                             next_teacher_val_accuracy=round(val_accuracy, 4))
+        summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
+                        "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
+        pseudo = pseudo_labelled(config, data, unlabelled, probabilities,
+                                 f"the mean of the {TEACHERS[config.teacher]} model and {round_} student"
+                                 f"{'s' if round_ > 1 else ''} (validation accuracy {val_accuracy:.4f})")
+    return pseudo
 
 
 # %% Reading the attention
@@ -459,12 +503,17 @@ def train(config):
     else:
         plan = {**reference, **lesson} if teacher else {**lesson, **reference}
     results, summary, pseudo = {}, [], None
+    members = []  # self-training's teachers so far: their (unlabelled, validation) P(positive)
     for name, (model_config, folder) in plan.items():
+        if name == config.model and teacher:
+            pseudo = earlier_students(config, data, run_, unlabelled, members, pseudo, results, summary)
         results[name], model = train_one(model_config, data, folder, pseudo, unlabelled)
         if config.export and name == config.model:
             results[name]["exports"] = export_lesson_model(model, data, folder)
         if name == teacher:
-            pseudo = pseudo_labelled(config, data, unlabelled, model)
+            members.append(teacher_predictions(model, data, unlabelled))
+            pseudo = pseudo_labelled(config, data, unlabelled, members[0][0],
+                                     f"the {TEACHERS[teacher]} model")
         summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
                         "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
     training.finish_run(run_, config, results, summary)

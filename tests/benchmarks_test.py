@@ -151,6 +151,17 @@ def test_the_imdb_ablation_table_averages_each_recipes_seeds_and_adds_up_every_s
     assert imdb.ablation_table(shown[2:4]) == ""
 
 
+def test_an_earlier_rounds_student_counts_as_a_teacher_in_the_stage_times():
+    """`--self-training-rounds 2`: the first student (and its labelling) is a teacher of the second round."""
+    from benchmarks import imdb
+
+    time = ("1000 + 27 (NBSVM teacher: test 0.9214, best val 0.9240) + 1100 (round-1 student, then a "
+            "teacher: test 0.9155, best val 0.9080; round-2 teacher val 0.9260)")
+    assert imdb.stage_seconds(time) == (1000, 1127, 0)
+    results = {"gru": {}, "student round 2": {"r": 2}, "nbsvm": {}, "student round 1": {"r": 1}}
+    assert imdb.earlier_students(results) == [(1, {"r": 1}), (2, {"r": 2})]
+
+
 def test_a_stamps_command_can_be_pasted_into_a_shell(monkeypatch):
     """An argument with spaces (`--extra "--config x.json"`) is quoted, so the command runs as it was run."""
     import shlex

@@ -298,6 +298,52 @@ def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_review
     assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
 
 
+def test_self_training_in_two_rounds_teaches_a_fresh_student_with_the_mean_of_teacher_and_first_student(
+        tmp_path, capsys):
+    """Issue 19, `--self-training-rounds 2`: NBSVM teaches a first student (student_round1/), then the mean of
+    the two labels the unlabelled reviews for the lesson's student, which starts from fresh weights."""
+    root = tmp_path / "data"
+    write_imdb_archive(root, extra=unlabelled_sentiment("the"))
+    config = smoke_config(tmp_path, root, run_id="rounds", model="gru", ngram_reference=False, unlabelled=40,
+                          teacher="nbsvm", self_training_rounds=2, epochs=8, max_batches=None, batch_size=16,
+                          learning_rate=0.01)
+    assert imdb.train(config) == 0
+    out = capsys.readouterr().out
+    assert "labelled by the NBSVM model" in out
+    assert "labelled by the mean of the NBSVM model and 1 student (validation accuracy" in out
+    run = tmp_path / "runs" / "imdb" / "rounds"
+    results = json.loads((run / "metrics.json").read_text())["results"]
+    assert set(results) == {"nbsvm", "student round 1", "gru"}
+    first = results["student round 1"]
+    assert 0.5 < first["next_teacher_val_accuracy"] <= 1 and first["labelling_time_s"] >= 0
+    first_student = keras.saving.load_model(run / "student_round1" / "model.keras")
+    student = keras.saving.load_model(run / "model.keras")
+    # Two students: the lesson's model is trained again, not the first one continued.
+    assert not all(np.array_equal(a, b) for a, b in zip(first_student.get_weights(), student.get_weights(),
+                                                         strict=True))
+    assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
+
+
+def test_the_joint_teacher_is_the_mean_of_its_members_and_is_scored_on_validation(tmp_path, imdb_root):
+    config = smoke_config(tmp_path, imdb_root, max_batches=None, batch_size=16)
+    data = imdb_data.load(config)
+    val_labels = np.concatenate([y.numpy() for _, y in data.val])
+    right, wrong = val_labels.astype("float32"), 1 - val_labels.astype("float32")
+    members = [(np.array([0.9, 0.2, 0.4]), right * 0.8 + 0.1), (np.array([0.5, 0.0, 0.9]), wrong * 0.4 + 0.2)]
+    unlabelled, val_accuracy = imdb.joint_teacher(members, data)
+    np.testing.assert_allclose(unlabelled, [0.7, 0.1, 0.65])
+    # Positive reviews: 0.9 and 0.2 (mean 0.55); negative: 0.1 and 0.6 (0.35): the surer member wins.
+    assert val_accuracy == 1.0
+    assert imdb.joint_teacher([members[1]], data)[1] == 0.0
+
+
+def test_self_training_rounds_need_a_teacher(tmp_path, imdb_root):
+    with pytest.raises(UserError, match="--self-training-rounds above 1 needs self-training"):
+        smoke_config(tmp_path, imdb_root, model="gru", self_training_rounds=2, unlabelled=0)
+    with pytest.raises(UserError, match="--self-training-rounds above 1 needs self-training"):
+        smoke_config(tmp_path, imdb_root, model="gru", self_training_rounds=2, unlabelled=40, teacher="none")
+
+
 def test_self_training_without_unlabelled_reviews_is_a_clear_error(tmp_path, imdb_root, cli):
     tree = tmp_path / "root" / "imdb" / "aclImdb"
     for split in ("train", "test"):
