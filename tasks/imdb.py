@@ -188,7 +188,7 @@ class ImdbConfig(TrainConfig):
         choices=("ngram", "nbsvm", "none")))
     self_training_rounds: int = dataclasses.field(default=1, metadata=dict(
         help="self-training in rounds (born-again networks, Furlanello et al. 2018): each round after the "
-             "first trains a fresh student on the soft labels of a stronger teacher, the mean P(positive) of "
+             "first trains a fresh student on the soft labels of a joint teacher, the mean P(positive) of "
              "the first teacher and every student before it; the last student is the lesson's model"))
     pretrain_epochs: int = dataclasses.field(default=0, metadata=dict(
         help="language-model pretraining (Dai & Le 2015): before the classifier trains, its embeddings and "
@@ -367,8 +367,9 @@ def pretrain(model, config, data, folder, unlabelled):
 # A trained teacher labels the 50,000 unlabelled reviews with its P(positive); the recurrent model learns
 # from those soft targets and the labelled reviews (`datasets/imdb.py: with_pseudo_labels`). With
 # `--self-training-rounds 2` the student is trained twice: the first student's P(positive), averaged with
-# its teacher's, labels the reviews again for a fresh second student. The two disagree where they read the
-# reviews differently (bags of n-grams, word order), so their mean is a stronger teacher than either.
+# its teacher's, labels the reviews again for a fresh second student. The bet: the two read the reviews
+# differently (bags of n-grams, word order), so their mean could be a stronger teacher than either; the
+# joint teacher's validation accuracy is printed so a run shows whether it is (point 6: here it is not).
 def teacher_predictions(model, data, unlabelled):
     """A teacher's P(positive) for every unlabelled review, and for every validation review (only to report
     how good a teacher it is: validation stays out of training)."""
@@ -405,8 +406,7 @@ def earlier_students(config, data, run_, unlabelled, members, pseudo, results, s
         probabilities, val_accuracy = joint_teacher(members, data)
         results[name].update(labelling_time_s=round(time.perf_counter() - started, 2),
                              next_teacher_val_accuracy=round(val_accuracy, 4))
-        summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
-                        "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
+        summary.append(summary_line(name, results[name]))
         pseudo = pseudo_labelled(config, data, unlabelled, probabilities,
                                  f"the mean of the {TEACHERS[config.teacher]} model and {round_} student"
                                  f"{'s' if round_ > 1 else ''} (validation accuracy {val_accuracy:.4f})")
@@ -520,10 +520,15 @@ def train(config):
             members.append(teacher_predictions(model, data, unlabelled))
             pseudo = pseudo_labelled(config, data, unlabelled, members[0][0],
                                      f"the {TEACHERS[teacher]} model")
-        summary.append({"model": name, "metric": "test_accuracy", "value": results[name]["test_accuracy"],
-                        "params": results[name]["params"], "train_time_s": results[name]["train_time_s"]})
+        summary.append(summary_line(name, results[name]))
     training.finish_run(run_, config, results, summary)
     return 0
+
+
+def summary_line(name, result):
+    """A trained model's line of the run's summary table."""
+    return {"model": name, "metric": "test_accuracy", "value": result["test_accuracy"],
+            "params": result["params"], "train_time_s": result["train_time_s"]}
 
 
 def export_lesson_model(model, data, folder):
