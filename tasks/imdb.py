@@ -105,7 +105,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import export, runs, trained, training  # noqa: E402
-from common.config import TrainConfig, build_config, read_json_config  # noqa: E402
+from common.config import TrainConfig, build_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from datasets import imdb  # noqa: E402
@@ -479,13 +479,19 @@ NBSVM_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "imdb_nbsvm.jso
 TEACHERS = {"ngram": "n-gram", "nbsvm": "NBSVM"}  # --teacher -> its name in messages and tables
 
 
+# What the NBSVM teacher shares with its student: the data, the split, the seed and where the run goes.
+# Everything about training (schedule, optimizer, batch size, epochs...) is recipes/imdb_nbsvm.json's over the
+# profile's, so the teacher is the recipe's model whatever the student's recipe says.
+TEACHER_SHARES = ("seed", "data_dir", "source", "split_seed", "val_fraction", "max_batches", "output_dir",
+                  "run_id", "verbose", "deterministic", "tensorboard")
+
+
 def nbsvm_teacher_config(config):
-    """The NBSVM teacher: recipes/imdb_nbsvm.json's model and training settings, the student's data, split,
+    """The NBSVM teacher: the profile with recipes/imdb_nbsvm.json over it, and the student's data, split,
     seed and run settings (so it sees exactly the student's training reviews, never validation or test)."""
-    recipe = read_json_config(NBSVM_RECIPE, ImdbConfig.TASK)
-    fields = {f.name for f in dataclasses.fields(ImdbConfig)}
-    settings = dict(unlabelled=0, ngram_reference=False, export=False, pretrain_epochs=0)
-    return dataclasses.replace(config, **{**settings, **{k: v for k, v in recipe.items() if k in fields}})
+    shared = {name: getattr(config, name) for name in TEACHER_SHARES}
+    return build_config(ImdbConfig, profile=config.profile, config_file=NBSVM_RECIPE, overrides=dict(
+        shared, unlabelled=0, ngram_reference=False, export=False, pretrain_epochs=0))
 
 
 def train(config):

@@ -337,6 +337,18 @@ def test_the_joint_teacher_is_the_mean_of_its_members_and_is_scored_on_validatio
     assert imdb.joint_teacher([members[1]], data)[1] == 0.0
 
 
+def test_the_nbsvm_teacher_trains_by_its_recipe_whatever_the_students_recipe_says(tmp_path, imdb_root):
+    """The teacher shares only data, split, seed and run settings with its student: a student's cosine
+    schedule, warm-up or batch size never changes how NBSVM trains."""
+    student = smoke_config(tmp_path, imdb_root, model="bigru_pool", unlabelled=40, teacher="nbsvm", seed=7,
+                           schedule="cosine", warmup_epochs=1.0, batch_size=16, label_smoothing=0.1, epochs=9)
+    teacher = imdb.nbsvm_teacher_config(student)
+    recipe = build_config(ImdbConfig, profile="smoke", config_file=imdb.NBSVM_RECIPE, overrides=dict(
+        data_dir=str(imdb_root), output_dir=str(tmp_path / "runs"), seed=7))
+    assert teacher == dataclasses.replace(recipe, run_id=student.run_id, unlabelled=0, export=False)
+    assert (teacher.schedule, teacher.batch_size, teacher.epochs) == (recipe.schedule, 256, 4)
+
+
 def test_self_training_rounds_need_a_teacher(tmp_path, imdb_root):
     with pytest.raises(UserError, match="--self-training-rounds above 1 needs self-training"):
         smoke_config(tmp_path, imdb_root, model="gru", self_training_rounds=2, unlabelled=0)
