@@ -260,7 +260,9 @@ def ablation_table(shown):
         return ""
     return ("### What the 50,000 unlabelled reviews add to the BiGRU\n\n"
             "The BiGRU with bigram vectors (`recipes/imdb_bigru_bigrams.json`) and each way a recipe gives "
-            "it the unlabelled reviews, from the rows above (rows: their stamps; the seeds' mean):\n\n"
+            "it the unlabelled reviews, from the rows above (rows: their stamps; the seeds' mean). Rows "
+            "stamped before commit 7eddb2f trained their NBSVM teacher with the student's schedule rather "
+            "than by recipes/imdb_nbsvm.json (each row's train time names its teacher's test accuracy):\n\n"
             + format_table(lines, ABLATION_COLUMNS) + "\n")
 
 
