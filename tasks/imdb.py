@@ -481,11 +481,14 @@ NBSVM_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "imdb_nbsvm.jso
 TEACHERS = {"ngram": "n-gram", "nbsvm": "NBSVM"}  # --teacher -> its name in messages and tables
 
 
-# What the NBSVM teacher shares with its student: the data, the split, the seed and where the run goes.
-# Everything about training (schedule, optimizer, batch size, epochs...) is recipes/imdb_nbsvm.json's over the
-# profile's, so the teacher is the recipe's model whatever the student's recipe says.
+# What the NBSVM teacher shares with its student: the data, the split, the seed, where the run goes and how
+# its processes run (a multi-worker run's teacher trains over the same workers: build_seeded sets the
+# distribution from the model's config). Everything about training (schedule, optimizer, batch size,
+# epochs...) is recipes/imdb_nbsvm.json's over the profile's, so the teacher is the recipe's model whatever
+# the student's recipe says.
 TEACHER_SHARES = ("seed", "data_dir", "source", "split_seed", "val_fraction", "max_batches", "output_dir",
-                  "run_id", "verbose", "deterministic", "tensorboard")
+                  "run_id", "verbose", "deterministic", "tensorboard", "distribution", "workers",
+                  "worker_index")
 
 
 def nbsvm_teacher_config(config):

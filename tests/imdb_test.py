@@ -347,6 +347,10 @@ def test_the_nbsvm_teacher_trains_by_its_recipe_whatever_the_students_recipe_say
         data_dir=str(imdb_root), output_dir=str(tmp_path / "runs"), seed=7))
     assert teacher == dataclasses.replace(recipe, run_id=student.run_id, unlabelled=0, export=False)
     assert (teacher.schedule, teacher.batch_size, teacher.epochs) == (recipe.schedule, 256, 4)
+    worker = dataclasses.replace(student, distribution="multi_worker", workers="localhost:1,localhost:2",
+                                 worker_index=1)
+    shared = imdb.nbsvm_teacher_config(worker)
+    assert (shared.distribution, shared.workers, shared.worker_index) == ("multi_worker", "localhost:1,localhost:2", 1)
 
 
 def test_self_training_rounds_need_a_teacher(tmp_path, imdb_root):
