@@ -350,7 +350,8 @@ def test_the_nbsvm_teacher_trains_by_its_recipe_whatever_the_students_recipe_say
     worker = dataclasses.replace(student, distribution="multi_worker", workers="localhost:1,localhost:2",
                                  worker_index=1)
     shared = imdb.nbsvm_teacher_config(worker)
-    assert (shared.distribution, shared.workers, shared.worker_index) == ("multi_worker", "localhost:1,localhost:2", 1)
+    assert (shared.distribution, shared.workers, shared.worker_index) == (
+        "multi_worker", "localhost:1,localhost:2", 1)
 
 
 def test_self_training_rounds_need_a_teacher(tmp_path, imdb_root):
