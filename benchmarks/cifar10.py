@@ -19,6 +19,7 @@ airbench94's recipe and its ablations (benchmarks/cifar10_airbench.py, which say
     python -m benchmarks.cifar10 --airbench     # recipes/cifar10_airbench94.json, seeds 0,1,2
     python -m benchmarks.cifar10 --ablations    # each method removed in turn, seed 0
     python -m benchmarks.cifar10 --jpeg-cost    # what training on the JPEG copy costs, 4 folds of 1,000
+    python -m benchmarks.cifar10 --twin         # the same recipe in plain PyTorch (twins/airbench94.py)
 """
 
 import argparse
@@ -90,8 +91,11 @@ def main(argv=None):
     parser.add_argument("--jpeg-cost", action="store_true",
                         help="what training on the JPEG copy costs: the recipe trained on the held-out "
                              "images' lossless originals and on their JPEG versions, fold by fold")
-    parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations (--jpeg-cost: "
-                                        "the first)")
+    parser.add_argument("--twin", action="store_true",
+                        help="the airbench94 recipe in plain PyTorch (twins/airbench94.py) on the same "
+                             "images (--seeds, default 0,1,2; needs requirements-compare.txt)")
+    parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations / --twin "
+                                        "(--jpeg-cost: the first)")
     parser.add_argument("--only", help="comma-separated ablations to run: " + ", ".join(airbench.ABLATIONS))
     args = parser.parse_args(argv)
     state = load_state()
@@ -100,7 +104,7 @@ def main(argv=None):
     elif args.epoch_times:
         measured = stamp(command_line("benchmarks.cifar10"))
         state["epochs"] = [dict(row, stamp=measured) for row in epoch_times()]
-    elif args.airbench or args.ablations or args.jpeg_cost:
+    elif args.airbench or args.ablations or args.jpeg_cost or args.twin:
         airbench.measure(args, state, stamp(command_line("benchmarks.cifar10")))
     else:
         run_models(args, state)
