@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--models", help="comma-separated, of: " + ", ".join(cnn.BUILDERS)
                         + " (default: the profile's model)")
-    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs (--twin: the recipe's 9.9)")
     parser.add_argument("--extra", default="", help="further task flags, e.g. \"--cutout 8\"")
     parser.add_argument("--epoch-times", action="store_true",
                         help="time a few steps of every full-profile model")
