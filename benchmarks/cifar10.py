@@ -94,6 +94,8 @@ def main(argv=None):
     parser.add_argument("--twin", action="store_true",
                         help="the airbench94 recipe in plain PyTorch (twins/airbench94.py) on the same "
                              "images (--seeds, default 0,1,2; needs requirements-compare.txt)")
+    parser.add_argument("--float32", action="store_true",
+                        help="--twin without bfloat16 autocast (what the CPU's half precision costs)")
     parser.add_argument("--seeds", help="comma-separated seeds for --airbench / --ablations / --twin "
                                         "(--jpeg-cost: the first)")
     parser.add_argument("--only", help="comma-separated ablations to run: " + ", ".join(airbench.ABLATIONS))

@@ -177,17 +177,17 @@ def recipe_row(seeds, data_dir, measured):
     return row
 
 
-def twin_row(seeds, data_dir, measured, epochs=None):
+def twin_row(seeds, data_dir, measured, epochs=None, float32=False):
     """airbench94 in plain PyTorch (twins/airbench94.py) on the same images, once per seed: is the Keras port
     what stands between the recipe and 94 %, or the data? `epochs` instead of the reference's 9.9: what
-    longer training would add."""
+    longer training would add; `float32`: no bfloat16 autocast, what the CPU's half precision costs."""
     from twins import airbench94 as twin
 
-    recipe = twin.Recipe(epochs=epochs) if epochs else twin.Recipe()
+    recipe = twin.Recipe(autocast=not float32, **({"epochs": epochs} if epochs else {}))
     runs = [twin.run(seed, data_dir, recipe) for seed in seeds]
     first = runs[0]
-    return {"implementation": (f"PyTorch {first['torch']} (`twins/airbench94.py`), "
-                               f"{first['autocast']} autocast"),
+    precision = "float32" if first["autocast"] == "float32" else f"{first['autocast']} autocast"
+    return {"implementation": f"PyTorch {first['torch']} (`twins/airbench94.py`), {precision}",
             "seeds": ",".join(map(str, seeds)), "epochs": f"{recipe.epochs:g}",
             "lossless held-out (TTA)": _mean(r.get("heldout_lossless_accuracy_tta") for r in runs),
             "lossless, no TTA": _mean(r.get("heldout_lossless_accuracy") for r in runs),
@@ -340,10 +340,13 @@ def measure(args, state, measured):
             done[row["key"]] = row
         state["ablations"] = [done[k] for k in ABLATIONS if k in done]
     if getattr(args, "twin", False):
-        row = twin_row(seeds or SEEDS, args.data_dir, measured, getattr(args, "epochs", None))
-        done = {r["epochs"]: r for r in state.get("airbench_twins", [])}
-        done[row["epochs"]] = row
-        state["airbench_twins"] = sorted(done.values(), key=lambda r: float(r["epochs"]))
+        row = twin_row(seeds or SEEDS, args.data_dir, measured, getattr(args, "epochs", None),
+                       getattr(args, "float32", False))
+        # one row per setting: the latest measurement of each
+        done = {(r["epochs"], r["implementation"]): r for r in state.get("airbench_twins", [])}
+        done[row["epochs"], row["implementation"]] = row
+        state["airbench_twins"] = sorted(done.values(),
+                                         key=lambda r: (float(r["epochs"]), r["implementation"]))
         print(json.dumps({k: v for k, v in row.items() if k != "stamp"}, indent=1), flush=True)
     if args.jpeg_cost:
         runs = jpeg_cost_runs(args.data_dir, seed=seeds[0] if seeds else 0)
@@ -366,9 +369,9 @@ def render(state, labelled, format_table):
         shown, notes = labelled(twins, ["cifar10"] * len(twins))
         body += ("The same recipe in plain PyTorch, written the way the reference is (one training loop, "
                  "a summed loss, coupled weight decay, 9.9 epochs of full batches; `python -m "
-                 "benchmarks.cifar10 --twin`, longer: `--epochs 20`), trained on the same 46,000 images "
-                 "and scored on the same held-out and test images: what the Keras port itself costs, if "
-                 "anything, and what more epochs would add:\n\n"
+                 "benchmarks.cifar10 --twin`, longer: `--epochs 20`, in float32: `--float32`), trained on "
+                 "the same 46,000 images and scored on the same held-out and test images: what the Keras "
+                 "port itself costs, if anything, and what more epochs or full precision would add:\n\n"
                  + format_table(shown, TWIN_COLUMNS) + "\n\nStamps:\n\n" + notes + "\n\n")
     rows = list(state.get("ablations", [])) + (tta_rows(recipe) if recipe else [])
     if rows:

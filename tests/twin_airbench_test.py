@@ -155,3 +155,31 @@ def test_a_missing_data_set_is_one_sentence_and_exit_code_2(tmp_path, capsys):
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_the_twin_benchmark_keeps_one_row_per_setting_with_the_means_over_its_seeds(monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import cifar10_airbench
+
+    def fake_run(seed, data_dir, recipe):
+        accuracy = 0.9 + seed / 100
+        return {"seed": seed, "train_images": 46000, "epochs": recipe.epochs, "steps": 436,
+                "train_time_s": 390.0, "time_per_epoch_s": 39.0, "wall_s": 444.0, "torch": "2.13.0+cpu",
+                "autocast": "bfloat16" if recipe.autocast else "float32",
+                **{f"{name}_accuracy{kind}": accuracy for name in ("test", "heldout_lossless", "heldout_jpeg")
+                   for kind in ("", "_mirror", "_tta")}}
+
+    monkeypatch.setattr(twin, "run", fake_run)
+    state = {}
+    for epochs, float32 in ((None, False), (20, False), (None, True), (None, False)):
+        args = SimpleNamespace(airbench=False, ablations=False, jpeg_cost=False, twin=True, seeds="0,2",
+                               data_dir=None, epochs=epochs, float32=float32, only=None)
+        cifar10_airbench.measure(args, state, {"date": "today"})
+    rows = state["airbench_twins"]
+    assert [(r["epochs"], r["implementation"].split(", ")[-1]) for r in rows] == [
+        ("9.9", "bfloat16 autocast"), ("9.9", "float32"), ("20", "bfloat16 autocast")]
+    assert rows[0]["lossless held-out (TTA)"] == "0.9100 ± 0.0141" and rows[0]["seeds"] == "0,2"
+    table = cifar10_airbench.render(state, lambda rows, lessons: (rows, ""),
+                                    lambda rows, columns: "|".join(r["implementation"] for r in rows))
+    assert table.count("twins/airbench94.py") == 3
