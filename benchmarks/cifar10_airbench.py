@@ -145,6 +145,16 @@ def _mean(values, digits=4):
     return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
+def seed_means(runs):
+    """The columns a recipe row and a twin row share: accuracies and times, mean (± sd) over the runs."""
+    return {"lossless held-out (TTA)": _mean(r.get("heldout_lossless_accuracy_tta") for r in runs),
+            "lossless, no TTA": _mean(r.get("heldout_lossless_accuracy") for r in runs),
+            "JPEG held-out (TTA)": _mean(r.get("heldout_jpeg_accuracy_tta") for r in runs),
+            "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
+            "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
+            "wall time per run (min)": f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f}"}
+
+
 def recipe_row(seeds, data_dir, measured):
     """Train the recipe once per seed; the row: mean ± standard deviation over the seeds."""
     runs = [run_recipe(seed, export=i == 0, data_dir=data_dir) for i, seed in enumerate(seeds)]
@@ -155,12 +165,7 @@ def recipe_row(seeds, data_dir, measured):
     exports = {row["format"]: row["test_accuracy"] for row in runs[0].get("exports", [])}
     rate = statistics.mean(r["train_flops"] / r["train_time_s"] for r in runs)
     row = {"recipe": "`recipes/cifar10_airbench94.json`", "seeds": ",".join(map(str, seeds)),
-           "lossless held-out (TTA)": _mean(r.get("heldout_lossless_accuracy_tta") for r in runs),
-           "lossless, no TTA": _mean(r.get("heldout_lossless_accuracy") for r in runs),
-           "JPEG held-out (TTA)": _mean(r.get("heldout_jpeg_accuracy_tta") for r in runs),
-           "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
-           "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
-           "wall time per run (min)": f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f}",
+           **seed_means(runs),
            "training TFLOP": f"{runs[0]['train_flops'] / 1e12:.0f}",
            "achieved GFLOP/s": f"{rate / 1e9:.0f}",
            "matmul peak GFLOP/s": (f"{peak / 1e9:.0f} {compute}" + (f" ({peak_float32 / 1e9:.0f} float32)"
@@ -189,13 +194,7 @@ def twin_row(seeds, data_dir, measured, epochs=None, float32=False):
     precision = "float32" if first["autocast"] == "float32" else f"{first['autocast']} autocast"
     return {"implementation": f"PyTorch {first['torch']} (`twins/airbench94.py`), {precision}",
             "seeds": ",".join(map(str, seeds)), "epochs": f"{recipe.epochs:g}",
-            "lossless held-out (TTA)": _mean(r.get("heldout_lossless_accuracy_tta") for r in runs),
-            "lossless, no TTA": _mean(r.get("heldout_lossless_accuracy") for r in runs),
-            "JPEG held-out (TTA)": _mean(r.get("heldout_jpeg_accuracy_tta") for r in runs),
-            "JPEG test (TTA)": _mean(r["test_accuracy_tta"] for r in runs),
-            "steps": f"{first['steps']} x {twin.Recipe.batch_size:,} images",
-            "time per epoch (s)": f"{statistics.mean(r['time_per_epoch_s'] for r in runs):.0f}",
-            "wall time per run (min)": f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f}",
+            **seed_means(runs), "steps": f"{first['steps']} x {twin.Recipe.batch_size:,} images",
             "per seed": runs, "stamp": measured}
 
 

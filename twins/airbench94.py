@@ -10,10 +10,11 @@ algorithm score what the port scores? If it does, the port is faithful and the d
 data and the hardware; if not, the difference is the port's.
 
     python -m twins.airbench94 --seed 0                 # one run; prints its numbers as JSON
-    python -m benchmarks.cifar10 --twin --seeds 0,1     # the row beside the Keras recipe's in RESULTS.md
+    python -m twins.airbench94 --seed 0 --float32       # without bfloat16 autocast (slower)
+    python -m benchmarks.cifar10 --twin                 # seeds 0, 1, 2: a row beside the Keras recipe's
 
-Written from the paper and the reference's description, in this project's own code. Where this loop differs
-from the reference, on purpose:
+Written in this project's own code after reading the paper and the reference (KellerJordan/cifar10-airbench,
+legacy/airbench94.py). Where this loop differs from the reference, on purpose:
 - it runs on the CPU in bfloat16 autocast with float32 weights (the reference keeps its weights in float16 on
   a GPU): bfloat16 is the half precision CPUs compute fast, and its 8-bit mantissa is too coarse to hold
   the weights themselves;
@@ -22,7 +23,7 @@ from the reference, on purpose:
 - the data are the lesson's splits (`datasets/cifar10.py`): 46,000 training images, since the first 4,000
   are held out as lossless originals, so an epoch has 44 full batches of 1,024 instead of 48 (436 steps in
   all instead of 476).
-Nothing is written to disk.
+Nothing is written but the data loader's cache (the extracted images, as for the lesson).
 """
 
 import argparse
