@@ -140,6 +140,11 @@ class AirbenchNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- training
+def total_steps_of(images, recipe):
+    """Steps of a whole training: full batches per epoch times the (fractional) epochs, rounded up."""
+    return math.ceil(images // recipe.batch_size * recipe.epochs)
+
+
 def triangle(step, total_steps, warmup):
     """The learning rate's multiplier at `step`: 0.2 -> 1 over the first `warmup` of the steps, then 0.07."""
     rise = int(total_steps * warmup)
@@ -219,8 +224,7 @@ def compute(recipe):
 def train(net, images, labels, recipe, seed, log=print):
     """Train `net` on normalised float images (n, 3, h, w) with int64 labels; returns seconds per epoch."""
     generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = len(images) // recipe.batch_size
-    total_steps = math.ceil(steps_per_epoch * recipe.epochs)
+    total_steps = total_steps_of(len(images), recipe)
     net.whiten_from(images[:WHITEN_IMAGES])
     optimizer = optimizer_for(net, recipe)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -258,34 +262,32 @@ def train(net, images, labels, recipe, seed, log=print):
 
 # --------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def logits_tta(net, images, recipe, level=None, batch_size=2000):
-    """Logits of normalised images with the reference's test-time augmentation: level 0 the image, 1 the mean
-    over it and its mirror image, 2 half that plus half the mean of the mirrored pair of the image translated
-    one pixel up-left and one pixel down-right (6 views)."""
-    level = recipe.tta_level if level is None else level
+def logits_per_tta_level(net, images, recipe, batch_size=2000):
+    """Logits of normalised images at each of the reference's test-time augmentation levels, each view
+    computed once: level 0 the image, 1 the mean over it and its mirror image, 2 half that plus half the mean
+    of the mirrored pair of the image translated one pixel up-left and one pixel down-right (6 views)."""
     net.eval()
 
-    def mirrored(x):
-        return 0.5 * net(x) + 0.5 * net(x.flip(-1))
+    def mirrored(x, plain=None):
+        return 0.5 * (net(x) if plain is None else plain) + 0.5 * net(x.flip(-1))
 
-    outputs = []
+    levels = [[], [], []]
     for x in images.split(batch_size):
         x = x.contiguous(memory_format=torch.channels_last)
         with compute(recipe):
-            if level == 0:
-                logits = net(x)
-            elif level == 1:
-                logits = mirrored(x)
-            else:
-                size, padded = x.shape[-1], F.pad(x, (1,) * 4, mode="reflect")
-                shifted = [padded[..., :size, :size], padded[..., 2:, 2:]]
-                logits = 0.5 * mirrored(x) + 0.25 * sum(mirrored(s) for s in shifted)
-        outputs.append(logits.float())
-    return torch.cat(outputs)
+            plain = net(x)
+            mirror = mirrored(x, plain)
+            size, padded = x.shape[-1], F.pad(x, (1,) * 4, mode="reflect")
+            shifted = [padded[..., :size, :size], padded[..., 2:, 2:]]
+            crops = 0.5 * mirror + 0.25 * sum(mirrored(s) for s in shifted)
+        for outputs, logits in zip(levels, (plain, mirror, crops), strict=True):
+            outputs.append(logits.float())
+    return [torch.cat(outputs) for outputs in levels]
 
 
-def accuracy(net, images, labels, recipe, level=None):
-    return float((logits_tta(net, images, recipe, level).argmax(1) == labels).float().mean())
+def logits_tta(net, images, recipe, level=None):
+    """The logits at one TTA level (default: the recipe's)."""
+    return logits_per_tta_level(net, images, recipe)[recipe.tta_level if level is None else level]
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -304,9 +306,9 @@ def run(seed=0, data_dir=None, recipe=None, max_images=None, log=print):
     started = time.perf_counter()
     torch.manual_seed(seed)
     splits = cifar10_data.read(data_dir, val_images=0, lossless_holdout=True, max_images=max_images)
-    train_pixels = torch.from_numpy(splits.x_train).float().div_(255)
-    mean, std = train_pixels.mean(dim=(0, 1, 2)), train_pixels.std(dim=(0, 1, 2))
-    del train_pixels
+    # the splits' own channel statistics (0..255), as the Keras model's Normalization layer uses them
+    mean = torch.tensor(splits.mean / 255, dtype=torch.float32)
+    std = torch.tensor(np.sqrt(splits.variance) / 255, dtype=torch.float32)
     images = normalised(splits.x_train, mean, std).contiguous(memory_format=torch.channels_last)
     labels = torch.from_numpy(splits.y_train.astype("int64"))
     net = AirbenchNet(recipe, num_classes=splits.num_classes).to(memory_format=torch.channels_last)
@@ -314,14 +316,14 @@ def run(seed=0, data_dir=None, recipe=None, max_images=None, log=print):
     evaluation = {"test": (splits.x_test, splits.y_test)}
     evaluation.update({f"heldout_{name}": pixels for name, pixels in splits.held_out.items()})
     result = {"seed": seed, "train_images": len(images), "epochs": recipe.epochs,
-              "steps": math.ceil(len(images) // recipe.batch_size * recipe.epochs),
+              "steps": total_steps_of(len(images), recipe),
               "train_time_s": sum(epoch_seconds), "time_per_epoch_s": float(np.mean(epoch_seconds)),
               "torch": torch.__version__, "autocast": "bfloat16" if recipe.autocast else "float32"}
     for name, (x, y) in evaluation.items():
-        x, y = normalised(x, mean, std), torch.from_numpy(np.asarray(y).astype("int64"))
-        result[f"{name}_accuracy"] = accuracy(net, x, y, recipe, level=0)
-        result[f"{name}_accuracy_mirror"] = accuracy(net, x, y, recipe, level=1)
-        result[f"{name}_accuracy_tta"] = accuracy(net, x, y, recipe, level=2)
+        y = torch.from_numpy(np.asarray(y).astype("int64"))
+        levels = logits_per_tta_level(net, normalised(x, mean, std), recipe)
+        for suffix, logits in zip(("", "_mirror", "_tta"), levels, strict=True):
+            result[f"{name}_accuracy{suffix}"] = float((logits.argmax(1) == y).float().mean())
     result["wall_s"] = time.perf_counter() - started
     return result
 
