@@ -146,6 +146,20 @@ def test_search_killed_mid_search_resumes_without_repeating_trials(tmp_path, pho
         assert all(len(list(d.glob("execution-*.json"))) == 1 for d in (folder / "curves").iterdir())
 
 
+def test_a_kill_between_keras_tuners_two_saves_neither_loses_nor_repeats_a_trial():
+    """trial.json is written before oracle.json: a trial RUNNING on disk but not listed as ongoing is retried,
+    one COMPLETED on disk but still listed is not trained again."""
+    from keras_tuner.engine.trial import Trial, TrialStatus
+
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=4)
+    oracle.trials = {tid: Trial(oracle.hyperparameters.copy(), trial_id=tid, status=status)
+                     for tid, status in (("0", TrialStatus.COMPLETED), ("1", TrialStatus.COMPLETED),
+                                         ("2", TrialStatus.RUNNING), ("3", TrialStatus.RUNNING))}
+    oracle._retry_queue = ["1", "3"]  # what reload() makes of oracle.json's ongoing trials
+    search.recover_interrupted_trials(oracle)
+    assert sorted(oracle._retry_queue) == ["2", "3"]
+
+
 # ------------------------------------------------------------------------------------------- refusals
 def test_a_changed_recipe_is_refused_and_overwrite_starts_afresh(tmp_path, phone_root, cli):
     folder = tmp_path / "tuning" / "phone_price" / "random-smoke"

@@ -185,12 +185,33 @@ def make_tuner(args, hypermodel, folder):
     if distribution.active().strategy is not None:  # KerasTuner's own switch: builds each trial in its scope
         common["distribution_strategy"] = distribution.active().strategy
     if args.compare:
-        return grid_search(max_trials=10_000, **common)  # the grid's size decides
-    if args.tuner == "hyperband":
-        return keras_tuner.Hyperband(max_epochs=hypermodel.base_config.epochs, factor=3, **common)
-    tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
-                 "grid": grid_search}[args.tuner]
-    return tuner_cls(max_trials=args.max_trials, **common)
+        tuner = grid_search(max_trials=10_000, **common)  # the grid's size decides
+    elif args.tuner == "hyperband":
+        tuner = keras_tuner.Hyperband(max_epochs=hypermodel.base_config.epochs, factor=3, **common)
+    else:
+        tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
+                     "grid": grid_search}[args.tuner]
+        tuner = tuner_cls(max_trials=args.max_trials, **common)
+    recover_interrupted_trials(tuner.oracle)
+    return tuner
+
+
+def recover_interrupted_trials(oracle):
+    """Make a reloaded search agree with itself after a kill between KerasTuner's two saves.
+
+    KerasTuner writes a trial's trial.json first and oracle.json (which lists the running trials) second,
+    both when a trial starts and when it ends. Killed in between, the two disagree: a trial RUNNING on disk
+    that oracle.json never listed would count towards --max-trials and never run; a trial COMPLETED on disk
+    that oracle.json still lists would be trained again. The first kind joins the oracle's retry queue, the
+    second leaves it. (A worker's oracle is a client of the chief's and holds no trials: nothing to do.)"""
+    queue = getattr(oracle, "_retry_queue", None)
+    if queue is None:
+        return
+    from keras_tuner.engine.trial import TrialStatus
+
+    queue[:] = [tid for tid in queue if oracle.trials[tid].status != TrialStatus.COMPLETED]
+    queue += [tid for tid, trial in oracle.trials.items()
+              if trial.status == TrialStatus.RUNNING and tid not in queue]
 
 
 def is_worker():
