@@ -5,10 +5,11 @@
     python run_all.py --tasks phone_price --backends tensorflow,jax,torch
 
 Each task runs in its own process (a crash or a backend switch cannot leak into the next one), writes its
-run folder under `<output-dir>/<task>/<run-id>/`, and its `metrics.json` summary rows are gathered into
-`<output-dir>/summary.md` and `summary.json`. `--output-dir` is the repo's `runs/` unless given (a relative
-one is taken from the current folder, like every other path on the command line), so the script works from
-any folder. Every flag it passes on to the tasks is checked against each task before the first one starts.
+run folder under `<output-dir>/<task>/<run-id>/` (`--run-id`, or all-<date>-<time>-<backend>), and its
+`metrics.json` summary rows are gathered into `<output-dir>/summary.md` and `summary.json`. `--output-dir`
+is the repo's `runs/` unless given (a relative one is taken from the current folder, like every other path on
+the command line), so the script works from any folder. Every flag it passes on to the tasks is checked
+against each task before the first one starts.
 
 A failing task is reported and the others still run; the exit code is 1 if any task failed, and the summary
 then goes to `summary-failed.md` / `summary-failed.json` beside the last good `summary.md`, which is kept.
@@ -22,10 +23,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from common import runs
 from common.errors import UserError, run_cli
 from common.tables import format_table
 
@@ -99,14 +100,7 @@ def _summary_rows(metrics_path):
 
 def write_atomically(path, text):
     """Write through a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    runs.atomic_write_text(path, text)
 
 
 def write_summary(output_dir, profile, stamp, rows, failed):
@@ -121,6 +115,14 @@ def write_summary(output_dir, profile, stamp, rows, failed):
     return table, output_dir / f"{name}.md"
 
 
+def run_id_for(run_id, stamp, backend, backends):
+    """The run folder's name for one backend: run_all's own --run-id (taken here, not passed on, so that the
+    summary looks in the folder the task wrote), one per backend when there are several."""
+    if run_id is None:
+        return f"all-{stamp}-{backend}"
+    return run_id if len(backends) == 1 else f"{run_id}-{backend}"
+
+
 def parse_arguments(argv):
     tasks = available_tasks()
     parser = argparse.ArgumentParser(description=__doc__,
@@ -131,6 +133,8 @@ def parse_arguments(argv):
                         help="comma-separated Keras backends: tensorflow, jax, torch")
     parser.add_argument("--output-dir", default=str(ROOT / "runs"),
                         help="root of the run folders and the summary (default: runs/ of this repo)")
+    parser.add_argument("--run-id", help="name of every task's run folder (-<backend> added when there are "
+                                         "several backends); default: all-<date>-<time>-<backend>")
     args, extra = parser.parse_known_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in args.tasks if t not in tasks]
@@ -142,6 +146,8 @@ def parse_arguments(argv):
     if bad or not args.backends:
         raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none given)'}; "
                         f"valid: {', '.join(BACKENDS)}.")
+    if args.run_id is not None:
+        runs.check_plain_name(args.run_id)
     args.output_dir = Path(args.output_dir).expanduser().resolve()
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise UserError(f"--output-dir {args.output_dir} is a file; expected a folder for the runs and the "
@@ -156,9 +162,9 @@ def main(argv=None):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows, failed = [], []
     for backend in args.backends:
+        run_id = run_id_for(args.run_id, stamp, backend, args.backends)
         for task in args.tasks:
-            task_rows, ok = run_task(task, backend, args.profile, args.output_dir, f"all-{stamp}-{backend}",
-                                     extra)
+            task_rows, ok = run_task(task, backend, args.profile, args.output_dir, run_id, extra)
             rows += task_rows
             if not ok:
                 failed.append(f"{task} [{backend}]")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from common.errors import UserError, describe_os_error, printable
 from common.progress import progress
+from common.runs import follow_umask
 
 ENV_DATA = "KERAS_TUTORIALS_DATA"
 ENV_CACHE = "KERAS_TUTORIALS_CACHE"
@@ -122,12 +123,14 @@ def download(url, sha256, name):
     return Path(path).parent
 
 
-def extract_once(archive, subdir, sha256=None):
+def extract_once(archive, subdir, sha256=None, check=None):
     """Unpack a tar archive into the cache folder `subdir` (once) and return that folder.
 
     The archive is checked against `sha256` (its published hash) when given, and against SHA256SUMS, then
-    unpacked beside the cache folder; only a complete extraction replaces what was there, so a truncated
-    archive never costs a good cache.
+    unpacked beside the cache folder; `check(folder)`, when given, is called on that unpacked folder and
+    raises UserError if it is not what the loader expects. Only a complete extraction that passes `check`
+    replaces what was there, so a truncated archive, or a well-formed one holding something else, never costs
+    a good cache.
     """
     archive = Path(archive)
 
@@ -145,6 +148,8 @@ def extract_once(archive, subdir, sha256=None):
                 raise  # an unwritable cache or a full disk: said as such by the CLI
             raise UserError(f"could not extract {archive} ({printable(error)}); expected a readable tar "
                             "archive (the cache was left as it was).") from None
+        if check is not None:
+            check(folder)
 
     return fill_once(cache_root() / subdir, _archive_stamp(archive), unpack)
 
@@ -169,6 +174,7 @@ def fill_once(target, stamp, fill):
             shutil.rmtree(stale, ignore_errors=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
         try:
+            follow_umask(partial, folder=True)  # mkdtemp's 0700 would hide a shared cache from other users
             fill(partial)
             (partial / MARKER).write_text(stamp)
         except BaseException:

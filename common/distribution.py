@@ -17,9 +17,9 @@ own per-process sharding on JAX). One exception, the engines' own: a batch that 
 last, partial batch of a pass, 3 rows over 2 replicas) is weighted per replica by TensorFlow, which averages
 each replica's mean loss; on JAX such a batch is replicated instead of split, which keeps it exact.
 
-Only the chief (worker 0) writes the run folder; every other worker writes into a scratch folder removed at
-the end. A resumed multi-worker run takes the chief's saved state on every worker through the engine's own
-collectives, so a worker restarted on a fresh machine needs no files of its own.
+Only the chief (worker 0) writes the run folder; every other worker writes into a private temporary scratch
+folder removed at the end. A resumed multi-worker run takes the chief's saved state on every worker through
+the engine's own collectives, so a worker restarted on a fresh machine needs no files of its own.
 
 Keras 3.15 needs small fixes here, each a wrapper around one spot and each explained where it is made:
 `_fix_keras_trainer` (TensorFlow: the first batch drawn only for its shapes, which advanced a reshuffling
@@ -358,32 +358,45 @@ def assign_from_chief(variables):
 
 # ------------------------------------------------------------------------------------------ workers' folders
 def scratch_run(config):
-    """A worker's stand-in for the run folder: a temporary folder, locked like a run, removed when the run
-    closes (and at exit, if the process ends early). Named after the run id when there is one, so that a
-    worker restarted after a kill clears what its killed predecessor left. Only the chief writes the run."""
+    """A worker's stand-in for the run folder: a new private temporary folder (`tempfile.mkdtemp`: a name
+    nobody can guess or plant beforehand, readable only by the user), locked like a run, removed when the run
+    closes (and at exit, if the process ends early). A killed worker cannot remove its own: the launcher
+    (tasks.distributed) gives its processes a temporary folder of their own and removes it at the end. Only
+    the chief writes the run."""
     index = _ACTIVE.worker_index
-    if config.run_id is None:
-        path = Path(tempfile.mkdtemp(prefix=f"keras-tutorials-{config.TASK}-worker{index}-"))
-    else:
-        runs.check_plain_name(config.run_id)
-        path = Path(tempfile.gettempdir()) / f"keras-tutorials-{config.TASK}-{config.run_id}-worker{index}"
-        path.mkdir(exist_ok=True)
-    lock = runs.FolderLock(path, "worker scratch folder").acquire()  # one worker per folder
-    for old in path.iterdir():  # a killed predecessor's files: workers take the chief's state, not these
-        if old.name != runs.LOCK:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"keras-tutorials-{config.TASK}-worker{index}-"))
+    try:
+        lock = runs.FolderLock(path, "worker scratch folder").acquire()
+    except BaseException:
+        remove_folder(path)
+        raise
+    run = ScratchRun(path, False, lock)
+    atexit.register(run.remove)
     print(f"worker {index} of {_ACTIVE.workers}: scratch folder {path} (removed at the end; the chief writes "
           "the run folder)", flush=True)
-    return ScratchRun(path, False, lock)
+    return run
+
+
+def remove_folder(path):
+    """Remove a folder and everything in it without following links: a link is removed, never its target
+    (shutil.rmtree unlinks links inside the folder and refuses a link as the folder itself)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class ScratchRun(runs.Run):
     """A worker's scratch folder: closing it removes it."""
 
-    def close(self):
+    def remove(self):
         self.lock.release()
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_folder(self.path)
+
+    def close(self):
+        self.remove()
+        atexit.unregister(self.remove)
 
 
 # ------------------------------------------------------------------------------------------ Keras 3.15 fixes

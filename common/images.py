@@ -23,12 +23,14 @@ translations (airbench's multi-crop evaluation).
 import dataclasses
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from common import runs
 from common.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -52,10 +54,34 @@ def class_folders(folder, class_names=None):
     return names
 
 
+def check_pixel_count(path):
+    """Refuse, before decoding, an image whose header claims more pixels than Pillow's decompression-bomb
+    limit (a small PNG can declare a 100,000 x 100,000 canvas: decoding it would fill the memory)."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():  # Pillow's own warning past the limit: the sentence below says it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                width, height = image.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except (OSError, ValueError, UnidentifiedImageError):
+        return  # not an image Pillow knows: the decoder that reads it says what is wrong
+    if width is None or width * height > limit:
+        size = "" if width is None else f" ({width}x{height})"
+        raise UserError(f"{path} declares too many pixels{size}, over {limit:,}: it is not a photo but a "
+                        "decompression bomb or a damaged file; expected an ordinary image.")
+
+
 def check_images(paths, image_size=None):
-    """Decode every file once; raise UserError for the first one that is corrupt or (when `image_size` is
-    given) not that size."""
+    """Decode every file once; raise UserError for the first one that is corrupt, declares an absurd number
+    of pixels, or (when `image_size` is given) is not that size."""
     paths = [str(p) for p in paths]
+    if image_size is None:  # files of unknown size (a user's photos): no decoding of a bomb
+        for path in paths:
+            check_pixel_count(path)
 
     def shape_of(path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -110,6 +136,7 @@ def cached_arrays(cache_file, build):
     os.close(handle)
     try:
         np.savez(partial, **arrays)
+        runs.follow_umask(partial)  # a shared cache stays readable by the user's colleagues
         os.replace(partial, cache_file)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

@@ -31,15 +31,32 @@ MARKER = ".keras-tutorials-run.json"
 LOCK = ".lock"
 PROJECT = "keras-tutorials"
 # Settings that may differ when an interrupted run is resumed: they do not change the numbers.
-RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id", "jit_compile",
-                     "steps_per_execution",
+# (--data-dir may move: the data's own identity is in the fingerprint. --steps-per-execution and --jit-compile
+# are not here: both change the numbers, the first by when batch-level callbacks run, the second by XLA's
+# fused arithmetic.)
+RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id",
                      "workers", "worker_index"}  # a restarted cluster may get new ports
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 # ---------------------------------------------------------------------------------------------- atomic files
+def current_umask():
+    """The process's umask (read by setting it and putting it back: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path, folder=False):
+    """Give a file made by `tempfile.mkstemp` (0600) or a folder made by `mkdtemp` (0700) the mode an ordinary
+    `open`/`mkdir` would have given it under the user's umask, so that a web server or a colleague running as
+    another user can read what the user shares (the pages' report copies, a shared cache)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 def atomic_write_bytes(path, data):
-    """Write `data` to `path` through a temporary file in the same folder, then rename it into place."""
+    """Write `data` to `path` through a temporary file in the same folder, then rename it into place. The file
+    gets the user's umask, as `open` would give it."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
@@ -47,6 +64,7 @@ def atomic_write_bytes(path, data):
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        follow_umask(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -167,6 +185,41 @@ def fingerprint(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
+def run_identity(config, data_source=None):
+    """Everything that decides a run's numbers: its recipe, the Keras backend that computes it, and the
+    identity of the data it reads (`data_fingerprint`). A resume must match all three."""
+    import keras
+
+    return {**recipe(config), "backend": keras.backend.backend(), "data": data_fingerprint(data_source)}
+
+
+_DATA_FINGERPRINTS = {}  # (path, size, mtime) -> digest: a folder is read once per process
+
+
+def data_fingerprint(source):
+    """One digest of what a run reads: the content of every file in the data folder (or the file) it was
+    loaded from, so another CSV under the same name, or another --data-dir with other files, is another
+    data set; an extracted cache folder is named by what it was extracted from (its stamp); a copy held by a
+    library (keras.datasets, TFDS) by its name."""
+    from common import data_root
+
+    if source is None or not isinstance(source, Path) or not source.exists():
+        return None if source is None else str(source)
+    stamp = source / data_root.MARKER
+    if stamp.is_file():
+        return "extracted " + stamp.read_text()
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _DATA_FINGERPRINTS:
+            _DATA_FINGERPRINTS[key] = data_root.sha256_of(path)
+        relative = path.relative_to(source).as_posix() if source.is_dir() else path.name
+        digest.update(f"{relative}\0{_DATA_FINGERPRINTS[key]}\n".encode())
+    return digest.hexdigest()
+
+
 @dataclasses.dataclass
 class Run:
     path: Path
@@ -176,6 +229,9 @@ class Run:
     def folder(self, name=None):
         """The folder for one trained model: the run folder itself, or a named sub-folder."""
         folder = self.path / name if name else self.path
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise UserError(f"{folder} should be a folder of run {self.path} but is a file or a link: the "
+                            "run was altered after it stopped; choose another --run-id.")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -183,16 +239,22 @@ class Run:
         self.lock.release()
 
 
-def start_run(config):
-    """Create a new run folder (or reopen this project's own unfinished one with the same recipe), lock it and
-    write `config.json`. Every refusal happens before anything is written."""
+def start_run(config, data_source=None):
+    """Create a new run folder (or reopen this project's own unfinished one with the same recipe, backend and
+    data), lock it and write `config.json`. Every refusal happens before anything is written.
+
+    Args:
+        config: the lesson's config.
+        data_source: the data folder or file the run reads (its splits' `source`), or a library copy's name.
+    """
     if config.run_id is not None:
         check_plain_name(config.run_id)
     task_dir = Path(config.output_dir) / config.TASK
     if task_dir.exists() and not task_dir.is_dir():
         raise UserError(f"{task_dir} is a file; --output-dir must name a folder for the runs.")
+    settings = run_identity(config, data_source)
     if config.run_id is not None and (task_dir / config.run_id).exists():
-        return _reopen(task_dir / config.run_id, config)
+        return _reopen(task_dir / config.run_id, config, settings)
     run_id = config.run_id or time.strftime("%Y%m%d-%H%M%S") + f"-seed{config.seed}"
     path = task_dir / run_id
     try:
@@ -206,7 +268,6 @@ def start_run(config):
         raise UserError(f"cannot create a run folder in {task_dir} (permission denied); choose a writable "
                         "--output-dir.") from None
     lock = FolderLock(path, "run").acquire()
-    settings = recipe(config)
     write_json(path / MARKER, {"project": PROJECT, "task": config.TASK, "fingerprint": fingerprint(settings),
                                "recipe": settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     config.run_id = path.name
@@ -215,8 +276,9 @@ def start_run(config):
     return Run(path, False, lock)
 
 
-def _reopen(path, config):
-    """Resume `path` if it is this project's own unfinished run of the same recipe; otherwise refuse."""
+def _reopen(path, config, settings):
+    """Resume `path` if it is this project's own unfinished run with the same `settings` (`run_identity`);
+    otherwise refuse."""
     marker = read_marker(path)
     if marker is None or marker.get("task") != config.TASK:
         raise UserError(f"{path} exists but is not a {config.TASK} run folder of this project (no valid "
@@ -225,17 +287,42 @@ def _reopen(path, config):
     try:
         if (path / "metrics.json").exists():
             raise UserError(f"run {path} already finished; choose another --run-id to train again.")
-        settings = recipe(config)
         if fingerprint(settings) != marker.get("fingerprint"):
             before = marker.get("recipe", {})
             changed = sorted(k for k in set(settings) | set(before) if settings.get(k) != before.get(k))
-            raise UserError(f"run {path} was started with other settings ({', '.join(changed)}); rerun the "
-                            "original command to resume it, or choose another --run-id.")
+            said = [f"backend {before.get('backend')} -> {settings['backend']}" if k == "backend"
+                    else "other data files" if k == "data" else k for k in changed]
+            raise UserError(f"run {path} was started with other settings ({', '.join(said)}); rerun the "
+                            "original command (same data, same KERAS_BACKEND) to resume it, or choose "
+                            "another --run-id.")
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        check_run_contents(path)
     except BaseException:
         lock.release()
         raise
     print(f"resuming: {path}")
     return Run(path, True, lock)
+
+
+# What a run writes has a kind: these endings are files, everything else without one a folder.
+FILE_ENDINGS = (".csv", ".json", ".keras", ".h5", ".npz", ".png", ".txt", ".md", ".html", ".partial", LOCK)
+
+
+def check_run_contents(path):
+    """Refuse to resume a run whose files were replaced by folders, folders by files, or anything by a link
+    (a resume follows nothing it did not write itself)."""
+    for entry in sorted(Path(path).rglob("*")):
+        if "tensorboard" in entry.relative_to(path).parts:
+            continue  # TensorBoard's own event files and folders
+        wrong = ("a link" if entry.is_symlink()
+                 else "a folder" if entry.name.endswith(FILE_ENDINGS) and entry.is_dir()
+                 else "a file" if "." not in entry.name and not entry.is_dir() else None)
+        if wrong:
+            raise UserError(f"{entry} is {wrong}, which run {path} never writes there: the run was altered "
+                            "after it stopped; choose another --run-id.")
 
 
 def read_marker(path):

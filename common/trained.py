@@ -10,9 +10,7 @@
 """
 
 import json
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -105,14 +103,25 @@ def run_folder_of(path):
     return None
 
 
-def check_output(path, flag="--output"):
-    """Refuse, before any work, an output file that cannot be written where asked: a folder, or a file inside
-    a run folder (a finished run is never modified)."""
+def check_output(path, flag="--output", inputs=()):
+    """Refuse, before any work, an output file that cannot be written where asked: a folder, a link or a
+    device (outputs are written only as regular files, never through a link), one of the command's own
+    `inputs`, or a file inside a run folder (a finished run is never modified)."""
     if path is None:
         return
     path = Path(path).expanduser()
+    if path.is_symlink():
+        raise UserError(f"{flag} {path} is a symbolic link; outputs are written only as regular files, never "
+                        "through a link: name a new file or a regular one.")
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; expected a file name.")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path} is a device, pipe or socket, not a regular file; name a new file or "
+                        "a regular one (leave --output out to print the rows).")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            raise UserError(f"{flag} {path} is also the input; writing there would destroy it: name another "
+                            "file.")
     run = run_folder_of(path)
     if run is not None:
         raise UserError(f"{flag} {path} is inside the run folder {run}; runs are never modified after they "
@@ -125,27 +134,24 @@ def check_output(path, flag="--output"):
 
 
 def write_output(path, text):
-    """`text` to the file `path` (its folder created; written whole or not at all), or to stdout if None.
-    Commands call `check_output` first, before any work."""
+    """`text` to the file `path` (its folder created; written whole or not at all, with the user's umask), or
+    to stdout if None. Commands call `check_output` first, before any work."""
+    from common import runs
+
     if path is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    runs.atomic_write_text(path, text)  # os.replace swaps the name: nothing is written through a link
 
 
 def read_review_lines(path, what="a text file with one review per line"):
     """The non-empty lines of a text file; a binary file (NUL or other control bytes) is refused."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; expected {what}.")
     if not path.is_file():
         raise UserError(f"{path} does not exist; expected {what}.")
     data = path.read_bytes()

@@ -77,12 +77,15 @@ def cpu_computes_bfloat16():
 
 # ------------------------------------------------------------------------------------------------- run folder
 # Run folders (plain ids, marker, lock, atomic writes) live in common/runs.py.
-def start_run(config):
-    """The run folder (common/runs.py). Only the chief of a multi-worker run writes it; every other worker
-    gets a scratch folder, removed when the run closes (common/distribution.py)."""
+def start_run(config, data_source=None):
+    """The run folder (common/runs.py); `data_source` (the splits' `source`) is part of what a resume must
+    match. Only the chief of a multi-worker run writes it; every other worker gets a scratch folder, removed
+    when the run closes (common/distribution.py)."""
     distribution.setup(config)
     distribution.check_lesson()
-    return runs.start_run(config) if distribution.is_chief() else distribution.scratch_run(config)
+    if distribution.is_chief():
+        return runs.start_run(config, data_source)
+    return distribution.scratch_run(config)
 
 
 # ---------------------------------------------------------------------------------------------------- compile
@@ -114,11 +117,23 @@ def _compile(model, config, steps_per_epoch, metrics, loss):
     if loss is None:
         metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
         loss = registry.loss(loss_name, config.label_smoothing)
-    # Keras' PyTorch backend runs one step per call only; several steps per call never change the numbers.
+    # Keras' PyTorch backend runs one step per call only.
     steps = 1 if keras.backend.backend() == "torch" else getattr(config, "steps_per_execution", 1)
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit,
-                  steps_per_execution=steps)
+                  steps_per_execution=execution_steps(steps, steps_per_epoch))
     return model
+
+
+def execution_steps(requested, steps_per_epoch):
+    """The largest number of steps per compiled call, at most `requested`, that divides an epoch.
+
+    Keras 3.15 runs whole calls only: with 21 steps an epoch and 32 per call, every "epoch" of the repeated
+    training stream ran 32 steps, so epochs, the schedule and an exact resume drifted apart. A divisor keeps
+    every epoch exactly `steps_per_epoch` steps, and the numbers those of one step per call.
+    """
+    if not steps_per_epoch or steps_per_epoch < 1:
+        return requested
+    return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_tutorials")

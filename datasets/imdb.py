@@ -15,7 +15,9 @@ mid-epoch. It is a registered function, so a saved model carries it and takes ra
 """
 
 import dataclasses
+import os
 import re
+import stat
 from pathlib import Path
 
 import keras
@@ -23,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.data_root import download, extract_once, find_dataset
-from common.errors import UserError
+from common.errors import UserError, printable
 
 CLASS_NAMES = ["neg", "pos"]
 ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -80,20 +82,34 @@ def load(config):
 
 
 def find_reviews(data_dir=None):
-    """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once."""
+    """The extracted `aclImdb/` folder: used in place if the data root has it, else extracted once.
+
+    The tree is checked here, before a lesson makes its run folder: every labelled split and class is there
+    and every review file can be read (`check_tree`). An archive is checked the same way once unpacked, before
+    its tree replaces the cached one, so an archive holding something else leaves a good cache as it was.
+    """
     # Online users: the official archive into the Keras cache, checked against its hash; offline: not found.
     folder = find_dataset("imdb", data_dir, fallback=lambda: download(ARCHIVE_URL, ARCHIVE_SHA256, "imdb"))
     if (folder / "aclImdb").is_dir():
-        return folder / "aclImdb"
+        root = folder / "aclImdb"
+        check_tree(root)
+        return root
     archive = folder / "aclImdb.tar.gz"
     if not archive.is_file():
         archive = folder / "aclImdb_v1.tar.gz"
     if not archive.is_file():
         raise UserError(f"{folder} has neither aclImdb/ nor aclImdb.tar.gz; expected the IMDB reviews there.")
+
+    def check_unpacked(unpacked):  # (named as archive:member: the temporary folder's path means nothing)
+        if not (unpacked / "aclImdb").is_dir():
+            raise UserError(f"{archive} does not contain an aclImdb/ folder; expected the IMDB reviews "
+                            "archive (the cache was left as it was).")
+        check_tree(unpacked / "aclImdb", shown=f"{archive}:aclImdb")
+
     official = archive.name == ARCHIVE_URL.rsplit("/", 1)[-1]  # a kill mid-download leaves a short one
-    root = extract_once(archive, "imdb", sha256=ARCHIVE_SHA256 if official else None) / "aclImdb"
-    if not root.is_dir():
-        raise UserError(f"{archive} does not contain an aclImdb/ folder.")
+    root = extract_once(archive, "imdb", sha256=ARCHIVE_SHA256 if official else None,
+                        check=check_unpacked) / "aclImdb"
+    check_tree(root)  # (a reused cache may have been changed since it was unpacked)
     return root
 
 
@@ -116,16 +132,55 @@ def keras_reviews():
     return decode(train_ids), train_labels, decode(test_ids), test_labels
 
 
-def check_tree(root, splits=("train", "test"), class_names=("neg", "pos")):
-    """Every split must hold a non-empty folder per class; say which one is missing or empty."""
+def check_tree(root, splits=("train", "test"), class_names=("neg", "pos"), shown=None):
+    """Every split must hold a non-empty folder per class, and every review file in it must be readable; say
+    which folder is missing or empty, or which file cannot be read. `shown` names the tree in messages
+    (default: `root`)."""
+    shown = shown or str(root)
     for split in splits:
         for name in class_names:
             folder = Path(root) / split / name
+            where = f"{shown}/{split}/{name}"
             if not folder.is_dir():
-                raise UserError(f"{folder} is missing; expected {root}/{split}/{{{','.join(class_names)}}}/ "
+                raise UserError(f"{where} is missing; expected {shown}/{split}/{{{','.join(class_names)}}}/ "
                                 "with one .txt file per review.")
-            if not any(folder.glob("*.txt")):
-                raise UserError(f"{folder} has no .txt files; expected one file per review.")
+            if not review_files(folder, shown=where):
+                raise UserError(f"{where} has no .txt files; expected one file per review.")
+
+
+def review_files(folder, shown=None):
+    """The review files Keras reads from `folder` (`*.txt`, any case, sub-folders included), each checked to
+    be a readable file: a broken link or an unreadable file is named now, not as a traceback mid-training."""
+    def unreadable(error):
+        where = os.path.join(shown, os.path.relpath(error.filename, folder)) if shown else error.filename
+        raise UserError(f"{printable(where)} cannot be read ({error.strerror}); expected a readable folder "
+                        "of review files.")
+
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for parent, _, names in os.walk(folder, onerror=unreadable):
+        for name in sorted(n for n in names if n.lower().endswith(".txt")):
+            path = os.path.join(parent, name)
+            shown_path = os.path.join(shown, os.path.relpath(path, folder)) if shown else path
+            try:
+                handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (a FIFO must not block the check)
+                try:
+                    regular = stat.S_ISREG(os.fstat(handle).st_mode)
+                finally:
+                    os.close(handle)
+            except OSError as error:
+                if os.path.islink(path) and not os.path.exists(path):
+                    raise UserError(f"{printable(shown_path)} is a broken link (its target "
+                                    f"{printable(os.readlink(path))} does not exist); expected a readable "
+                                    "review file, so fix or remove the link.") from None
+                raise UserError(f"{printable(shown_path)} cannot be read ({error.strerror}); expected a "
+                                "readable review file.") from None
+            if not regular:
+                raise UserError(f"{printable(shown_path)} is not a regular file; expected one review per "
+                                ".txt file.")
+            found.append(path)
+    return found
 
 
 def review_datasets(root, batch_size, val_fraction, seed, class_names=("neg", "pos"), max_batches=None):
@@ -195,7 +250,7 @@ def unlabelled_reviews(root, limit, batch_size=256, seed=0):
     """Up to `limit` of the unlabelled reviews in `train/unsup/` (a seeded random choice), as cached string
     batches: the raw material of self-training, never mixed into the labelled splits."""
     folder = Path(root) / "train" / "unsup"
-    count = min(limit, sum(1 for _ in folder.glob("*.txt")))  # (no files, or no folder: 0)
+    count = min(limit, len(review_files(folder)))  # (no files, or no folder: 0)
     if not count:
         raise UserError(f"{folder} has no .txt files; learning from unlabelled reviews needs aclImdb's "
                         "train/unsup/ folder (50,000 reviews, one .txt file each).")

@@ -69,6 +69,9 @@ def load(config):
     return Splits(*parts, feature_names=FEATURES, class_names=CLASS_NAMES, source=folder)
 
 
+FLOAT32_MAX = float(np.finfo("float32").max)
+
+
 def read_csv(path, columns, label=None, num_classes=None):
     """Read `columns` (and the integer `label` column, if given) from a CSV; returns (frame, x, y or None)."""
     path = Path(path)
@@ -89,13 +92,15 @@ def read_csv(path, columns, label=None, num_classes=None):
         raise UserError(f"{path} has a header but no rows.")
     for column in wanted:
         numeric = pd.to_numeric(frame[column], errors="coerce")
-        bad = numeric.isna() | ~np.isfinite(numeric.astype(float))
+        # The model reads float32: 1e39 is finite here but infinite there (every loss NaN).
+        bad = numeric.isna() | ~np.isfinite(numeric.astype(float)) | (numeric.abs() > FLOAT32_MAX)
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             value = frame[column].iloc[row]
             shown = "an empty cell" if pd.isna(value) else _shown(value)
             raise UserError(f"{path}: column {column} has {shown} in data row {row + 1} "
-                            f"({int(bad.sum())} bad cells in all); expected a number in every cell.")
+                            f"({int(bad.sum())} bad cells in all); expected a number in every cell, at most "
+                            f"{FLOAT32_MAX:.3g} in size.")
         frame[column] = numeric
     x = frame[list(columns)].to_numpy(dtype="float32")
     y = None
@@ -115,7 +120,7 @@ def read_csv(path, columns, label=None, num_classes=None):
 def _shown(value):
     """A cell as the user wrote it: 7, 2.5 or 'abc', never np.int64(7)."""
     value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value) if isinstance(value, str) else str(value)
 

@@ -5,28 +5,39 @@
 
 Everything the pages show is copied into the output folder (figures, run reports, styles), so the folder can
 be opened from disk or served as it is, with no network: no CDN, no web fonts.
+
+The site is built whole in a hidden folder beside the output and swapped in at the end: a build that fails
+leaves the old site as it was. A run or search whose files cannot be read is left out with a warning on
+stderr, and the build goes on. The output is only ever a folder this builder made (or an empty one), never
+a link: a user's own folder is refused, not emptied.
 """
 
 import argparse
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import jinja2
 from pygments.formatters import HtmlFormatter
 
-from common.errors import UserError
+from common.errors import UserError, printable
 from common.run_report import SMOKE_NOTE, git_commit, html_table, markdown_to_html, read_run
+from common.runs import follow_umask
 from pages.lesson import read_lesson
-from pages.results import copy_figure, read_sections, section_html
+from pages.results import copy_figure, readable, read_sections, section_html, warn
 from tasks import LAUNCHERS
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 # The course order (a network on a table, then text, images, images and text); new lessons follow, by name.
 LESSON_ORDER = ("phone_price", "imdb", "cifar10", "captioning")
-MARKER = ".pages-site"  # marks a folder this builder made, so a rebuild may empty it
+MARKER = ".pages-site"  # marks a folder this builder made, so a rebuild may replace it
+# What reading a damaged or unreadable input raises (a cut-off JSON file, a history.csv without rows, a
+# folder where a file should be): that input is left out, with a warning.
+DAMAGED = (OSError, ValueError, UserError, TypeError, KeyError, IndexError, AttributeError)
 
 
 def lesson_files(tasks=ROOT / "tasks"):
@@ -36,24 +47,70 @@ def lesson_files(tasks=ROOT / "tasks"):
             + [p for t, p in files.items() if t not in LESSON_ORDER])
 
 
-def newest_run(runs, task):
-    """The finished run of `task` whose metrics.json was written last, or None."""
-    finished = [p.parent for p in (Path(runs) / task).glob("*/metrics.json")]
-    return max(finished, key=lambda p: (p / "metrics.json").stat().st_mtime, default=None)
+def finished_runs(runs, task):
+    """The finished runs of `task`, the one whose metrics.json was written last first."""
+    dated = []
+    for metrics in (Path(runs) / task).glob("*/metrics.json"):
+        try:
+            dated.append((metrics.stat().st_mtime, metrics.parent))
+        except OSError as error:  # e.g. a broken link
+            warn(metrics, reason(error))
+    return [path for _, path in sorted(dated, key=lambda pair: pair[0], reverse=True)]
 
 
-def prepare_output(output):
-    """Empty `output` for a rebuild, refusing any folder this builder did not make."""
+def reason(error):
+    """What was wrong with an input, in a few words."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def check_output(output, inputs=()):
+    """`output` as a path the site may be swapped into: new, an empty folder, or a site this builder made.
+
+    Refused: a link (the site is written as plain files and folders, never through a link), a file, a
+    folder holding files this builder did not write (a rebuild replaces the whole folder), and a folder
+    that holds the current one or an input (`inputs`: the runs, searches and results read).
+    """
     output = Path(output)
-    if output.exists():
-        if not output.is_dir():
-            raise UserError(f"--output {output} is a file; expected a folder for the site.")
-        if any(output.iterdir()) and not (output / MARKER).exists():
-            raise UserError(f"--output {output} holds files this builder did not write; choose an empty or "
-                            "new folder (a site built before can be rebuilt in place).")
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
-    (output / MARKER).write_text("built by python -m pages; rebuilding empties this folder\n")
+    if output.is_symlink():
+        raise UserError(f"--output {output} is a symbolic link; expected a plain folder for the site (it is "
+                        "never written through a link), so name the folder itself.")
+    if not output.exists():
+        return output
+    if not output.is_dir():
+        raise UserError(f"--output {output} is a file; expected a folder for the site.")
+    if not is_site(output) and any(output.iterdir()):
+        raise UserError(f"--output {output} holds files this builder did not write; choose an empty or "
+                        "new folder (a site built before can be rebuilt in place).")
+    held = [Path.cwd(), *inputs]
+    if any(output.resolve() == p.resolve() or output.resolve() in p.resolve().parents for p in held):
+        raise UserError(f"--output {output} holds the current folder or the runs, searches or results the "
+                        "site is built from; choose a folder of its own for the site.")
+    return output
+
+
+def is_site(folder):
+    """Whether `folder` was made by this builder: its marker is a plain file (not a link) of ours."""
+    marker = Path(folder) / MARKER
+    try:
+        return not marker.is_symlink() and marker.is_file() and marker.read_text().startswith("built by")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def replace_output(staging, output):
+    """Swap the complete site `staging` into `output` (checked again: the build took a while)."""
+    check_output(output)
+    if output.exists():  # an earlier site (or an empty folder): set aside, the new one in, the old removed
+        aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+        os.replace(output, aside / output.name)
+        os.replace(staging, output)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(staging, output)
 
 
 class Site:
@@ -62,6 +119,11 @@ class Site:
     def __init__(self, runs, tuning_runs, results, output):
         self.runs, self.tuning_runs, self.results, self.output = (Path(runs), Path(tuning_runs),
                                                                    Path(results), Path(output))
+        try:
+            self.results_text = self.results.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--results {results} cannot be read ({reason(error)}); expected "
+                            "benchmarks/RESULTS.md, a text file.") from None
         self.sections = read_sections(self.results)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
@@ -81,15 +143,33 @@ class Site:
         return f"python -m tasks.{task}" + (f" --profile {profile}" if profile else "") + flags
 
 
-def copy_run(site, run_path):
+def read_finished_run(run_path):
+    """What the run folder says about itself, or None (with a warning naming the file) when its config.json
+    or metrics.json is damaged or cannot be read."""
+    current = run_path
+    try:
+        for name in ("config.json", "metrics.json"):
+            current = run_path / name
+            if not isinstance(json.loads(current.read_text()), dict):
+                raise ValueError("not a JSON object")
+        current = run_path
+        return read_run(run_path)
+    except DAMAGED as error:
+        warn(getattr(error, "filename", None) or current, reason(error))
+        return None
+
+
+def copy_run(site, run):
     """The run's figures, extra pages and report.html copied under site/runs/<task>/<run-id>/."""
-    run = read_run(run_path)
+    run_path = run["path"]
     folder = Path("runs") / run["task"] / run["run_id"]
+    copied = set()
     for relative in run["figures"] + run["pages"] + ["report.html"]:
-        if (run_path / relative).is_file():
+        if (run_path / relative).is_file() and readable(run_path / relative):
             copy_figure(run_path / relative, run_path, site.output, folder.as_posix())
+            copied.add(relative)
     run["url"] = folder.as_posix()
-    run["report"] = (folder / "report.html").as_posix() if (run_path / "report.html").is_file() else None
+    run["report"] = (folder / "report.html").as_posix() if "report.html" in copied else None
     return run
 
 
@@ -99,11 +179,11 @@ def lesson_page(site, lesson):
     results = site.results_html(task)[0] if task in site.sections else None
     # The lesson's benchmark figures that no section of RESULTS.md shows (searches have their own page).
     plots = site.results.parent / "plots"
-    shown = site.results.read_text()
     figures = [copy_figure(p, site.results.parent, site.output) for p in sorted(plots.glob(f"{task}_*.png"))
-               if "compare" not in p.name and f"plots/{p.name}" not in shown]
-    run_path = newest_run(site.runs, task)
-    run = copy_run(site, run_path) if run_path else None
+               if "compare" not in p.name and f"plots/{p.name}" not in site.results_text and readable(p)]
+    # The newest run that can be read (a damaged one is named in a warning and passed over).
+    run = next(filter(None, map(read_finished_run, finished_runs(site.runs, task))), None)
+    run = copy_run(site, run) if run else None
     site.write(f"{task}.html", "lesson.html", lesson=lesson, results=results, benchmark_figures=figures,
                run=run, smoke_note=SMOKE_NOTE,
                tuning=f"tuning_{task}" if f"tuning_{task}" in site.sections else None,
@@ -118,13 +198,30 @@ def searches(site):
         folder = meta_path.parent
         relative = folder.relative_to(site.tuning_runs).as_posix()
         target = f"tuning/{relative}"
+        current = meta_path
+        try:  # everything read first: a damaged file leaves the search out, with a warning naming it
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            tables = []
+            for current in sorted(folder.glob("*.md")):
+                tables.append((current.name, markdown_to_html(current.read_text())))
+            current = folder / "best.json"
+            best = current.read_text() if current.is_file() else None
+        except DAMAGED as error:
+            warn(getattr(error, "filename", None) or current, reason(error))
+            continue
+        report = folder / "report.html"
         found.append({
-            "name": relative, "meta": json.loads(meta_path.read_text()),
-            "tables": [(p.name, markdown_to_html(p.read_text())) for p in sorted(folder.glob("*.md"))],
-            "figures": [copy_figure(p, folder, site.output, target) for p in sorted(folder.glob("*.png"))],
-            "best": (folder / "best.json").read_text() if (folder / "best.json").is_file() else None,
-            "report": (copy_figure(folder / "report.html", folder, site.output, target)
-                       if (folder / "report.html").is_file() else None),
+            "name": relative,
+            # (fields an older or hand-written search.json may lack: shown as unknown)
+            "meta": {"task": "?", "tuner": "?", "profile": "?", "objective": "?", "compare": None, **meta},
+            "tables": tables,
+            "figures": [copy_figure(p, folder, site.output, target) for p in sorted(folder.glob("*.png"))
+                        if readable(p)],
+            "best": best,
+            "report": (copy_figure(report, folder, site.output, target)
+                       if report.is_file() and readable(report) else None),
         })
     return found
 
@@ -157,21 +254,32 @@ def build_site(runs="runs", tuning_runs="tuning_runs", results=ROOT / "benchmark
         runs: root of the run folders (`<runs>/<task>/<run-id>/`); missing means no run yet.
         tuning_runs: root of the search folders; missing means no search yet.
         results: benchmarks/RESULTS.md (its `plots/` figures are read beside it).
-        output: the site folder; emptied first if an earlier build made it.
+        output: the site folder; replaced whole (only once the new site is complete) if an earlier build
+            made it.
     """
     if not Path(results).is_file():
         raise UserError(f"--results {results} does not exist; expected benchmarks/RESULTS.md.")
-    prepare_output(output)
-    site = Site(runs, tuning_runs, results, output)
-    shutil.copy2(HERE / "static" / "style.css", site.output / "style.css")
-    (site.output / "pygments.css").write_text(HtmlFormatter(style="default").get_style_defs(".highlight"))
-    lessons = [read_lesson(path) for path in lesson_files()]
-    site.lessons = [{"task": lesson.task, "title": lesson.title} for lesson in lessons]
-    summaries = [lesson_page(site, lesson) for lesson in lessons]
-    search_page(site)
-    comparison_page(site)
-    site.write("index.html", "index.html", summaries=summaries)
-    return sorted(site.output.glob("*.html"))
+    output = check_output(output, inputs=[Path(runs), Path(tuning_runs), Path(results)])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        follow_umask(staging, folder=True)  # mkdtemp's 0700 would hide the site from a web server
+        (staging / MARKER).write_text("built by python -m pages; rebuilding replaces this folder\n")
+        site = Site(runs, tuning_runs, results, staging)
+        shutil.copy2(HERE / "static" / "style.css", site.output / "style.css")
+        (site.output / "pygments.css").write_text(HtmlFormatter(style="default").get_style_defs(".highlight"))
+        lessons = [read_lesson(path) for path in lesson_files()]
+        site.lessons = [{"task": lesson.task, "title": lesson.title} for lesson in lessons]
+        summaries = [lesson_page(site, lesson) for lesson in lessons]
+        search_page(site)
+        comparison_page(site)
+        site.write("index.html", "index.html", summaries=summaries)
+        pages = sorted(output / page.name for page in staging.glob("*.html"))
+        replace_output(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return pages
 
 
 def main(argv=None):
@@ -185,5 +293,6 @@ def main(argv=None):
     parser.add_argument("--output", default="site", help="the site folder (default: site)")
     args = parser.parse_args(argv)
     pages = build_site(args.runs, args.tuning_runs, args.results, args.output)
-    print(f"{len(pages)} pages in {args.output}/; open {Path(args.output) / 'index.html'}")
+    print(f"{len(pages)} pages in {printable(args.output)}/; open "
+          f"{printable(Path(args.output) / 'index.html')}")
     return 0

@@ -7,10 +7,12 @@ named after its task, the search page the `tuning_*` ones, the comparison page t
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from markupsafe import Markup
 
+from common.errors import printable
 from common.run_report import markdown_to_html
 
 SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)\n<!-- (?P=name):end -->", re.DOTALL)
@@ -32,6 +34,8 @@ def section_html(markdown_text, results_path, site, figures="results"):
         source = (folder / match["src"]).resolve()
         if not source.is_file():
             return f"*(figure `{match['src']}` is not in this checkout)*"
+        if not readable(source):
+            return f"*(figure `{match['src']}` could not be read)*"
         embedded.append(source)
         return f"![{match['alt']}]({copy_figure(source, folder, site, figures)})"
 
@@ -49,3 +53,20 @@ def copy_figure(source, base, site, figures="results"):
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source, target)
     return (Path(figures) / relative).as_posix()
+
+
+def warn(path, reason):
+    """One line on stderr naming an input the site is built without."""
+    print(f"warning: {printable(path)} skipped ({printable(reason)}); the site is built without it.",
+          file=sys.stderr)
+
+
+def readable(source):
+    """Whether `source` can be read; if not, a warning names it and the caller leaves it out (the file is
+    opened here, so that a copy that fails later is about the site folder, and stops the build)."""
+    try:
+        with open(source, "rb"):
+            return True
+    except OSError as error:
+        warn(source, error.strerror or error)
+        return False

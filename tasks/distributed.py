@@ -9,15 +9,17 @@ common/distribution.py), so it serves scripts that only train, such as tests/dis
 
 Everything after `--` is the lesson's command, unchanged but for three flags the launcher adds:
 `--distribution <mode>` (unless the command names multi_worker or data_parallel itself), `--workers` (a free
-loopback port per process, the chief first) and `--worker-index`. Each process's output comes back line by
-line behind its name (`[chief]`, `[worker1]`, ...). Worker 0, the chief, writes the run folder; the others
-write scratch folders that are removed at the end.
+loopback port per process, the chief first) and `--worker-index`. The processes run in the current folder, so
+relative paths in the command mean what they mean to the lesson run alone. Each process's output comes back
+line by line behind its name (`[chief]`, `[worker1]`, ...). Worker 0, the chief, writes the run folder; the
+others write scratch folders that are removed at the end.
 
 The launcher returns the chief's exit code. When a worker fails first, the cluster cannot go on (the engines'
 collectives wait for every worker): the launcher stops the other processes and returns that worker's code (1
-for a process killed by a signal). With `--max-restarts N` it instead starts the whole cluster again, up to N
-times, after a crash or a kill (not after a usage error, exit code 2); the command must then name a
-`--run-id`, so that the chief resumes from its last finished epoch and the workers take its state.
+for a process killed by a signal); only the first failed process's error output is shown, not the tracebacks
+of the others' collectives that failed with it. With `--max-restarts N` it instead starts the whole cluster
+again, up to N times, after a crash or a kill (not after a usage error, exit code 2); the command must then
+name a `--run-id`, so that the chief resumes from its last finished epoch and the workers take its state.
 
 On several machines there is no launcher: start the same command on every host with the same `--workers` list
 and its own `--worker-index` (0 on the chief), or with TF_CONFIG; see the README and deploy/ for Slurm and
@@ -26,10 +28,12 @@ Kubernetes.
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -92,68 +96,144 @@ def check_command(command, restarts):
                         "cluster resumes that run instead of starting a new one.")
 
 
-def stream(pipe, prefix, out):
-    """Copy a process's output line by line, each behind its name."""
+class Output:
+    """One process's stderr, copied line by line behind its name, except what a failing cluster repeats: when
+    a worker dies, the others' collectives fail too, and the chief prints a long TensorFlow traceback. So from
+    a `Traceback` line on, and for every line once a process has failed, a process's stderr is held; when
+    every process has ended, the process that failed first shows what it held and the others' is left out."""
+
+    def __init__(self, prefix, failing):
+        self.prefix, self.failing = prefix, failing
+        self.held = []
+        self.lock = threading.Lock()
+
+    def write(self, line):
+        with self.lock:
+            if self.held or self.failing.is_set() or line.startswith("Traceback (most recent call last)"):
+                self.held.append(line)
+            else:
+                _write(sys.stderr, self.prefix, [line])
+
+    def release(self, show):
+        """Print the held lines (show) or drop them; returns how many were dropped."""
+        with self.lock:
+            held, self.held = self.held, []
+            if show:
+                _write(sys.stderr, self.prefix, held)
+        return 0 if show else len(held)
+
+
+def _write(out, prefix, lines):
+    for line in lines:
+        out.write(f"{prefix}{line}")
+    out.flush()
+
+
+def stream(pipe, write):
+    """Copy a process's output line by line."""
     for line in iter(pipe.readline, ""):
-        out.write(f"{prefix}{line}" if line.endswith("\n") else f"{prefix}{line}\n")
-        out.flush()
+        write(line if line.endswith("\n") else line + "\n")
     pipe.close()
 
 
-def start(command, name):
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               bufsize=1, errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    process.readers = [threading.Thread(target=stream, args=(pipe, f"[{name}] ", out), daemon=True)
-                       for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr))]
-    for reader in process.readers:
-        reader.start()
-    print(f"started {name} (pid {process.pid})", flush=True)
-    return process
+class Cluster:
+    """The processes of one attempt, and the order in which they ended."""
 
+    def __init__(self):
+        self.processes, self.ended = [], []
+        self.changed = threading.Condition()
+        self.failing = threading.Event()  # set as soon as a process ends with an error
 
-def stop(processes):
-    """Terminate every process still running; kill those that do not exit within the grace period."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + STOP_GRACE_S
-    for process in processes:
+    def start(self, command, name, env):
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for process in processes:
-        for reader in process.readers:
-            reader.join(timeout=5)
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       bufsize=1, errors="replace", env=env)
+        except OSError as error:
+            message = (f"cannot start the lesson's command '{command[0]}' ({error.strerror}); expected a "
+                       "program such as python, e.g. -- python -m tasks.phone_price --profile smoke.")
+            raise UserError(message) from None
+        prefix = f"[{name}] "
+        process.name, process.err = name, Output(prefix, self.failing)
+        process.threads = [threading.Thread(target=target, args=args, daemon=True) for target, args in (
+            (stream, (process.stdout, lambda line: _write(sys.stdout, prefix, [line]))),
+            (stream, (process.stderr, process.err.write)),
+            (self._wait, (process,)))]
+        self.processes.append(process)
+        for thread in process.threads:
+            thread.start()
+        print(f"started {name} (pid {process.pid})", flush=True)
+        return process
+
+    def _wait(self, process):
+        code = process.wait()
+        if code:
+            self.failing.set()
+        with self.changed:
+            self.ended.append(process)
+            self.changed.notify_all()
+
+    def wait_until(self, done, deadline=None):
+        """Wait until `done()` (called under the lock) or the deadline; returns whether it is done."""
+        with self.changed:
+            while not done():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.changed.wait(timeout=1 if left is None else min(1, left))  # 1 s: signals get through
+            return True
+
+    def first_failed(self):
+        with self.changed:
+            return next((p for p in self.ended if p.returncode), None)
+
+    def stop(self):
+        """Terminate every process still running; kill those that do not exit within the grace period."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for process in self.processes:
+            for thread in process.threads:
+                thread.join(timeout=5)
 
 
 def run_once(command, mode, workers, host, deadline):
     """Start the cluster, wait for it; returns (exit code, whether a restart may help)."""
     addresses = [f"{host}:{port}" for port in free_ports(workers, host)]
-    processes = [start(lesson_command(command, mode, addresses, i), name)
-                 for i, name in enumerate(names(workers))]
-    chief = processes[0]
+    cluster = Cluster()
+    # The processes run in the caller's folder, so relative paths in the command (--output-dir, --config,
+    # --data-dir, files) mean what they mean to the lesson run alone; PYTHONPATH finds `-m tasks.<lesson>`.
+    # Their temporary files (workers' scratch folders) go to a private folder removed at the end, even after a
+    # kill.
+    temporary = tempfile.mkdtemp(prefix="keras-tutorials-cluster-")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": temporary,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     try:
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError
-            failed = [(name, p) for name, p in zip(names(workers), processes, strict=True) if p.poll()]
-            if chief.poll() is not None or failed:
-                break
-            time.sleep(0.2)
-        if chief.poll() == 0:  # the run is complete; workers end right after the last collective
-            finish_by = time.monotonic() + FINISH_GRACE_S
-            while any(p.poll() is None for p in processes) and time.monotonic() < finish_by:
-                time.sleep(0.2)
+        for i, name in enumerate(names(workers)):
+            cluster.start(lesson_command(command, mode, addresses, i), name, env)
+        chief = cluster.processes[0]
+        if not cluster.wait_until(lambda: chief in cluster.ended or any(p.returncode for p in cluster.ended),
+                                  deadline):
+            raise TimeoutError
+        if chief.returncode == 0:  # the run is complete; workers end right after the last collective
+            cluster.wait_until(lambda: len(cluster.ended) == workers, time.monotonic() + FINISH_GRACE_S)
+        culprit = None if chief.returncode == 0 else (cluster.first_failed() or chief)
     finally:
-        stop(processes)
-    if chief.returncode == 0:
+        cluster.stop()
+        shutil.rmtree(temporary, ignore_errors=True)
+    dropped = sum(p.err.release(show=culprit in (None, p)) for p in cluster.processes)
+    if culprit is None:
         return 0, False
-    name, culprit = failed[0] if failed else ("chief", chief)
     code = culprit.returncode if culprit.returncode > 0 else 1  # negative: killed by a signal
-    print(f"{name} ended with exit code {culprit.returncode}; every other process was stopped",
-          file=sys.stderr, flush=True)
+    left_out = "; their error output after that is left out" if dropped else ""
+    print(f"{culprit.name} ended with exit code {culprit.returncode}; every other process was "
+          f"stopped{left_out}", file=sys.stderr, flush=True)
     return code, code != EXIT_USER_ERROR
 
 

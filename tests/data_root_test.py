@@ -177,3 +177,33 @@ def test_a_reused_cache_is_not_rehashed_but_a_changed_archive_is(tmp_path, monke
     os.utime(archive, (2, 2))
     extract_once(archive, "reused")
     assert checked == [archive, archive]
+
+
+def test_a_tree_that_fails_its_check_never_replaces_the_cache_and_the_cache_follows_the_umask(tmp_path):
+    """extract_once's `check` sees the unpacked tree before the swap; the cache folder gets the umask's mode
+    (mkdtemp alone gives 0700)."""
+    import stat
+
+    (tmp_path / "a.txt").write_text("good")
+    archive = tmp_path / "data.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "a.txt", arcname="inner/a.txt")
+
+    def needs_inner(folder):
+        if not (folder / "inner").is_dir():
+            raise UserError("no inner/ folder")
+
+    old = os.umask(0o022)
+    try:
+        good = extract_once(archive, "checked-tree", check=needs_inner)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(good.stat().st_mode) == 0o755
+    with tarfile.open(archive, "w") as tar:  # well formed, but something else
+        tar.add(tmp_path / "a.txt", arcname="other/a.txt")
+    os.utime(archive, (2, 2))  # a changed archive (the same size: tar rounds up to blocks): extracted again
+    with pytest.raises(UserError, match="no inner/ folder"):
+        extract_once(archive, "checked-tree", check=needs_inner)
+    assert sorted(p.relative_to(good).as_posix() for p in good.rglob("*")) == [".extracted", "inner",
+                                                                                 "inner/a.txt"]
+    assert [p.name for p in good.parent.iterdir() if ".partial" in p.name] == []
