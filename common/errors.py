@@ -42,8 +42,13 @@ def describe_os_error(error):
             "place (--output-dir for runs, --output for predictions, KERAS_TUTORIALS_CACHE for the cache).")
 
 
-def run_cli(main, argv=None):
-    """Call `main(argv)` and turn a `UserError` into one line on stderr and exit code 2."""
+INTERRUPTED = "interrupted: rerun the same command with --run-id to resume from the last epoch."
+
+
+def run_cli(main, argv=None, interrupted=INTERRUPTED):
+    """Call `main(argv)` and turn a `UserError` into one line on stderr and exit code 2; on Ctrl-C, print
+    `interrupted` (how this command resumes: a lesson's run by --run-id, a search by its folder) and exit
+    130."""
     try:
         code = main(argv)
     except UserError as error:
@@ -54,8 +59,7 @@ def run_cli(main, argv=None):
             raise
         _fail(message)
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command with --run-id to resume from the last epoch.",
-              file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
 

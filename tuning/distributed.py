@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.errors import UserError, run_cli
+from common.errors import EXIT_USER_ERROR, UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,20 +66,25 @@ def main(argv=None):
     workers = [start(f"tuner{i}", search_args, "127.0.0.1", port) for i in range(args.workers)]
     deadline = time.monotonic() + args.timeout if args.timeout else None
     processes = [*workers, chief]  # the chief ends last: it waits for the last trial to end
-    codes = []
+    stopped = []
     try:
-        for process in processes:
-            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-            codes.append(process.wait(timeout=remaining))
-    except subprocess.TimeoutExpired:
-        for process in processes:
-            process.kill()
-        raise UserError(f"the search did not finish within --timeout {args.timeout:g} s; "
-                        "processes stopped.") from None
+        while any(process.poll() is None for process in processes):
+            if chief.poll() not in (None, 0):
+                break  # the chief refused or failed: with no oracle, the workers would wait for ever
+            if deadline is not None and time.monotonic() > deadline:
+                raise UserError(f"the search did not finish within --timeout {args.timeout:g} s; "
+                                "processes stopped.")
+            time.sleep(0.2)
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
+                process.wait()
+                stopped.append(process)
+    if chief.returncode == EXIT_USER_ERROR:  # the chief's own sentence is above: say what became of the rest
+        rest = f"; {len(stopped)} worker(s) waiting for trials were stopped" if stopped else ""
+        raise UserError(f"the search's chief process ended with the error above{rest}.")
+    codes = [process.returncode for process in processes]
     names = [f"tuner{i}" for i in range(args.workers)] + ["chief"]
     failed = [name for name, code in zip(names, codes, strict=True) if code]
     if failed:
@@ -89,4 +94,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, interrupted="interrupted: rerun the same command to resume the search from its folder; "
+            "finished trials are kept.")

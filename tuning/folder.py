@@ -6,7 +6,9 @@
   holder;
 - `search.json` records the settings the search started with, and a rerun resumes it only if they are the
   same (settings that do not change results, such as verbosity, `--max-trials` or the data folder, may
-  differ); otherwise it is refused with the names of the settings that differ.
+  differ); otherwise it is refused with the names of the settings that differ;
+- a folder whose KerasTuner files were removed or edited (`oracle.json`, a `trial_<id>/trial.json`) is
+  refused, naming the file, before KerasTuner reads it.
 """
 
 import json
@@ -18,6 +20,9 @@ from common import runs
 from common.errors import UserError
 
 SETTINGS_NAME = "search.json"
+ORACLE_NAME = "oracle.json"
+# What a search whose KerasTuner files are damaged or gone can do instead of resuming.
+START_AFRESH = "rerun with --overwrite to start it afresh, or choose another --name"
 
 
 def check_location(folder):
@@ -64,7 +69,8 @@ def differences(before, now, same_anyway=()):
                         if name not in same_anyway and old_config.get(name, missing) != field]
         elif before.get(key, missing) != value:
             changed.append(_describe(key, before.get(key, missing), value))
-    return changed
+    # The profile (and any other setting recorded both for the search and in its base config) is named once.
+    return list(dict.fromkeys(changed))
 
 
 def _describe(name, before, now):
@@ -104,14 +110,73 @@ def clear(folder):
 
 
 def check_readable(folder):
-    """One sentence, instead of KerasTuner's traceback on reload, for a state file that is not JSON."""
+    """One sentence, instead of KerasTuner's traceback on reload, for a state file that is damaged or gone.
+
+    KerasTuner reloads a search from `oracle.json` (the order of its trials, the ones running, the retry
+    queue) and one `trial_<id>/trial.json` per trial. The oracle is saved right after the first trial's file,
+    and every trial's file before the oracle lists it, so two states come only from files removed or edited
+    by hand: a started search without `oracle.json`, and a trial the oracle lists without its trial.json.
+    """
     folder = Path(folder)
-    for path in [*folder.glob("*.json"), *folder.glob("trial_*/trial.json")]:
-        try:
-            json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{path} is damaged (not valid JSON), so the search cannot resume; rerun with "
-                            "--overwrite to start it afresh.") from None
+    for path in folder.glob("*.json"):
+        _read_object(path, "not a JSON object")
+    trials = {path.parent.name.removeprefix("trial_"): _load_trial(path)
+              for path in sorted(folder.glob("trial_*/trial.json"))}
+    oracle_path = folder / ORACLE_NAME
+    if not oracle_path.exists():
+        tuner_files = [path.name for path in folder.glob("*.json")
+                       if path.name not in (SETTINGS_NAME, ORACLE_NAME, "best.json")]
+        # A kill between the first trial's two saves leaves that one trial, RUNNING, and no oracle yet.
+        first_trial_only = len(trials) == 1 and next(iter(trials.values())).status == "RUNNING"
+        if tuner_files or (trials and not first_trial_only):
+            raise UserError(f"{oracle_path} is missing (KerasTuner's record of the search), so search "
+                            f"{folder} cannot resume; {START_AFRESH}.")
+        return
+    listed = _listed_trials(oracle_path)
+    missing = sorted((tid for tid in listed if tid not in trials), key=lambda tid: (len(tid), tid))
+    if missing:
+        path = folder / f"trial_{missing[0]}" / "trial.json"
+        raise UserError(f"{path} is missing (oracle.json lists trial {missing[0]}), so search {folder} "
+                        f"cannot resume; {START_AFRESH}.")
+
+
+def _damaged(path, why):
+    return UserError(f"{path} is damaged ({why}), so the search cannot resume; {START_AFRESH}.")
+
+
+def _read_object(path, why):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _damaged(path, "not valid JSON") from None
+    except IsADirectoryError:
+        raise _damaged(path, "a folder where a file belongs") from None
+    if not isinstance(data, dict):
+        raise _damaged(path, why)
+    return data
+
+
+def _load_trial(path):
+    """The trial in `path` as KerasTuner's reload reads it, or one sentence naming the file."""
+    from keras_tuner.engine.trial import Trial
+
+    try:
+        trial = Trial.from_state(_read_object(path, "not a JSON object"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _damaged(path, "not a KerasTuner trial") from None
+    if trial.trial_id != path.parent.name.removeprefix("trial_"):
+        raise _damaged(path, f"it holds trial {trial.trial_id}, not the one its folder is named after")
+    return trial
+
+
+def _listed_trials(path):
+    """The trial ids `oracle.json` refers to (KerasTuner 1.4.8's `Oracle.get_state`)."""
+    state = _read_object(path, "not a JSON object")
+    lists = [state.get(key) for key in ("start_order", "end_order", "retry_queue")]
+    ongoing = state.get("ongoing_trials")
+    if not all(isinstance(ids, list) for ids in lists) or not isinstance(ongoing, dict):
+        raise _damaged(path, "not KerasTuner's record of a search")
+    return {str(tid) for ids in [*lists, list(ongoing.values())] for tid in ids}
 
 
 def write_keras_tuner_files_whole():

@@ -24,8 +24,9 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from common.cli import quiet_tensorflow, run
-from common.errors import UserError
+from common import console
+from common.cli import quiet_tensorflow
+from common.errors import UserError, run_cli
 from common.tables import format_table
 
 quiet_tensorflow()
@@ -40,7 +41,7 @@ def read_json(path, what, keys=()):
     """The JSON object in `path` with `keys`, or one sentence naming the file that is not one."""
     try:
         data = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
         data = None
     if not isinstance(data, dict) or any(key not in data for key in keys):
         raise unreadable(path, what)
@@ -305,4 +306,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run(main)
+    console.start_filter()  # as common.cli.run, with the report's own word on Ctrl-C
+    run_cli(main, interrupted="interrupted: rerun the same command to write the report again.")

@@ -44,12 +44,16 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import quiet_tensorflow, run
-from common.errors import UserError
+from common import console
+from common.cli import quiet_tensorflow
+from common.errors import UserError, run_cli
 
 quiet_tensorflow()
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
+# Said on Ctrl-C: a search resumes from its folder (--directory, --name), not from a lesson's --run-id.
+INTERRUPTED = ("interrupted: rerun the same command (same --directory and --name) to resume the search; "
+               "finished trials are kept and the trial that was running starts again.")
 MEDIAN_MIN_TRIALS = 5  # as Optuna's MedianPruner (n_startup_trials): fewer make the median a coin toss
 
 
@@ -174,6 +178,7 @@ def make_tuner(args, hypermodel, folder):
     import keras_tuner
 
     from common import distribution
+    from tuning import folder as folders
     from tuning.grid import grid_search
 
     direction = "min" if "loss" in args.objective else "max"
@@ -184,14 +189,22 @@ def make_tuner(args, hypermodel, folder):
         "executions_per_trial": args.seeds if args.compare else args.executions_per_trial}
     if distribution.active().strategy is not None:  # KerasTuner's own switch: builds each trial in its scope
         common["distribution_strategy"] = distribution.active().strategy
-    if args.compare:
-        tuner = grid_search(max_trials=10_000, **common)  # the grid's size decides
-    elif args.tuner == "hyperband":
-        tuner = keras_tuner.Hyperband(max_epochs=hypermodel.base_config.epochs, factor=3, **common)
-    else:
-        tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
-                     "grid": grid_search}[args.tuner]
-        tuner = tuner_cls(max_trials=args.max_trials, **common)
+    try:
+        if args.compare:
+            tuner = grid_search(max_trials=10_000, **common)  # the grid's size decides
+        elif args.tuner == "hyperband":
+            tuner = keras_tuner.Hyperband(max_epochs=hypermodel.base_config.epochs, factor=3, **common)
+        else:
+            tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
+                         "grid": grid_search}[args.tuner]
+            tuner = tuner_cls(max_trials=args.max_trials, **common)
+    except RuntimeError as error:
+        # KerasTuner's reload found an oracle.json without a setting its oracle keeps (folders.check_readable
+        # checks those all oracles keep).
+        if "Error reloading `Oracle`" not in str(error):
+            raise
+        raise UserError(f"{folder / folders.ORACLE_NAME} is damaged (not KerasTuner's record of this "
+                        f"search), so the search cannot resume; {folders.START_AFRESH}.") from None
     recover_interrupted_trials(tuner.oracle)
     return tuner
 
@@ -331,4 +344,5 @@ def run_search(tuner, args, callbacks=()):
 
 
 if __name__ == "__main__":
-    run(main)
+    console.start_filter()  # as common.cli.run, with the search's own word on Ctrl-C
+    run_cli(main, interrupted=INTERRUPTED)
