@@ -10,7 +10,7 @@ import os
 import sys
 
 from common import console
-from common.config import add_config_arguments, config_from_namespace
+from common.config import add_config_arguments, config_from_namespace, help_legend, settings_block
 from common.errors import run_cli
 
 
@@ -24,6 +24,22 @@ def quiet_tensorflow():
     # Retracing notices appear whenever a script builds several models; they are advice, not errors.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     console.quiet_import("tensorflow")
+
+
+# Where the help of a flag starts in `--help`: flags up to this wide share its line.
+FLAG_COLUMN = 28
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """A lesson's `--help`: the description as written, a wider flag column, `--[no-]flip` for a switch."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=FLAG_COLUMN)
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, argparse.BooleanOptionalAction) and len(action.option_strings) == 2:
+            return action.option_strings[0].replace("--", "--[no-]", 1)
+        return super()._format_action_invocation(action)
 
 
 def task_main(config_cls, train, description, commands=None, prog=None):
@@ -50,11 +66,13 @@ def task_main(config_cls, train, description, commands=None, prog=None):
         if argv and argv[0] == "train":
             argv.pop(0)
         parser = argparse.ArgumentParser(
-            prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog="commands: train (default)" + "".join(f", {name}" for name in commands)
-            + f"; '{prog} <command> --help' explains one.")
+            prog=prog, usage=f"{prog} [train] [--profile NAME] [--config JSON] [--FLAG VALUE ...]",
+            description=description, formatter_class=HelpFormatter,
+            epilog=help_legend(config_cls) + "\ncommands: train (default)"
+            + "".join(f", {name}" for name in commands) + f"; '{prog} <command> --help' explains one.")
         add_config_arguments(parser, config_cls)
         config = config_from_namespace(config_cls, parser.parse_args(argv))
+        print(settings_block(config), flush=True)
         from common import distribution
 
         distribution.setup(config)  # before the backend lists its devices: multi-process engines come first

@@ -270,6 +270,10 @@ def start_run(config, data_source=None):
     lock = FolderLock(path, "run").acquire()
     write_json(path / MARKER, {"project": PROJECT, "task": config.TASK, "fingerprint": fingerprint(settings),
                                "recipe": settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    from common.config import settings_block
+
+    # What the run printed at start: the settings that differ from the lesson file, each with its source.
+    atomic_write_text(path / "settings.txt", settings_block(config) + "\n")
     config.run_id = path.name
     write_json(path / "config.json", {"task": config.TASK, **config.to_dict()})
     print(f"run: {path}")

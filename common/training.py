@@ -105,23 +105,51 @@ def compile_model(model, config, steps_per_epoch, metrics=("accuracy",), loss=No
 
 
 def _compile(model, config, steps_per_epoch, metrics, loss):
+    loss_name = getattr(config, "loss", "sparse_categorical_crossentropy")
+    if loss is None:
+        outputs = model.output_shape[-1]
+        metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
+        loss = registry.loss(loss_name, config.label_smoothing)
+    model.compile(optimizer=optimizer(config, steps_per_epoch), loss=loss, metrics=list(metrics),
+                  jit_compile=jit_compile(config),
+                  steps_per_execution=steps_per_call(config, steps_per_epoch))
+    return model
+
+
+# The pieces of a lesson's `model.compile(...)`, each named after the Keras argument it fills.
+def scope():
+    """`with training.scope():` around `model.compile`: under a --distribution strategy the optimizer's and
+    the metrics' variables are created mirrored over the replicas (a no-op without one)."""
+    return distribution.scope()
+
+
+def optimizer(config, steps_per_epoch):
+    """The optimizer named by --optimizer (with --momentum, --weight-decay, --clipnorm), its learning rate a
+    `keras.optimizers.schedules` schedule named by --schedule, counted in steps of `steps_per_epoch`."""
     learning_rate = registry.schedule(
         config.schedule, config.learning_rate, steps_per_epoch, config.epochs,
         step_epochs=config.step_epochs, milestones=config.milestones, gamma=config.gamma,
         warmup_epochs=config.warmup_epochs)
-    optimizer = registry.optimizer(config.optimizer, learning_rate, momentum=config.momentum,
-                                   weight_decay=config.weight_decay, clipnorm=config.clipnorm)
-    loss_name = getattr(config, "loss", "sparse_categorical_crossentropy")
-    jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
-    outputs = model.output_shape[-1]
-    if loss is None:
-        metrics = [_metric(m, registry.check_name("loss", loss_name), outputs) for m in metrics]
-        loss = registry.loss(loss_name, config.label_smoothing)
-    # Keras' PyTorch backend runs one step per call only.
+    return registry.optimizer(config.optimizer, learning_rate, momentum=config.momentum,
+                              weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+
+
+def accuracy(loss_name, outputs):
+    """The accuracy metric that reads the targets of `loss_name` (class indices or one-hot rows) for a model
+    with `outputs` units (1: a sigmoid probability)."""
+    return _metric("accuracy", registry.check_name("loss", loss_name), outputs)
+
+
+def jit_compile(config):
+    """--jit-compile as Keras takes it: "auto", True or False."""
+    return {"auto": "auto", "true": True, "false": False}[config.jit_compile]
+
+
+def steps_per_call(config, steps_per_epoch):
+    """--steps-per-execution, cut to a divisor of the epoch (`execution_steps`); Keras' PyTorch backend runs
+    one step per call only."""
     steps = 1 if keras.backend.backend() == "torch" else getattr(config, "steps_per_execution", 1)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit,
-                  steps_per_execution=execution_steps(steps, steps_per_epoch))
-    return model
+    return execution_steps(steps, steps_per_epoch)
 
 
 def execution_steps(requested, steps_per_epoch):
@@ -220,14 +248,11 @@ class TrainingData:
 
 
 def fit(model, config, folder, data, extra_callbacks=(), loss=None, metrics=("accuracy",)):
-    """Train `model` (already built) on `data.train` and return what happened; resume exactly where an
-    interrupted fit of this folder stopped (common/resume.py), or skip training if it had finished.
-
-    The returned dict holds the full history (read back from history.csv, so a resumed run reports every
-    epoch), the number of epochs, and the training time summed over every resumed part.
+    """Compile `model` as the config says and train it on `data` with exact resume (`FitState`): the whole
+    of a lesson's compile-and-fit for lessons and tools that need nothing else. Returns `FitState.outcome`.
 
     Args:
-        model: the built model (`build_seeded`); compiled here as the config says.
+        model: the built model (`build_seeded`).
         config: the lesson's config (optimizer, schedule, epochs, callbacks' settings, verbosity).
         folder: the model's folder (history.csv, model.keras, backup/); created if missing.
         data: a `TrainingData`; `fit` reads its `train`, `val` and `steps_per_epoch`.
@@ -236,46 +261,109 @@ def fit(model, config, folder, data, extra_callbacks=(), loss=None, metrics=("ac
         loss: a loss function that replaces the config's (see `compile_model`).
         metrics: the metrics to compile with ("accuracy" is made the right accuracy for the loss).
     """
-    train, val, steps_per_epoch = data.train, data.val, data.steps_per_epoch
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    backup = folder / "backup"
-    state = resume.load_state(backup)
-    trained = bool(state and state.get("finished") and (folder / "model.keras").is_file())
-    # Workers of a multi-worker run keep no state: they resume from the chief's (common/distribution.py).
-    state, trained = distribution.json_from_chief([state, trained])
-    compile_model(model, config, steps_per_epoch, metrics, loss)
-    run_report.save_model_summary(model, folder, show=config.verbose > 0)
-    if trained:
+    compile_model(model, config, data.steps_per_epoch, metrics, loss)
+    state = FitState(model, config, folder)
+    if state.finished:
+        return state.load()
+    model.fit(state.stream(data.train, data.steps_per_epoch), steps_per_epoch=state.steps,
+              validation_data=state.prepare(data.val), initial_epoch=state.epoch,
+              epochs=state.epochs(config.epochs), verbose=config.verbose, shuffle=False,
+              callbacks=state.callbacks(extra_callbacks, monitor=monitor_of(data)))
+    return state.save()
+
+
+def monitor_of(data):
+    """What the checkpoint and early stopping follow: the validation loss, or the training loss when there is
+    no validation split."""
+    return "val_loss" if data.val is not None else "loss"
+
+
+class FitState:
+    """Where the training of one model stands in its folder, and the pieces of a resumable `model.fit`.
+
+    A lesson writes the Keras call itself and takes from here what makes it exact after a kill:
+
+        state = training.FitState(model, config, folder)
+        if state.finished:                    # trained by an earlier run of this command: load it
+            state.load()
+        else:
+            model.fit(state.stream(train, steps), steps_per_epoch=steps, validation_data=state.prepare(val),
+                      initial_epoch=state.epoch, epochs=state.epochs(config.epochs),
+                      callbacks=state.callbacks(), verbose=config.verbose, shuffle=False)
+            state.save()                      # model.keras; the backup is marked finished
+
+    `state.epoch` is the first epoch still to train (0, or the one after the last saved epoch); `stream`
+    skips the batches already trained on; `callbacks` adds Keras' own (CSV history, best checkpoint, early
+    stopping, learning-rate plateau, TensorBoard, TerminateOnNaN) and `common/resume.py: ExactResume`, which
+    saves the whole state after each epoch and puts it back at the start of a resumed fit.
+    """
+
+    def __init__(self, model, config, folder):
+        self.model, self.config, self.folder = model, config, Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.backup = self.folder / "backup"
+        state = resume.load_state(self.backup)
+        finished = bool(state and state.get("finished") and (self.folder / "model.keras").is_file())
+        # Workers of a multi-worker run keep no state: they resume from the chief's (common/distribution.py).
+        self.saved, self.finished = distribution.json_from_chief([state, finished])
+        self.epoch = self.saved["epoch"] if self.saved and not self.finished else 0
+        self.steps = None
+        self._exact = None
+        run_report.save_model_summary(model, self.folder, show=config.verbose > 0)
+
+    def epochs(self, epochs):
+        """The `epochs` argument of fit: the config's, or where early stopping had stopped it (then the
+        resumed fit only runs `on_train_end`, which restores the best weights)."""
+        return self.epoch if self.saved and self.saved["stopped"] else epochs
+
+    def stream(self, train, steps_per_epoch):
+        """The training batches from the first one not yet trained on: one pass per epoch, repeated."""
+        self.steps = int(train.cardinality()) if int(train.cardinality()) > 0 else steps_per_epoch
+        if self.epoch:
+            print(f"{self.folder}: resuming after epoch {self.epoch}")
+        _keep_history_before(self.folder / "history.csv", self.epoch)
+        return distribution.prepare(resume.stream_from(train, self.epoch, self.steps))
+
+    @staticmethod
+    def prepare(dataset):
+        """A validation or test dataset as the distribution strategy wants it (each worker its share)."""
+        return distribution.prepare(dataset)
+
+    def callbacks(self, extra=(), monitor="val_loss"):
+        """Keras' callbacks of this run (`callbacks`), the lesson's `extra` ones, and the exact resume."""
+        own, stateful = callbacks(self.config, self.folder, monitor, extra=extra)
+        self._exact = resume.ExactResume(self.backup, self.saved if not self.finished else None, stateful,
+                                         time_before=self.saved["train_time_s"] if self.saved else 0.0)
+        return own + [self._exact]
+
+    def save(self):
+        """After fit: refuse a diverged model, save model.keras, mark the backup finished; return
+        `outcome`."""
+        exact = self._exact
+        train_time = exact.state["train_time_s"] if exact and exact.state else 0.0
+        losses = read_history(self.folder / "history.csv").get("loss", [])
+        # A worker's history holds only the epochs it ran itself; the chief's is whole (and the same).
+        if distribution.is_chief() and (not losses or not all(math.isfinite(v) for v in losses)):
+            raise UserError(f"training diverged (the loss became NaN or infinite, see "
+                            f"{self.folder / 'history.csv'}); try a lower --learning-rate or --clipnorm 1.0.")
+        runs.save_model(self.model, self.folder / "model.keras")
+        resume.mark_finished(self.backup, {**((exact.state if exact else None) or {}),
+                                           "train_time_s": train_time})
+        return self.outcome(train_time)
+
+    def load(self):
+        """A model trained by an earlier run of this command: its weights from model.keras; `outcome`."""
         if distribution.is_chief():
-            model.set_weights(keras.saving.load_model(folder / "model.keras", compile=False).get_weights())
-        distribution.assign_from_chief(model.weights)
-        print(f"{folder}: already trained, skipped")
-        return _outcome(folder, state["train_time_s"])
-    start = state["epoch"] if state else 0
-    _keep_history_before(folder / "history.csv", start)
-    epochs = start if state and state["stopped"] else config.epochs  # a stopped run only runs on_train_end
-    steps = int(train.cardinality()) if int(train.cardinality()) > 0 else steps_per_epoch
-    monitor = "val_loss" if val is not None else "loss"
-    own, stateful = callbacks(config, folder, monitor, extra=extra_callbacks)
-    exact = resume.ExactResume(backup, state, stateful, time_before=state["train_time_s"] if state else 0.0)
-    if start:
-        print(f"{folder}: resuming after epoch {start}")
-    # shuffle=False: the tf.data pipeline shuffles (seeded, once per pass of the stream) itself.
-    model.fit(distribution.prepare(resume.stream_from(train, start, steps)), steps_per_epoch=steps,
-              validation_data=distribution.prepare(val),
-              initial_epoch=start, epochs=epochs, verbose=config.verbose, shuffle=False,
-              callbacks=own + [exact])
-    train_time = exact.state["train_time_s"] if exact.state else 0.0
-    history = read_history(folder / "history.csv")
-    losses = history.get("loss", [])
-    # A worker's history holds only the epochs it ran itself; the chief's is whole (and the same).
-    if distribution.is_chief() and (not losses or not all(math.isfinite(v) for v in losses)):
-        raise UserError(f"training diverged (the loss became NaN or infinite, see {folder / 'history.csv'}); "
-                        "try a lower --learning-rate or --clipnorm 1.0.")
-    runs.save_model(model, folder / "model.keras")
-    resume.mark_finished(backup, {**(exact.state or {}), "train_time_s": train_time})
-    return _outcome(folder, train_time)
+            saved = keras.saving.load_model(self.folder / "model.keras", compile=False)
+            self.model.set_weights(saved.get_weights())
+        distribution.assign_from_chief(self.model.weights)
+        print(f"{self.folder}: already trained, skipped")
+        return self.outcome(self.saved["train_time_s"])
+
+    def outcome(self, train_time):
+        """The full history (read back from history.csv, so a resumed run reports every epoch), the number of
+        epochs and the training time summed over every resumed part; the learning curves are drawn."""
+        return _outcome(self.folder, train_time)
 
 
 def _outcome(folder, train_time):
@@ -334,12 +422,13 @@ def _number(text):
     return float("nan") if text in ("", "NA") else float(text)
 
 
-def evaluate_classifier(model, data, folder):
+def evaluate_classifier(model, data, folder, scores=None):
     """Test loss/accuracy, per-class accuracy and the confusion matrix (saved as PNG in `folder`) on
-    `data.test` (a `TrainingData`), scored against `data.test_labels`."""
+    `data.test` (a `TrainingData`), scored against `data.test_labels`; `scores`: what the lesson's own
+    `model.evaluate(..., return_dict=True)` returned (else it is called here)."""
     labels, class_names = data.test_labels, data.class_names
     dataset = distribution.prepare(data.test)  # every worker evaluates its share; results are gathered
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
+    results = scores if scores is not None else model.evaluate(dataset, verbose=0, return_dict=True)
     probabilities = model.predict(dataset, verbose=0)
     if probabilities.shape[-1] == 1:  # one sigmoid unit: the probability of class 1
         predicted = (probabilities[:, 0] > 0.5).astype(int)
@@ -392,7 +481,14 @@ def train_classifier(model, config, folder, data, extra_callbacks=(), keep_proba
             writing JSON).
     """
     outcome = fit(model, config, folder, data, extra_callbacks)
-    metrics = evaluate_classifier(model, data, folder)
+    return classifier_results(model, data, folder, outcome, keep_probabilities=keep_probabilities)
+
+
+def classifier_results(model, data, folder, outcome, scores=None, keep_probabilities=False):
+    """What a run reports for one trained classifier: the test scores (`evaluate_classifier`; `scores`:
+    the lesson's own `model.evaluate` result), the best validation accuracy, size and training time
+    (`outcome`: what `FitState.save` or `load` returned)."""
+    metrics = evaluate_classifier(model, data, folder, scores)
     return {
         "model": model.name,
         **{k: metrics[k] for k in ("test_accuracy", "test_loss")},

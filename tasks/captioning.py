@@ -44,7 +44,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import export, plots, runs, trained, training  # noqa: E402
-from common.config import TrainConfig, build_config, whole_number  # noqa: E402
+from common.config import TrainConfig, build_config, setting, whole_number  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
 from datasets import flickr8k, shapes  # noqa: E402
@@ -74,55 +74,55 @@ class CaptioningConfig(TrainConfig):
         "full": dict(epochs=20, early_stopping=4),
     }
 
-    dataset: str = dataclasses.field(default="flickr8k", metadata=dict(help="data set", choices=DATASETS))
-    export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export the captioner (features and caption -> next-word logits) as SavedModel, ONNX and LiteRT "
-             "(model.export) and compare each file's outputs with Keras' on the test split (exports.md)"))
-    images: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
-        help="--dataset folder: the image folder", portable=False))
-    captions: typing.Optional[str] = dataclasses.field(default=None, metadata=dict(
-        help="--dataset folder: a Flickr8k token file or an image,caption CSV", portable=False))
-    encoder: str = dataclasses.field(default="auto", metadata=dict(
-        help="cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a "
-             "keras.applications name such as ResNet50 (online); auto = cnn for shapes, otherwise "
-             "efficientnet_lite0 when its weights are cached or the PyTorch extras can port them, else "
-             "EfficientNetB0 (models/encoders.py: resolve_auto)"))
-    image_size: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="images are resized to this square size (default: 224 for pretrained encoders)"))
-    shapes_count: int = dataclasses.field(default=4000, metadata=dict(
-        help="--dataset shapes: number of images"))
-    shapes_size: int = dataclasses.field(default=64, metadata=dict(
-        help="--dataset shapes: image side in pixels"))
-    cnn_widths: tuple[int, ...] = dataclasses.field(default=(32, 64, 128), metadata=dict(
-        help="--encoder cnn: filters of each conv block (each block halves the grid)"))
-    cell: str = dataclasses.field(default="lstm", metadata=dict(help="decoder cell, one of: %(choices)s",
-                                                                choices=CELLS))
-    embedding_dim: int = 256
-    units: int = dataclasses.field(default=384, metadata=dict(help="decoder cell units"))
-    attention_units: int = 256
-    feature_units: int = dataclasses.field(default=384, metadata=dict(
-        help="encoder features are projected to this"))
-    feature_dropout: float = 0.2
-    dropout: float = dataclasses.field(default=0.5, metadata=dict(help="dropout before the next-word layer"))
-    attention_penalty: float = dataclasses.field(default=1.0, metadata=dict(
-        help="weight of the doubly stochastic attention penalty (0 = off)"))
-    min_count: int = dataclasses.field(default=5, metadata=dict(help="words seen fewer times become [UNK]"))
-    max_words: int = dataclasses.field(default=16, metadata=dict(help="captions are cut to this many words"))
-    beam_size: int = 3
-    length_penalty: float = dataclasses.field(default=0.0, metadata=dict(
-        help="beam search ranks finished captions by log p / length**this"))
+    dataset: str = setting("flickr8k", "data", "data set", choices=DATASETS)
+    export: bool = setting(
+        True, "run", "export the captioner (features and caption -> next-word logits) as SavedModel, ONNX "
+        "and LiteRT (model.export) and compare each file's outputs with Keras' on the test split "
+        "(exports.md)")
+    images: typing.Optional[str] = setting(
+        None, "data", "--dataset folder: the image folder", portable=False, metavar="DIR")
+    captions: typing.Optional[str] = setting(
+        None, "data", "--dataset folder: a Flickr8k token file or an image,caption CSV", portable=False,
+        metavar="FILE")
+    encoder: str = setting(
+        "auto", "model", "cnn (trained with the decoder), efficientnet_lite0 (pretrained, offline) or a "
+        "keras.applications name such as ResNet50 (online); auto = cnn for shapes, otherwise "
+        "efficientnet_lite0 when its weights are cached or the PyTorch extras can port them, else "
+        "EfficientNetB0 (models/encoders.py: resolve_auto)")
+    image_size: typing.Optional[int] = setting(
+        None, "data", "images are resized to this square size (none: 224 for a pretrained encoder, else "
+        "--shapes-size for shapes, 128 otherwise)")
+    shapes_count: int = setting(4000, "data", "--dataset shapes: number of images")
+    shapes_size: int = setting(64, "data", "--dataset shapes: image side in pixels")
+    cnn_widths: tuple[int, ...] = setting(
+        (32, 64, 128), "model", "--encoder cnn: filters of each conv block (each block halves the grid)")
+    cell: str = setting("lstm", "model", "decoder cell, one of: %(choices)s", choices=CELLS)
+    embedding_dim: int = setting(256, "model", "size of each word's embedding in the decoder")
+    units: int = setting(384, "model", "decoder cell units")
+    attention_units: int = setting(256, "model", "units of the additive (Bahdanau) attention")
+    feature_units: int = setting(384, "model", "encoder features are projected to this")
+    feature_dropout: float = setting(0.2, "model", "dropout on the projected encoder features (0 = off)")
+    dropout: float = setting(0.5, "model", "dropout before the next-word layer")
+    attention_penalty: float = setting(
+        1.0, "training", "weight of the doubly stochastic attention penalty (0 = off)")
+    min_count: int = setting(5, "data", "words seen fewer times become [UNK]")
+    max_words: int = setting(16, "data", "captions are cut to this many words")
+    beam_size: int = setting(3, "training", "captions beam search keeps at each step (1 = greedy decoding)")
+    length_penalty: float = setting(
+        0.0, "training", "beam search ranks finished captions by log p / length**this")
     epochs: int = 8
     batch_size: int = 128
     learning_rate: float = 1e-3
     clipnorm: typing.Optional[float] = 5.0
-    val_fraction: float = dataclasses.field(default=0.1, metadata=dict(
-        help="images held out when there are no split lists"))
-    test_fraction: float = 0.1
-    split_seed: int = 42
-    max_images: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use only this many images per split (smoke tests)", aliases=("limit",)))
-    samples: int = dataclasses.field(default=8, metadata=dict(help="test images shown in samples.png"))
-    attention_maps: int = dataclasses.field(default=4, metadata=dict(help="test images with attention maps"))
+    val_fraction: float = setting(
+        0.1, "data", "--dataset folder: share of the images held out for validation")
+    test_fraction: float = setting(0.1, "data", "--dataset folder: share of the images held out for the test")
+    split_seed: int = setting(
+        42, "data", "seed of the train/validation/test split of shapes and folder images")
+    max_images: typing.Optional[int] = setting(
+        None, "data", "use only this many images per split (smoke tests)", aliases=("limit",))
+    samples: int = setting(8, "run", "test images shown in samples.png")
+    attention_maps: int = setting(4, "run", "test images with attention maps")
 
     RANGES: typing.ClassVar[dict] = {
         "cnn_widths": ">= 1", "embedding_dim": ">= 1", "units": ">= 1", "attention_units": ">= 1",
@@ -193,7 +193,7 @@ def encoder_inputs(config, data):
     return inputs, info
 
 
-# %% Model and training
+# %% Model, compile, fit
 # The captioner is `models/captioning.py: build_captioner`: an encoder's grid of feature vectors and an
 # LSTM decoder that, at each word, weighs the grid with Bahdanau attention
 # (`models/captioning.py: BahdanauAttention`). Teacher forcing: the decoder reads the reference caption
@@ -216,13 +216,28 @@ def train(config):
                    inputs, *flickr8k.vectorize(vectorizer, data, data.indices[split], config.max_words),
                    config.batch_size, shuffle=split == "train", seed=config.seed)
                for split in ("train", "val")}
-    run_ = training.start_run(config)
+    run_ = training.start_run(config, data.source)
     folder = run_.folder()
     runs.write_json(folder / "vocabulary.json", words)
     model = training.build_seeded(lambda c, _: build_captioner(c, len(words), inputs.shape[1:]), config, None)
-    captions = training.TrainingData(batches["train"], batches["val"], steps_per_epoch=len(batches["train"]))
-    outcome = training.fit(model, config, folder, captions, loss=masked_crossentropy,
-                           metrics=(masked_accuracy,))
+    steps = len(batches["train"])
+    with training.scope():  # --distribution: the optimizer's and the metric's variables are mirrored
+        model.compile(
+            optimizer=training.optimizer(config, steps),  # Adam with the schedule the flags choose
+            loss=masked_crossentropy,  # next-word cross-entropy, padding masked out
+            metrics=[masked_accuracy],
+            jit_compile=training.jit_compile(config),
+            steps_per_execution=training.steps_per_call(config, steps))
+    state = training.FitState(model, config, folder)  # exact resume after a kill
+    if state.finished:
+        outcome = state.load()
+    else:
+        # Teacher forcing: each batch is (image features, caption without its last word) -> the next words.
+        model.fit(state.stream(batches["train"], steps), steps_per_epoch=steps,
+                  validation_data=state.prepare(batches["val"]),
+                  initial_epoch=state.epoch, epochs=state.epochs(config.epochs),
+                  callbacks=state.callbacks(), verbose=config.verbose, shuffle=False)
+        outcome = state.save()
     result = {"model": model.name, "params": int(model.count_params()), **info, "vocabulary": len(words),
               "decoder_params": int(model.get_layer("decoder").count_params()),
               "train_captions": int(sum(len(data.captions[i]) for i in data.train)),

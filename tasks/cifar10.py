@@ -82,7 +82,6 @@ augmentation: watch validation accuracy stall while training accuracy climbs), `
 
 # %% Setup
 import dataclasses
-import json
 import sys
 import time
 import typing
@@ -98,7 +97,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import callbacks, export, images, plots, trained, training  # noqa: E402
-from common.config import TrainConfig  # noqa: E402
+from common.config import TrainConfig, setting  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common import registry  # noqa: E402
 from datasets import cifar10  # noqa: E402
@@ -109,13 +108,19 @@ from models import cnn  # noqa: E402
 # %% Settings
 AIRBENCH94 = Path(__file__).resolve().parents[1] / "recipes" / "cifar10_airbench94.json"
 
-
-def airbench94_methods():
-    """The settings of recipes/cifar10_airbench94.json but its data split (which holds out no validation
-    images): the fast net's quick profile starts from them."""
-    recipe = json.loads(AIRBENCH94.read_text())
-    return {key: value for key, value in recipe.items()
-            if not key.startswith("_") and key not in ("task", "model", "val_images", "lossless_holdout")}
+# The fast net's quick profile (the lesson's default run): the methods and hyperparameters of
+# recipes/cifar10_airbench94.json, where each value is explained (tests/lessons_test.py checks that the two
+# agree), on a split with 5,000 validation images, and 16-bit compute where the CPU has it.
+AIRBENCH94_METHODS = dict(
+    widths=(64, 256, 256), stem_width=24, activation="gelu", initializer="torch_default", dropout=0.0,
+    l2=0.0, bn_momentum=0.6, bn_scale=False, bn_bias_lr=64.0, dirac=True, logit_scale=1 / 9,
+    whiten=True, whiten_eps=0.0005, whiten_bias_epochs=3,
+    epochs=10, batch_size=1024, optimizer="nesterov", momentum=0.85, learning_rate=1.5,
+    weight_decay=0.00887, schedule="triangular", warmup_epochs=2.3,
+    loss="categorical_crossentropy", label_smoothing=0.2,
+    crop_padding=2, flip=True, alternating_flip=True, cutout=0, mixup=0.0,
+    lookahead=True, lookahead_steps=5, tta=True, tta_crops=True,
+    mixed_precision=True, mixed_dtype="auto")
 
 
 # Every field is a flag and a `--config` key. The airbench94 methods are flags too (`--whiten`, `--dirac`,
@@ -136,79 +141,80 @@ class Cifar10Config(TrainConfig):
     # quarter of an hour on a 2-core machine with AMX. Its widths were chosen on validation accuracy within
     # that budget: airbench94's 64/256/256 over airbench93's 64/128/128, both 10 epochs (benchmarks/
     # RESULTS.md: 0.8754 vs 0.8522, 14.6 vs 10.7 min). Other models keep the quick profile above.
-    MODEL_PROFILES: typing.ClassVar[dict] = {"quick": {"fast": {
-        **airbench94_methods(), "mixed_dtype": "auto"}}}
+    MODEL_PROFILES: typing.ClassVar[dict] = {"quick": {"fast": AIRBENCH94_METHODS}}
 
-    model: str = dataclasses.field(default="fast", metadata=dict(  # argparse fills in %(choices)s in --help
-        help="architecture (models/cnn.py), one of: %(choices)s", choices=cnn.BUILDERS))
-    widths: tuple[int, ...] = dataclasses.field(default=(32, 96, 192), metadata=dict(
-        help="filters per stage of vgg and fast (e.g. 64,128,256); ResNets use the paper's 16,32,64"))
-    stem_width: int = dataclasses.field(default=24, metadata=dict(help="filters of the fast net's 2x2 stem"))
-    logit_scale: float = dataclasses.field(default=0.125, metadata=dict(
-        help="fast net: logits are scaled by this"))
-    activation: str = dataclasses.field(default="gelu", metadata={"registry": "activation"})
-    initializer: str = dataclasses.field(default="he_normal", metadata={"registry": "initializer"})
-    bn_momentum: float = dataclasses.field(default=0.9, metadata=dict(
-        help="batch-norm moving-average momentum (Keras 0.99 = PyTorch 0.01; 0.9 = PyTorch's default 0.1)"))
-    dropout: float = 0.0
-    l2: float = dataclasses.field(default=0.0, metadata=dict(
-        help="L2 penalty on conv/dense kernels (ResNet paper: 1e-4)"))
+    model: str = setting(  # argparse fills in %(choices)s in --help
+        "fast", "model", "architecture (models/cnn.py), one of: %(choices)s", choices=cnn.BUILDERS)
+    widths: tuple[int, ...] = setting(
+        (32, 96, 192), "model", "filters per stage of vgg and fast (e.g. 64,128,256); ResNets use the "
+        "paper's 16,32,64")
+    stem_width: int = setting(24, "model", "filters of the fast net's 2x2 stem")
+    logit_scale: float = setting(0.125, "model", "fast net: logits are scaled by this")
+    activation: str = setting("gelu", "model", "activation after each convolution", registry="activation")
+    initializer: str = setting(
+        "he_normal", "model", "initializer of the conv and dense kernels", registry="initializer")
+    bn_momentum: float = setting(
+        0.9, "model", "batch-norm moving-average momentum (Keras 0.99 = PyTorch 0.01; 0.9 = PyTorch's "
+        "default 0.1)")
+    dropout: float = setting(
+        0.0, "model", "dropout before the output layer (vgg: also after each stage, more in deeper ones; "
+        "0 = off)")
+    l2: float = setting(0.0, "training", "L2 penalty on conv/dense kernels (ResNet paper: 1e-4)")
     epochs: int = 16
     batch_size: int = 256
-    optimizer: str = dataclasses.field(default="nesterov", metadata={"registry": "optimizer"})
+    optimizer: str = "nesterov"
     learning_rate: float = 0.2
     weight_decay: float = 5e-4
-    schedule: str = dataclasses.field(default="onecycle", metadata={"registry": "schedule"})
+    schedule: str = "onecycle"
     warmup_epochs: float = 1.0
-    loss: str = dataclasses.field(default="categorical_crossentropy", metadata={"registry": "loss"})
+    loss: str = setting("categorical_crossentropy", "training", "loss (common/registry.py)", registry="loss")
     label_smoothing: float = 0.2
-    crop_padding: int = dataclasses.field(default=4, metadata=dict(
-        help="random crop after padding this many pixels (0 = off)"))
-    flip: bool = dataclasses.field(default=True, metadata=dict(help="random horizontal flips"))
-    cutout: int = dataclasses.field(default=0, metadata=dict(
-        help="side of the cutout square in pixels (0 = off)"))
-    mixup: float = dataclasses.field(default=0.0, metadata=dict(help="mixup Beta(a, a) parameter (0 = off)"))
-    tta: bool = dataclasses.field(default=True, metadata=dict(
-        help="also report test accuracy averaged over each image and its mirror image"))
+    crop_padding: int = setting(4, "data", "random crop after padding this many pixels (0 = off)")
+    flip: bool = setting(True, "data", "random horizontal flips")
+    cutout: int = setting(0, "data", "side of the cutout square in pixels (0 = off)")
+    mixup: float = setting(0.0, "data", "mixup Beta(a, a) parameter (0 = off)")
+    tta: bool = setting(
+        True, "training", "also report test accuracy averaged over each image and its mirror image")
     # airbench94's methods (Jordan 2024), one flag each, so the lesson can teach them and a benchmark can take
     # each away: recipes/cifar10_airbench94.json turns them all on.
-    whiten: bool = dataclasses.field(default=False, metadata=dict(
-        help="fast net: a frozen 2x2 patch-whitening stem computed from the training images (24 filters)"))
-    whiten_eps: float = dataclasses.field(default=5e-4, metadata=dict(
-        help="added to each eigenvalue of the patch covariance before whitening"))
-    whiten_bias_epochs: int = dataclasses.field(default=3, metadata=dict(
-        help="epochs the whitening stem's bias trains before it is frozen"))
-    bn_scale: bool = dataclasses.field(default=True, metadata=dict(
-        help="batch norm learns a scale (airbench: no, only the shift)"))
-    bn_bias_lr: float = dataclasses.field(default=1.0, metadata=dict(
-        help="learning-rate multiplier of the batch-norm shifts (airbench: 64), as a reparametrised shift"))
-    dirac: bool = dataclasses.field(default=False, metadata=dict(
-        help="identity (dirac) initialisation of the 3x3 convs"))
-    lookahead: bool = dataclasses.field(default=False, metadata=dict(
-        help="airbench's lookahead: every few steps, reset the weights to a moving average of them"))
-    lookahead_steps: int = dataclasses.field(default=5, metadata=dict(help="steps between lookahead syncs"))
-    alternating_flip: bool = dataclasses.field(default=False, metadata=dict(
-        help="with --flip: mirror each image in every other epoch instead of at random"))
-    tta_crops: bool = dataclasses.field(default=False, metadata=dict(
-        help="with --tta: also average over the mirror pairs shifted one pixel up-left and down-right"))
-    lossless_holdout: bool = dataclasses.field(default=True, metadata=dict(
-        help="hold the first 4,000 training images out and report accuracy on their lossless originals and "
-             "their JPEG versions (needs lossless_train_first4000.npz beside a JPEG copy)"))
-    export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export SavedModel, ONNX, LiteRT float32, float16 and int8 (model.export), and test each file"))
-    representative_size: int = dataclasses.field(default=500, metadata=dict(
-        help="training images used to calibrate int8 quantisation"))
-    source: str = dataclasses.field(default="auto", metadata=dict(
-        help="auto: the data root's copy (folders, the JPEG archive or the python batches), else "
-             "keras.datasets.cifar10; tfds: TensorFlow Datasets' prepared cifar10 (--data-dir is then the "
-             "TFDS data dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets)",
-        choices=("auto", "tfds")))
-    val_images: int = dataclasses.field(default=5000, metadata=dict(
-        help="training images held out for validation, the same number per class (0 = none)",
-        aliases=("val_size",)))
-    split_seed: int = 42
-    max_images: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use only this many images per split (smoke tests)", aliases=("limit",)))
+    whiten: bool = setting(
+        False, "model", "fast net: a frozen 2x2 patch-whitening stem computed from the training images "
+        "(24 filters)")
+    whiten_eps: float = setting(
+        5e-4, "model", "added to each eigenvalue of the patch covariance before whitening")
+    whiten_bias_epochs: int = setting(
+        3, "training", "epochs the whitening stem's bias trains before it is frozen")
+    bn_scale: bool = setting(True, "model", "batch norm learns a scale (airbench: no, only the shift)")
+    bn_bias_lr: float = setting(
+        1.0, "training", "learning-rate multiplier of the batch-norm shifts (airbench: 64), as a "
+        "reparametrised shift")
+    dirac: bool = setting(False, "model", "identity (dirac) initialisation of the 3x3 convs")
+    lookahead: bool = setting(
+        False, "training", "airbench's lookahead: every few steps, reset the weights to a moving average "
+        "of them")
+    lookahead_steps: int = setting(5, "training", "steps between lookahead syncs")
+    alternating_flip: bool = setting(
+        False, "data", "with --flip: mirror each image in every other epoch instead of at random")
+    tta_crops: bool = setting(
+        False, "training", "with --tta: also average over the mirror pairs shifted one pixel up-left and "
+        "down-right")
+    lossless_holdout: bool = setting(
+        True, "data", "hold the first 4,000 training images out and report accuracy on their lossless "
+        "originals and their JPEG versions (needs lossless_train_first4000.npz beside a JPEG copy)")
+    export: bool = setting(
+        True, "run", "export SavedModel, ONNX, LiteRT float32, float16 and int8 (model.export), and test "
+        "each file")
+    representative_size: int = setting(500, "run", "training images used to calibrate int8 quantisation")
+    source: str = setting(
+        "auto", "data", "auto: the data root's copy (folders, the JPEG archive or the python batches), else "
+        "keras.datasets.cifar10; tfds: TensorFlow Datasets' prepared cifar10 (--data-dir is then the TFDS "
+        "data dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets)", choices=("auto", "tfds"))
+    val_images: int = setting(
+        5000, "data", "training images held out for validation, the same number per class (0 = none)",
+        aliases=("val_size",))
+    split_seed: int = setting(42, "data", "seed of the choice of validation images (kept apart from --seed)")
+    max_images: typing.Optional[int] = setting(
+        None, "data", "use only this many images per split (smoke tests)", aliases=("limit",))
 
     RANGES: typing.ClassVar[dict] = {
         "widths": ">= 1", "stem_width": ">= 1", "logit_scale": "> 0", "bn_momentum": "[0, 1)",
@@ -262,13 +268,13 @@ def make_datasets(config, data):
                                  class_names=data.class_names)
 
 
-# %% Model and training
+# %% Model, compile, fit, evaluate
 # The networks are in `models/cnn.py` (`--model`); the default is the airbench-style fast net
 # (`models/cnn.py: fast_body`), whose first layer can be airbench's frozen patch-whitening
 # (`models/airbench.py: PatchWhitening`), computed from the training images' 2x2 patch covariance before
-# training. Training is the shared loop (`common/training.py: train_classifier`) with SGD, Nesterov
-# momentum, decoupled weight decay and a one-cycle or triangular rate; lookahead averaging of the weights is
-# a callback (`common/callbacks.py: Lookahead`).
+# training. The Keras calls are the lesson's own: SGD with Nesterov momentum, decoupled weight decay and a
+# one-cycle or triangular rate (`common/training.py: optimizer`); lookahead averaging of the weights is a
+# callback (`common/callbacks.py: Lookahead`); `common/training.py: FitState` makes the fit resume exactly.
 def train(config, data=None):
     """Train, evaluate and export one run; `data`: splits to use instead of the config's data root's (the
     JPEG-cost experiment of benchmarks/cifar10_airbench.py trains on the lossless originals)."""
@@ -280,12 +286,32 @@ def train(config, data=None):
     held = "".join(f", held out {len(y)} ({name})" for name, (_, y) in data.held_out.items())
     print(f"data: train {len(data.y_train)}, validation {len(data.y_val)}, test {len(data.y_test)} "
           f"images{held}" + (f" ({data.note})" if data.note else ""))
-    run_ = training.start_run(config)
+    run_ = training.start_run(config, data.source)
     folder = run_.folder()
-    pipelines = make_datasets(config, data)
+    splits = make_datasets(config, data)
+    steps = splits.steps_per_epoch
     model = training.build_seeded(cnn.build_cnn, config, data)
-    result = training.train_classifier(model, config, folder, pipelines, keep_probabilities=True,
-                                       extra_callbacks=method_callbacks(config, pipelines.steps_per_epoch))
+    with training.scope():  # --distribution: the optimizer's and the metrics' variables are mirrored
+        model.compile(
+            optimizer=training.optimizer(config, steps),  # Nesterov SGD, one-cycle/triangular schedule
+            loss=registry.loss(config.loss, config.label_smoothing),  # label-smoothed cross-entropy
+            metrics=[training.accuracy(config.loss, outputs=data.num_classes)],
+            jit_compile=training.jit_compile(config),
+            steps_per_execution=training.steps_per_call(config, steps))
+    state = training.FitState(model, config, folder)  # exact resume after a kill
+    if state.finished:
+        outcome = state.load()
+    else:
+        model.fit(state.stream(splits.train, steps), steps_per_epoch=steps,
+                  validation_data=state.prepare(splits.val),
+                  initial_epoch=state.epoch, epochs=state.epochs(config.epochs),
+                  # Keras' own callbacks, then the methods' (lookahead, the whitening bias's freeze)
+                  callbacks=state.callbacks(method_callbacks(config, steps),
+                                            monitor=training.monitor_of(splits)),
+                  verbose=config.verbose, shuffle=False)  # the tf.data pipeline shuffles, seeded
+        outcome = state.save()
+    scores = model.evaluate(state.prepare(splits.test), return_dict=True, verbose=0)
+    result = training.classifier_results(model, splits, folder, outcome, scores, keep_probabilities=True)
     probabilities = result.pop("probabilities")
     result["train_images"] = len(data.y_train)
     result["images_per_s"] = round(
@@ -390,6 +416,7 @@ def read_image(path, size):
 
     if not Path(path).is_file():
         raise UserError(f"{path} is not an image file (no such file); expected a PNG, JPEG or other image.")
+    images.check_pixel_count(path)
     try:
         return keras.utils.img_to_array(keras.utils.load_img(path, target_size=size))
     except (OSError, ValueError, UnidentifiedImageError):  # PIL's message names a BytesIO, not the file

@@ -106,8 +106,8 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import export, runs, trained, training  # noqa: E402
-from common.config import TrainConfig, build_config  # noqa: E402
+from common import export, registry, runs, trained, training  # noqa: E402
+from common.config import TrainConfig, build_config, setting  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.tables import format_table  # noqa: E402
 from datasets import imdb  # noqa: E402
@@ -130,88 +130,95 @@ class ImdbConfig(TrainConfig):
         "full": dict(model="bilstm_attention", sequence_length=400, units=64, epochs=6, early_stopping=2),
     }
 
-    model: str = dataclasses.field(default="gru", metadata=dict(
-        help="architecture (models/text.py), one of: %(choices)s", choices=text_models.BUILDERS))
-    ngram_reference: bool = dataclasses.field(default=True, metadata=dict(
-        help="also train the bag-of-n-grams (fastText-style) reference", aliases=("baseline",)))
-    export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT on token "
-             "ids; each file scored on the test reviews (exports.md)"))
+    model: str = setting(
+        "gru", "model", "architecture (models/text.py), one of: %(choices)s", choices=text_models.BUILDERS)
+    ngram_reference: bool = setting(
+        True, "model", "also train the bag-of-n-grams (fastText-style) reference", aliases=("baseline",))
+    export: bool = setting(
+        True, "run", "export the lesson's model (model.export): SavedModel on raw strings, ONNX and LiteRT "
+        "on token ids; each file scored on the test reviews (exports.md)")
     epochs: int = 4
     early_stopping: int = 1
     batch_size: int = 64
     learning_rate: float = 1e-3
     clipnorm: typing.Optional[float] = 1.0
-    loss: str = dataclasses.field(default="binary_crossentropy", metadata={"registry": "loss"})
-    vocabulary_size: int = 20000
+    loss: str = setting("binary_crossentropy", "training", "loss (common/registry.py)", registry="loss")
+    vocabulary_size: int = setting(
+        20000, "data", "words the recurrent models know: the most frequent in the training reviews (the rest "
+        "share one id)")
     # The n-gram model's size, length and rate, checked on validation against its earlier, smaller settings
     # (20,000 words, 100,000 buckets, 500 tokens, lr 1e-3): 0.907 against 0.888 (benchmarks/RESULTS.md).
-    ngram_vocabulary_size: int = dataclasses.field(default=50000, metadata=dict(
-        help="words known to the n-gram model (it is cheap per word, so it can know more)"))
-    ngram_buckets: int = dataclasses.field(default=1000000, metadata=dict(
-        help="hash buckets for the bigrams of the n-gram model (fewer buckets = more bigrams share a row)"))
-    ngram_embedding_dim: int = dataclasses.field(default=32, metadata=dict(
-        help="embedding size of the n-gram model (its table is large: keep it small)"))
-    ngram_epochs: int = dataclasses.field(default=5, metadata=dict(help="epochs of the n-gram model"))
-    ngram_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(
-        help="learning rate of the n-gram model"))
-    ngram_sequence_length: int = dataclasses.field(default=800, metadata=dict(
-        help="tokens kept per review by the n-gram model (it is cheap, so it reads more)"))
-    nbsvm_ngrams: int = dataclasses.field(default=3, metadata=dict(
-        help="nbsvm: n-grams of 1 up to this many words"))
-    nbsvm_vocabulary_size: int = dataclasses.field(default=1000000, metadata=dict(
-        help="nbsvm: the most frequent n-grams of the training reviews it knows (all others share index 0)"))
-    nbsvm_output_mode: str = dataclasses.field(default="multi_hot", metadata=dict(
-        help="nbsvm: whether an n-gram occurs in the review (multi_hot, as in NBSVM) or how often (count)",
-        choices=("multi_hot", "count")))
-    nb_scaling: bool = dataclasses.field(default=True, metadata=dict(
-        help="nbsvm: scale each n-gram by its naive-Bayes log-count ratio (off: plain logistic regression)"))
-    nb_alpha: float = dataclasses.field(default=1.0, metadata=dict(
-        help="nbsvm: count added to every n-gram in each class before the ratios are taken (smoothing)"))
-    sequence_length: int = dataclasses.field(default=300, metadata=dict(help="tokens kept per review"))
-    embedding_dim: int = 64
-    bigram_buckets: int = dataclasses.field(default=0, metadata=dict(
-        help="recurrent models: add to each word's vector that of the hashed bigram ending there, from this "
-             "many rows (0 = words only)"))
-    units: int = 64
-    num_layers: int = 1
-    dropout: float = 0.3
-    recurrent_dropout: float = dataclasses.field(default=0.0, metadata=dict(
-        help="dropout inside the recurrence; > 0 disables the fast cuDNN kernels on GPU"))
-    initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
-    unlabelled: int = dataclasses.field(default=0, metadata=dict(
-        help="self-training: recurrent models also learn from this many of the 50,000 unlabelled reviews "
-             "(train/unsup), each labelled with the teacher's P(positive); the teacher is then trained "
-             "first"))
-    teacher: str = dataclasses.field(default="ngram", metadata=dict(
-        help="self-training's teacher: ngram (the n-gram model, also the reference), nbsvm (trained with "
-             "recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/) or none (no "
-             "self-training: the unlabelled reviews only feed --pretrain-epochs)",
-        choices=("ngram", "nbsvm", "none")))
-    self_training_rounds: int = dataclasses.field(default=1, metadata=dict(
-        help="self-training in rounds (born-again networks, Furlanello et al. 2018): each round after the "
-             "first trains a fresh student on the soft labels of a joint teacher, the mean P(positive) of "
-             "the first teacher and every student before it; the last student is the lesson's model"))
-    pretrain_epochs: int = dataclasses.field(default=0, metadata=dict(
-        help="language-model pretraining (Dai & Le 2015): before the classifier trains, its embeddings and "
-             "first recurrent layer learn to predict the next word (bidirectional: and an earlier one) on "
-             "the training reviews and the --unlabelled ones, for this many epochs (0 = off)"))
-    pretrain_vocabulary: int = dataclasses.field(default=4000, metadata=dict(
-        help="pretraining: the most frequent words the language model predicts (rarer ones: one class)"))
-    pretrain_length: int = dataclasses.field(default=256, metadata=dict(
-        help="pretraining: the first this many tokens of each review"))
-    pretrain_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(
-        help="pretraining: Adam's learning rate (gradients clipped to norm 1)"))
-    source: str = dataclasses.field(default="folder", metadata=dict(
-        help="folder: the aclImdb review files (data root, Keras cache or the official archive); keras: "
-             "keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to words; tfds: "
-             "TensorFlow Datasets' prepared imdb_reviews (--data-dir is then the TFDS data dir, else "
-             "$TFDS_DATA_DIR or ~/tensorflow_datasets)",
-        choices=("folder", "keras", "tfds")))
-    val_fraction: float = 0.1
-    split_seed: int = 42
-    max_batches: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use only this many batches of each split (smoke tests)"))
+    ngram_vocabulary_size: int = setting(
+        50000, "data", "words known to the n-gram model (it is cheap per word, so it can know more)")
+    ngram_buckets: int = setting(
+        1000000, "model", "hash buckets for the bigrams of the n-gram model (fewer buckets = more bigrams "
+        "share a row)")
+    ngram_embedding_dim: int = setting(
+        32, "model", "embedding size of the n-gram model (its table is large: keep it small)")
+    ngram_epochs: int = setting(5, "training", "epochs of the n-gram model")
+    ngram_learning_rate: float = setting(3e-3, "training", "learning rate of the n-gram model")
+    ngram_sequence_length: int = setting(
+        800, "data", "tokens kept per review by the n-gram model (it is cheap, so it reads more)")
+    nbsvm_ngrams: int = setting(3, "data", "nbsvm: n-grams of 1 up to this many words")
+    nbsvm_vocabulary_size: int = setting(
+        1000000, "data", "nbsvm: the most frequent n-grams of the training reviews it knows (all others "
+        "share index 0)")
+    nbsvm_output_mode: str = setting(
+        "multi_hot", "data", "nbsvm: whether an n-gram occurs in the review (multi_hot, as in NBSVM) or how "
+        "often (count)", choices=("multi_hot", "count"))
+    nb_scaling: bool = setting(
+        True, "model", "nbsvm: scale each n-gram by its naive-Bayes log-count ratio (off: plain logistic "
+        "regression)")
+    nb_alpha: float = setting(
+        1.0, "model", "nbsvm: count added to every n-gram in each class before the ratios are taken "
+        "(smoothing)")
+    sequence_length: int = setting(300, "data", "tokens kept per review")
+    embedding_dim: int = setting(64, "model", "size of each word's embedding vector (recurrent models)")
+    bigram_buckets: int = setting(
+        0, "model", "recurrent models: add to each word's vector that of the hashed bigram ending there, "
+        "from this many rows (0 = words only)")
+    units: int = setting(
+        64, "model", "units of each recurrent layer (per direction) and of the attention pooling")
+    num_layers: int = setting(1, "model", "recurrent layers stacked")
+    dropout: float = setting(
+        0.3, "model", "dropout on the recurrent layers' inputs and before the output layer (0 = off)")
+    recurrent_dropout: float = setting(
+        0.0, "model", "dropout inside the recurrence; > 0 disables the fast cuDNN kernels on GPU")
+    initializer: str = setting(
+        "glorot_uniform", "model", "initializer of the recurrent layers' kernels", registry="initializer")
+    unlabelled: int = setting(
+        0, "training", "self-training: recurrent models also learn from this many of the 50,000 unlabelled "
+        "reviews (train/unsup), each labelled with the teacher's P(positive); the teacher is then trained "
+        "first")
+    teacher: str = setting(
+        "ngram", "training", "self-training's teacher: ngram (the n-gram model, also the reference), nbsvm "
+        "(trained with recipes/imdb_nbsvm.json's settings, in the sub-folder nbsvm_teacher/) or none (no "
+        "self-training: the unlabelled reviews only feed --pretrain-epochs)",
+        choices=("ngram", "nbsvm", "none"))
+    self_training_rounds: int = setting(
+        1, "training", "self-training in rounds (born-again networks, Furlanello et al. 2018): each round "
+        "after the first trains a fresh student on the soft labels of a joint teacher, the mean P(positive) "
+        "of the first teacher and every student before it; the last student is the lesson's model")
+    pretrain_epochs: int = setting(
+        0, "training", "language-model pretraining (Dai & Le 2015): before the classifier trains, its "
+        "embeddings and first recurrent layer learn to predict the next word (bidirectional: and an earlier "
+        "one) on the training reviews and the --unlabelled ones, for this many epochs (0 = off)")
+    pretrain_vocabulary: int = setting(
+        4000, "training", "pretraining: the most frequent words the language model predicts (rarer ones: one "
+        "class)")
+    pretrain_length: int = setting(256, "training", "pretraining: the first this many tokens of each review")
+    pretrain_learning_rate: float = setting(
+        3e-3, "training", "pretraining: Adam's learning rate (gradients clipped to norm 1)")
+    source: str = setting(
+        "folder", "data", "folder: the aclImdb review files (data root, Keras cache or the official "
+        "archive); keras: keras.datasets.imdb's integer sequences (Keras cache or download) decoded back to "
+        "words; tfds: TensorFlow Datasets' prepared imdb_reviews (--data-dir is then the TFDS data dir, else "
+        "$TFDS_DATA_DIR or ~/tensorflow_datasets)", choices=("folder", "keras", "tfds"))
+    val_fraction: float = setting(0.1, "data", "share of the training reviews held out for validation")
+    split_seed: int = setting(
+        42, "data", "seed of the validation split and of the choice of --unlabelled reviews")
+    max_batches: typing.Optional[int] = setting(
+        None, "data", "use only this many batches of each split (smoke tests)")
 
     RANGES: typing.ClassVar[dict] = {
         "dropout": "[0, 1)", "recurrent_dropout": "[0, 1)", "val_fraction": "(0, 1)",
@@ -278,7 +285,7 @@ def train_one(config, data, folder, train_data=None, unlabelled=None):
                        if config.pretrain_epochs and config.model != "ngram" else {})
         reviews = training.TrainingData(train_data, data.val, steps_per_epoch(train_data), test=data.test,
                                         test_labels=labels, class_names=data.class_names)
-        result = {**training.train_classifier(model, config, folder, reviews), **pretraining}
+        result = {**compile_fit_evaluate(model, config, folder, reviews), **pretraining}
     (Path(folder) / "parameters.md").write_text(
         f"# {model.name}: {model.count_params():,} parameters\n\n"
         + format_table(text_models.parameter_table(model), ["layer", "params", "formula"]) + "\n")
@@ -286,6 +293,36 @@ def train_one(config, data, folder, train_data=None, unlabelled=None):
         samples = [t.decode("utf-8", "replace") for t in next(iter(data.test.unbatch().batch(4)))[0].numpy()]
         write_attention_view(model, samples, folder)
     return result, model
+
+
+# %% Compile, fit, evaluate
+# Every model of the lesson (the recurrent ones, the n-gram reference, NBSVM's linear part, the students)
+# trains through these Keras calls: binary cross-entropy on one sigmoid unit (the targets may be a teacher's
+# soft P(positive)), the optimizer and schedule the flags choose (`common/training.py: optimizer`), and
+# `common/training.py: FitState`, which makes the fit resume exactly after a kill.
+def compile_fit_evaluate(model, config, folder, splits):
+    """Compile `model`, fit it on `splits` (a `common/training.py: TrainingData`) and score it on the test
+    reviews; returns what the run reports for it."""
+    steps = splits.steps_per_epoch
+    with training.scope():  # --distribution: the optimizer's and the metrics' variables are mirrored
+        model.compile(
+            optimizer=training.optimizer(config, steps),
+            loss=registry.loss(config.loss, config.label_smoothing),
+            metrics=[training.accuracy(config.loss, outputs=model.output_shape[-1])],  # P(positive) > 0.5?
+            jit_compile=training.jit_compile(config),
+            steps_per_execution=training.steps_per_call(config, steps))
+    state = training.FitState(model, config, folder)
+    if state.finished:
+        outcome = state.load()
+    else:
+        model.fit(state.stream(splits.train, steps), steps_per_epoch=steps,
+                  validation_data=state.prepare(splits.val),
+                  initial_epoch=state.epoch, epochs=state.epochs(config.epochs),
+                  callbacks=state.callbacks(monitor=training.monitor_of(splits)),
+                  verbose=config.verbose, shuffle=False)  # the tf.data pipeline shuffles, seeded
+        outcome = state.save()
+    scores = model.evaluate(state.prepare(splits.test), return_dict=True, verbose=0)
+    return training.classifier_results(model, splits, folder, outcome, scores)
 
 
 # %% The linear bar: NBSVM
@@ -314,7 +351,7 @@ def train_nbsvm(config, data, folder, train_data, test_labels):
     test_vectors = imdb.vectorized(data.test, data.vectorizer)  # same order as test_labels
     vectors = training.TrainingData(train_vectors, val_vectors, steps, test=test_vectors,
                                     test_labels=test_labels, class_names=data.class_names)
-    result = training.train_classifier(text_models.linear_part(model), config, folder, vectors)
+    result = compile_fit_evaluate(text_models.linear_part(model), config, folder, vectors)
     # The saved file is the whole model, raw strings in: it shares the trained weights of its linear part.
     # (Uncompiled: an optimizer without state would only make loading warn.)
     runs.save_model(model, Path(folder) / "model.keras")
@@ -509,7 +546,7 @@ def train(config):
                and config.model not in ("ngram", "nbsvm") else None)
     reads_unlabelled = teacher or (config.unlabelled > 0 and config.pretrain_epochs > 0)
     unlabelled = imdb.load_unlabelled(config, data.source) if reads_unlabelled else None
-    run_ = training.start_run(config)
+    run_ = training.start_run(config, data.source)
     lesson = {config.model: (ngram_config(config) if config.model == "ngram" else config, run_.folder())}
     with_reference = (config.ngram_reference or teacher == "ngram") and config.model != "ngram"
     reference = {"ngram": (ngram_config(config), run_.folder("ngram_reference"))} if with_reference else {}
@@ -561,12 +598,15 @@ def add_predict_arguments(parser):
 def predict(args):
     """Print the sentiment and P(positive) of each review with a trained run's model (the run is only
     read)."""
-    trained.open_run(args.run, ImdbConfig.TASK)
     reviews = list(args.reviews)
     if args.file:
         reviews += trained.read_review_lines(args.file)
     if not reviews:
         raise UserError("no reviews given: pass texts as arguments or --file with one review per line.")
+    blank = next((i for i, review in enumerate(reviews, start=1) if not review.strip()), None)
+    if blank is not None:  # a model scores even "" (0.5): refuse it instead of printing a made-up label
+        raise UserError(f"review {blank} is empty or blank; expected the text of a review.")
+    trained.open_run(args.run, ImdbConfig.TASK)
     model_path = Path(args.run) / "model.keras"
     model = trained.load_model(model_path)
     trained.expect_input(model, model_path,

@@ -51,7 +51,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from common import export, trained, training  # noqa: E402
-from common.config import TrainConfig  # noqa: E402
+from common.config import TrainConfig, setting  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common import registry  # noqa: E402
 from datasets import mobile_price  # noqa: E402
@@ -73,7 +73,8 @@ class PhonePriceConfig(TrainConfig):
     TASK: typing.ClassVar[str] = "phone_price"
     PROFILES: typing.ClassVar[dict] = {
         "smoke": dict(epochs=8, max_rows=400, batch_size=32, tensorboard=False, export=False, verbose=0),
-        # One compiled call runs 32 training steps (an epoch is 21): the same numbers, less per-step overhead.
+        # One compiled call runs a whole epoch (21 steps: `training.execution_steps` takes the largest divisor
+        # of an epoch up to 32): the same numbers, less per-step overhead.
         "quick": dict(steps_per_execution=32),
         "full": dict(cv=5, steps_per_execution=32),
     }
@@ -81,29 +82,36 @@ class PhonePriceConfig(TrainConfig):
     epochs: int = 150
     batch_size: int = 64
     learning_rate: float = 0.01
-    schedule: str = dataclasses.field(default="cosine", metadata={"registry": "schedule"})
+    schedule: str = "cosine"
     early_stopping: int = 0
-    hidden_units: tuple[int, ...] = dataclasses.field(default=(64,), metadata=dict(
-        help="widths of the hidden layers, e.g. 64,32 (empty = softmax regression)"))
-    activation: str = dataclasses.field(default="gelu", metadata={"registry": "activation"})
-    initializer: str = dataclasses.field(default="glorot_uniform", metadata={"registry": "initializer"})
-    dropout: float = 0.0
-    batch_norm: bool = False
-    l2: float = dataclasses.field(default=0.0, metadata=dict(help="L2 penalty on every kernel"))
-    input_l1: float = dataclasses.field(default=3e-3, metadata=dict(
-        help="L1 penalty on the first layer's kernel: zeroes the weights of useless features"))
-    loss: str = dataclasses.field(default="sparse_categorical_crossentropy", metadata={"registry": "loss"})
-    linear_baseline: bool = dataclasses.field(default=True, metadata=dict(
-        help="also train the softmax-regression baseline", aliases=("baseline",)))
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    split_seed: int = dataclasses.field(default=42, metadata=dict(
-        help="seed of the train/validation/test split and the CV folds (kept apart from --seed)"))
-    cv: int = dataclasses.field(default=0, metadata=dict(help="k-fold cross-validation (0 = off)"))
-    max_rows: typing.Optional[int] = dataclasses.field(default=None, metadata=dict(
-        help="use a stratified subset of this many labelled rows (smoke tests)"))
-    export: bool = dataclasses.field(default=True, metadata=dict(
-        help="export the FNN as SavedModel, ONNX and LiteRT (model.export) and test each file (exports.md)"))
+    # setting(default, section of --help, help): the sections are data, model, training and run.
+    hidden_units: tuple[int, ...] = setting(
+        (64,), "model", "widths of the hidden layers, e.g. 64,32 (empty = softmax regression)")
+    activation: str = setting("gelu", "model", "activation of the hidden layers", registry="activation")
+    initializer: str = setting(
+        "glorot_uniform", "model", "initializer of every Dense kernel", registry="initializer")
+    dropout: float = setting(0.0, "model", "dropout after each hidden layer (0 = off)")
+    batch_norm: bool = setting(
+        False, "model", "batch normalisation between each hidden layer and its activation")
+    l2: float = setting(0.0, "training", "L2 penalty on every kernel")
+    input_l1: float = setting(
+        3e-3, "training", "L1 penalty on the first layer's kernel: zeroes the weights of useless features")
+    loss: str = setting(
+        "sparse_categorical_crossentropy", "training", "loss (common/registry.py)", registry="loss")
+    linear_baseline: bool = setting(
+        True, "model", "also train the softmax-regression baseline", aliases=("baseline",))
+    val_fraction: float = setting(
+        0.15, "data", "share of the labelled rows held out for validation (stratified by class)")
+    test_fraction: float = setting(
+        0.2, "data", "share of the labelled rows held out for the test (stratified by class)")
+    split_seed: int = setting(
+        42, "data", "seed of the train/validation/test split and the CV folds (kept apart from --seed)")
+    cv: int = setting(0, "training", "k-fold cross-validation (0 = off)")
+    max_rows: typing.Optional[int] = setting(
+        None, "data", "use a stratified subset of this many labelled rows (smoke tests)")
+    export: bool = setting(
+        True, "run", "export the FNN as SavedModel, ONNX and LiteRT (model.export) and test each file "
+        "(exports.md)")
 
     RANGES: typing.ClassVar[dict] = {
         "dropout": "[0, 1)", "l2": ">= 0", "input_l1": ">= 0", "val_fraction": "(0, 1)",
@@ -139,15 +147,35 @@ def make_datasets(config, data):
                                  class_names=data.class_names)
 
 
-# %% Model and training
+# %% Model, compile, fit, evaluate
 # The network is `models/fnn.py: build_fnn`: Normalization, hidden Dense layers (with the L1 penalty on the
-# first kernel that selects features), softmax. Training is the shared loop
-# (`common/training.py: train_classifier`): compile with the configured optimizer, schedule and loss, fit
-# with Keras callbacks (best checkpoint, CSV history, TensorBoard, exact resume), evaluate once on test.
+# first kernel that selects features), softmax. The Keras calls are the lesson's own; `common/training.py`
+# names the pieces around them: the optimizer and schedule the flags choose, and `FitState`, which makes the
+# fit resume exactly where a killed run stopped (a model trained by an earlier run is loaded, not retrained).
 def train_one(factory, config, data, folder):
-    """Build with the seed, train with backups (and early stopping if asked), evaluate on the test split."""
-    model = training.build_seeded(factory, config, data)
-    return training.train_classifier(model, config, folder, make_datasets(config, data))
+    """Build with the seed, compile, fit with backups (and early stopping if asked), evaluate on test."""
+    model = training.build_seeded(factory, config, data)  # seeds everything, then builds
+    splits = make_datasets(config, data)  # after the seed: tf.data's shuffle draws from it
+    steps = splits.steps_per_epoch
+    with training.scope():  # --distribution: the optimizer's and the metrics' variables are mirrored
+        model.compile(
+            optimizer=training.optimizer(config, steps),  # Adam, cosine schedule over the run's steps
+            loss=registry.loss(config.loss, config.label_smoothing),  # sparse categorical cross-entropy
+            metrics=[training.accuracy(config.loss, outputs=data.num_classes)],
+            jit_compile=training.jit_compile(config),
+            steps_per_execution=training.steps_per_call(config, steps))  # a whole epoch per call
+    state = training.FitState(model, config, folder)
+    if state.finished:
+        outcome = state.load()
+    else:
+        model.fit(state.stream(splits.train, steps), steps_per_epoch=steps,
+                  validation_data=state.prepare(splits.val),
+                  initial_epoch=state.epoch, epochs=state.epochs(config.epochs),
+                  callbacks=state.callbacks(monitor=training.monitor_of(splits)),
+                  verbose=config.verbose, shuffle=False)  # the tf.data pipeline shuffles, seeded
+        outcome = state.save()
+    scores = model.evaluate(state.prepare(splits.test), return_dict=True, verbose=0)
+    return training.classifier_results(model, splits, folder, outcome, scores)
 
 
 # %% Cross-validation
@@ -199,7 +227,7 @@ def train(config):
     data = mobile_price.load(config)
     print(f"data: {data.source} -> train {len(data.y_train)}, validation {len(data.y_val)}, "
           f"test {len(data.y_test)} rows")
-    run_ = training.start_run(config)
+    run_ = training.start_run(config, data.source)
     models = {"fnn": (build_fnn, run_.folder())}
     if config.linear_baseline:
         models["softmax_regression"] = (build_softmax_regression, run_.folder("baseline"))
@@ -245,12 +273,13 @@ def add_predict_arguments(parser):
 def predict(args):
     """Label phones with a trained run's model: id,price_range rows to --output or stdout; the run folder is
     only read."""
-    trained.check_output(args.output)
+    trained.check_output(args.output, inputs=[args.input])
     trained.open_run(args.run, PhonePriceConfig.TASK)
     if args.input:
         csv_path = Path(args.input)
     else:
         csv_path = mobile_price.find_folder(args.data_dir, required=("test.csv",)) / "test.csv"
+        trained.check_output(args.output, inputs=[csv_path])
     mobile_price.read_csv(csv_path, FEATURES)  # a bad file is refused before the model is loaded
     model_path = Path(args.run) / "model.keras"
     model = trained.load_model(model_path)

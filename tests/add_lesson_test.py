@@ -75,7 +75,7 @@ from common.cli import quiet_tensorflow, run, task_main
 quiet_tensorflow()
 
 from common import training  # noqa: E402
-from common.config import TrainConfig  # noqa: E402
+from common.config import TrainConfig, setting  # noqa: E402
 from datasets import blobs  # noqa: E402
 from models.blobs import build_blobs  # noqa: E402
 
@@ -89,9 +89,9 @@ class BlobsConfig(TrainConfig):
 
     epochs: int = 10
     learning_rate: float = 0.02
-    rows: int = 400
-    units: int = 16
-    activation: str = dataclasses.field(default="relu", metadata={"registry": "activation"})
+    rows: int = setting(400, "data", "rows of generated blobs")
+    units: int = setting(16, "model", "width of the hidden layer")
+    activation: str = setting("relu", "model", "activation of the hidden layer", registry="activation")
     dropout: float = 0.0
     RANGES: typing.ClassVar[dict] = {"rows": ">= 20", "units": ">= 1", "dropout": "[0, 1)"}
 
@@ -117,7 +117,7 @@ def make_datasets(config, data):
 # The network is `models/blobs.py: build_blobs`; the loop is `common/training.py: train_classifier`.
 def train(config):
     data = blobs.load(config)
-    run_ = training.start_run(config)
+    run_ = training.start_run(config, data.source)
     model = training.build_seeded(build_blobs, config, data)
     result = training.train_classifier(model, config, run_.folder(), make_datasets(config, data))
     summary = [{"model": "mlp", "metric": "test_accuracy", "value": result["test_accuracy"],

@@ -468,13 +468,13 @@ def test_pretraining_lowers_the_language_model_loss_and_fine_tuning_starts_from_
     pretraining_archive(root)
     config = pretraining_config(tmp_path, root, "pretrained")
     at_first_step = {}
-    train_classifier = training.train_classifier
+    compile_fit_evaluate = imdb.compile_fit_evaluate
 
     def capture(model, *args, **kwargs):  # the weights the fit starts from
         at_first_step.update({w.path: keras.ops.convert_to_numpy(w) for w in model.weights})
-        return train_classifier(model, *args, **kwargs)
+        return compile_fit_evaluate(model, *args, **kwargs)
 
-    monkeypatch.setattr(training, "train_classifier", capture)
+    monkeypatch.setattr(imdb, "compile_fit_evaluate", capture)
     assert imdb.train(config) == 0
     run = tmp_path / "runs" / "imdb" / "pretrained"
     record = json.loads((run / "pretraining.json").read_text())

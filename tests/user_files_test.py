@@ -264,3 +264,11 @@ def test_finished_runs_files_are_json_the_marker_names(finished_run):
     marker = json.loads((run / runs.MARKER).read_text())
     assert marker["recipe"]["backend"] == keras.backend.backend()
     assert len(marker["recipe"]["data"]) == 64  # the digest of the data folder's files
+
+
+def test_a_run_saves_the_settings_it_printed(finished_run):
+    run, _ = finished_run
+    text = (run / "settings.txt").read_text()
+    assert text.startswith("settings that differ from tasks/phone_price.py's defaults:")
+    assert "epochs = 2" in text and "(flag)" in text
+    assert "max_rows = 400" in text and "(profile smoke)" in text
