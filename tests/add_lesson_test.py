@@ -1,4 +1,4 @@
-"""A fifth lesson takes exactly the pieces README's "Add a lesson" lists: `tasks/<name>.py`,
+"""A fifth lesson takes exactly the pieces docs/layout.md's "Add a lesson" lists: `tasks/<name>.py`,
 `datasets/<name>.py`, `models/<name>.py`, a test file and its name in `tuning/tasks.py`'s LESSONS.
 
 The throwaway lesson `blobs` (two classes of 2-D points, generated) is written into a copy of the repo's
@@ -63,7 +63,7 @@ def build_blobs(config, data):
 '''
 
 LESSON = '''
-"""Two blobs: the smallest lesson, built from the pieces README's "Add a lesson" lists."""
+"""Two blobs: the smallest lesson, built from the pieces docs/layout.md's "Add a lesson" lists."""
 
 # %% Setup
 import dataclasses
@@ -170,7 +170,7 @@ def copy_source(target):
 
 
 def add_lesson(repo):
-    """The pieces README's "Add a lesson" lists, and nothing else."""
+    """The pieces docs/layout.md's "Add a lesson" lists, and nothing else."""
     for relative, text in ((f"tasks/{NAME}.py", LESSON), (f"datasets/{NAME}.py", DATASET),
                            (f"models/{NAME}.py", MODEL), (f"tests/{NAME}_test.py", LESSON_TEST)):
         (repo / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Every measured number the README and the lesson docstrings state also appears in benchmarks/RESULTS.md.
+"""Every measured number the README, the docs (docs/*.md) and the lesson docstrings state also appears in
+benchmarks/RESULTS.md.
 
 What counts as a number here:
 - a decimal (0.905, 12.4, 0.0016) or a whole number with a unit: a percentage (78 %), a time (545 s, 12.4 min,
@@ -12,6 +13,7 @@ What counts as a number here:
   the comment after ` # ` on a command line is prose and is checked;
 - nothing inside a parenthesis that cites a publication (holds "et al." or a year): others' published numbers.
 
+The docs are checked with the README's rules: they hold what the README held before it was cut to a page.
 Lesson docstrings also describe recipes with factors and fractions (a shift that learns 64x faster, a peak at
 23 % of training), so there only decimals and times are checked.
 
@@ -128,6 +130,14 @@ def _unbacked(text, pool, units=None):
 def test_every_number_in_the_readme_appears_in_results_md():
     unbacked = _unbacked((ROOT / "README.md").read_text(), _results_pool())
     assert not unbacked, "README numbers no RESULTS.md row backs:\n" + "\n".join(unbacked)
+
+
+def test_every_number_in_the_docs_appears_in_results_md():
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert docs, "docs/*.md: none found"
+    pool = _results_pool()
+    unbacked = [f"docs/{path.name}: {entry}" for path in docs for entry in _unbacked(path.read_text(), pool)]
+    assert not unbacked, "docs numbers no RESULTS.md row backs:\n" + "\n".join(unbacked)
 
 
 def test_every_number_in_a_lesson_docstring_appears_in_results_md():
