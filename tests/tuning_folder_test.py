@@ -109,6 +109,18 @@ def test_a_search_with_removed_or_damaged_keras_tuner_files_is_refused_untouched
     assert snapshot(tuning) == before
 
 
+def test_a_damaged_oracle_of_a_search_from_the_other_mode_is_refused_untouched(copied_search, cli):
+    """A folder with chief.json and no tuner0.json (a distributed search's) is resumed by reloading
+    oracle.json in tuning/search.py, not by KerasTuner: a damaged oracle.json is refused the same way."""
+    data, tuning, folder = copied_search
+    (folder / "tuner0.json").rename(folder / "chief.json")
+    fragment = oracle_without_seed_state(folder)
+    before = snapshot(tuning)
+    code, _, err = cli(search.main, search_args(tuning, data, "--max-trials", "3"))
+    assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and snapshot(tuning) == before
+
+
 @pytest.mark.parametrize("damage,readable", [(remove_oracle, True), (remove_trial_folder, True),
                                              (empty_trial, False)])
 def test_report_of_a_search_with_removed_or_damaged_files(copied_search, cli, damage, readable):

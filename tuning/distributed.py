@@ -15,6 +15,10 @@ GPU elsewhere (`KERASTUNER_TUNER_ID=tuner<i>`, the chief's address and port). Al
 same `--directory` (a shared file system) and use the same search arguments. The chief hands out trials,
 collects results, writes the report when the last trial ends, and exits by itself; workers exit when the
 oracle has no more trials.
+
+A search folder is the same in both modes: a search started with `python -m tuning.search` resumes here
+(same --directory and --name), and a distributed one resumes as a plain search; finished trials are kept
+and count towards --max-trials.
 """
 
 import argparse

@@ -8,11 +8,12 @@
 A search lives in `tuning_runs/<task>/<name>/` (name: `<tuner>-<profile>`, or `compare-<what>-<profile>`).
 Running the same command again resumes it, even after a kill: finished trials are kept, not rerun, and the
 trial that was running starts again (grid and `--compare` searches too, see tuning/grid.py; a larger
-`--max-trials` adds trials). A rerun whose settings differ from those in the folder's `search.json` (epochs,
-objective, space, config...) is refused, naming them: `--overwrite` starts afresh, another `--name` keeps
-both. One process at a time works in a folder (a lock; a second one is refused). A trial that crashes or
-whose loss becomes NaN is recorded as failed and the search goes on, up to `--max-failures` failures in a
-row. At the end the report (`trials.csv`, `trials.md`, plots, `best.json`) is written; `python -m
+`--max-trials` adds trials); a search resumes through `python -m tuning.distributed` as well, and the other
+way round. A rerun whose settings differ from those in the folder's `search.json` (epochs, objective, space,
+config...) is refused, naming them: `--overwrite` starts afresh, another `--name` keeps both. One process at
+a time works in a folder (a lock; a second one is refused). A trial that crashes or whose loss becomes NaN
+is recorded as failed and the search goes on, up to `--max-failures` failures in a row. At the end the
+report (`trials.csv`, `trials.md`, plots, `best.json`) is written; `python -m
 tuning.report <dir>` writes it at any time.
 
 Every trial writes TensorBoard logs into `<search folder>/tensorboard/<trial>/` with KerasTuner's HParams
@@ -189,6 +190,14 @@ def make_tuner(args, hypermodel, folder):
         "executions_per_trial": args.seeds if args.compare else args.executions_per_trial}
     if distribution.active().strategy is not None:  # KerasTuner's own switch: builds each trial in its scope
         common["distribution_strategy"] = distribution.active().strategy
+    # KerasTuner 1.4.8 reloads a search only if this process's own `<tuner id>.json` is in the folder: a plain
+    # search leaves tuner0.json, a distributed one chief.json (and its workers' tuner<i>.json). Resumed in the
+    # other mode, a fresh oracle would train the finished trials again over their files. Those tuner files
+    # hold nothing (`{}`): the oracle, reloaded from oracle.json as KerasTuner's own reload does (each kind of
+    # oracle with its own state), is the whole search. A worker's oracle is the chief's: nothing to reload.
+    tuner_file = folder / f"{os.environ.get('KERASTUNER_TUNER_ID', 'tuner0')}.json"
+    reload_oracle = (not is_worker() and (folder / folders.ORACLE_NAME).exists()
+                     and not tuner_file.exists())
     try:
         if args.compare:
             tuner = grid_search(max_trials=10_000, **common)  # the grid's size decides
@@ -198,6 +207,10 @@ def make_tuner(args, hypermodel, folder):
             tuner_cls = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
                          "grid": grid_search}[args.tuner]
             tuner = tuner_cls(max_trials=args.max_trials, **common)
+        if reload_oracle:
+            if args.verbose:
+                print(f"Reloading Oracle from {folder / folders.ORACLE_NAME}")
+            tuner.oracle.reload()
     except RuntimeError as error:
         # KerasTuner's reload found an oracle.json without a setting its oracle keeps (folders.check_readable
         # checks those all oracles keep).
