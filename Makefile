@@ -1,5 +1,5 @@
 # make setup: .venv with the pinned requirements; make run: every task (quick profile); make test: pytest
-# (the optional extras installed first);
+# (the optional extras installed first); make check: the fast tier (no slow tests);
 # make pages: the lesson pages in site/.
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +13,7 @@ export KERAS_TUTORIALS_DATA := $(abspath ../shared/datasets)
 endif
 endif
 
-.PHONY: setup setup-compare run test pages clean
+.PHONY: setup setup-compare run test check pages clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ run: setup
 # line counts what still skipped, and why (README: "What a skipped test means").
 test: setup setup-compare
 	$(BIN)/python -m pytest
+
+# The fast tier while you work: every test but those marked slow (a few minutes on 2 cores). CI and the README
+# run `make test`, which runs every tier.
+check: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 # The lessons, their measured results and newest runs as a static site (offline): open site/index.html.
 pages: setup
