@@ -26,6 +26,7 @@ from pygments.formatters import HtmlFormatter
 from common.errors import UserError, printable
 from common.run_report import SMOKE_NOTE, git_commit, html_table, markdown_to_html, read_run
 from common.runs import follow_umask
+from pages.glance import lesson_glance
 from pages.lesson import read_lesson
 from pages.results import copy_figure, readable, read_sections, section_html, warn
 from tasks import LAUNCHERS
@@ -184,8 +185,10 @@ def lesson_page(site, lesson):
     # The newest run that can be read (a damaged one is named in a warning and passed over).
     run = next(filter(None, map(read_finished_run, finished_runs(site.runs, task))), None)
     run = copy_run(site, run) if run else None
+    # The first screen: model, data, loss, optimizer, time and result of the default run (pages/glance.py).
+    glance = lesson_glance(lesson, site.sections.get(task), run)
     site.write(f"{task}.html", "lesson.html", lesson=lesson, results=results, benchmark_figures=figures,
-               run=run, smoke_note=SMOKE_NOTE,
+               run=run, smoke_note=SMOKE_NOTE, glance=glance,
                tuning=f"tuning_{task}" if f"tuning_{task}" in site.sections else None,
                smoke_command=site.run_command(task, "smoke"), quick_command=site.run_command(task))
     return {"task": task, "title": lesson.title, "run": run}

@@ -38,6 +38,7 @@ class Lesson:
     title: str
     intro: Markup
     sections: list
+    path: Path = None  # the lesson file (the page's panel reads its compile call)
 
 
 def highlight_python(code):
@@ -55,7 +56,7 @@ def read_lesson(path, root=ROOT):
     sections = [_section(title_, lines, path, root)
                 for title_, lines in _cells(source.splitlines()[after_doc:])]
     return Lesson(path.stem, title.strip() or path.stem, Markup(markdown_to_html(intro)),
-                  [s for s in sections if s.prose or s.code])
+                  [s for s in sections if s.prose or s.code], path)
 
 
 def _cells(lines):

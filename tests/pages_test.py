@@ -1,21 +1,26 @@
 """The lesson pages: built from a real smoke run, every link and image resolves, the HTML is well formed, and
 a real browser (headless Chromium) renders each page with every image loaded."""
 
+import html
 import html.parser
 import json
+import re
 import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from common.config import build_config, shown
 from common.errors import UserError
 from common.run_report import save_model_summary, write_run_report
-from pages import build, lesson
+from pages import build, glance, lesson
 from tasks import phone_price
+from tests import help_test
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ["phone_price", "imdb", "cifar10", "captioning"]
@@ -195,16 +200,126 @@ def test_search_and_comparison_pages(site):
     assert "Tuning" not in comparison
 
 
-def test_the_repository_results_render(smoke_run, tmp_path):
+@pytest.fixture(scope="module")
+def repository_site(smoke_run, tmp_path_factory):
+    """The site of the real benchmarks/RESULTS.md and its plots (and the smoke run of phone_price)."""
+    base = tmp_path_factory.mktemp("repository")
+    build.build_site(runs=smoke_run, tuning_runs=base / "none", output=base / "site")
+    return base / "site"
+
+
+def test_the_repository_results_render(repository_site):
     """The real benchmarks/RESULTS.md and its plots: every lesson has its section, every figure is there."""
-    build.build_site(runs=smoke_run, tuning_runs=tmp_path / "none", output=tmp_path / "site")
     for task in LESSONS:
-        assert "No section for this lesson" not in (tmp_path / "site" / f"{task}.html").read_text(), task
-    for page in pages_of(tmp_path / "site"):
+        assert "No section for this lesson" not in (repository_site / f"{task}.html").read_text(), task
+    for page in pages_of(repository_site):
         parsed = parse(page)
         for url in parsed.resources:
             assert (page.parent / url).is_file(), f"{page.name}: {url}"
-    assert "No search found" in (tmp_path / "site" / "search.html").read_text()
+    assert "No search found" in (repository_site / "search.html").read_text()
+
+
+# ------------------------------------------------------------------------------------------- at a glance
+PANEL_ROWS = ["Model", "Data", "Loss", "Optimizer", "Time", "Result"]
+
+
+def panel(page):
+    """{row label: its text} of the page's at-a-glance panel, and where the panel starts in the page."""
+    text = page.read_text()
+    start = text.index('<table class="glance">')
+    table = text[start:text.index("</table>", start)]
+    rows = {th: html.unescape(re.sub(r"<[^>]+>", " ", td)).strip()
+            for th, td in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", table, re.DOTALL)}
+    return rows, start
+
+
+@pytest.mark.parametrize("task", LESSONS)
+def test_the_first_screen_of_every_lesson_shows_model_data_loss_optimizer_time_and_result(
+        repository_site, task):
+    rows, start = panel(repository_site / f"{task}.html")
+    text = (repository_site / f"{task}.html").read_text()
+    assert start < text.index('<div class="highlight">'), "the panel comes before any code"
+    assert list(rows) == PANEL_ROWS and all(rows.values()), rows
+    config = build_config(help_test.config_class(task))  # what `python -m tasks.<task>` resolves
+    assert re.search(r"\d[\d,]* parameters", rows["Model"]) and "models/" in rows["Model"]
+    if getattr(config, "model", None):
+        assert rows["Model"].startswith(config.model)
+    assert re.search(r"\d[\d,]* (training|labelled|photos)", rows["Data"])  # the data set and its size
+    assert ("crossentropy" in rows["Loss"]) and (getattr(config, "loss", "crossentropy") in rows["Loss"])
+    assert rows["Optimizer"].startswith(config.optimizer) and f"{config.epochs} epochs" in rows["Optimizer"]
+    assert f"learning rate {shown(config.learning_rate)}" in rows["Optimizer"]
+    assert re.search(r"\d(\.\d+)? (s|min)\b", rows["Time"]) and "cores" in rows["Time"]  # on which machine
+    assert re.search(r"0\.\d{4}", rows["Result"])  # a measured score, as RESULTS.md writes it
+    assert re.search(r"\d{4}-\d\d-\d\d, commit [0-9a-f]{7}", rows["Result"])  # the row's date and commit
+
+
+def test_the_panel_reads_the_results_row_and_the_newest_run(site):
+    rows, _ = panel(site / "phone_price.html")
+    assert "0.9800 +- 0.0016" in rows["Result"] and "2031-01-02, commit abc1234" in rows["Result"]
+    assert "newest run pages-smoke (smoke profile" in rows["Result"] and "not a measurement" in rows["Result"]
+    assert "fnn test_accuracy" in rows["Result"]
+    assert "newest run pages-smoke, smoke profile:" in rows["Time"]
+    assert "parameters (fnn, run pages-smoke)" in rows["Model"]  # the test RESULTS.md has no params column
+    assert "val_fraction 0.15" in rows["Data"] and "split_seed 42" in rows["Data"]
+    assert rows["Loss"] == "sparse_categorical_crossentropy"
+    assert rows["Optimizer"].startswith("adam, learning rate 0.01") and "cosine schedule" in rows["Optimizer"]
+    cifar, _ = panel(site / "cifar10.html")  # no section in that RESULTS.md, no run
+    assert cifar["Result"] == "no row of benchmarks/RESULTS.md measures the default run yet"
+    assert cifar["Time"].startswith("not measured yet") and "widths 64,256,256" in cifar["Model"]
+    assert "every setting of this run" in (site / "cifar10.html").read_text().lower()
+
+
+SECTION = """- date: 2030-01-01
+- machine: Test CPU, 2 cores, no GPU
+- commit: 1234567
+- wall time of one whole lesson run: 20.0 s
+
+| model | profile | test accuracy | best val acc. | params | wall time (min) | decoding | stamp | command |
+|---|---|---|---|---|---|---|---|---|
+| fast (64,128,128) | quick | 0.8500 | 0.86 | 100 | 10.0 | greedy | [1] | `python -m x --model fast` |
+| fast (64,256,256) | quick | 0.8700 | 0.88 | 200 | 14.0 | greedy | [2] | `python -m x --model fast` |
+| fast (64,256,256) | quick | 0.8800 | 0.88 | 200 | 14.0 | beam3 | [2] | `python -m x --model fast` |
+| fast (64,256,256) | quick | 0.9100 | 0.91 | 200 | 15.0 | greedy | [2] | `python -m x --config r.json` |
+| fast (64,256,256) | full | 0.9000 | 0.90 | 200 | 30.0 | greedy | [2] | `python -m x --profile full` |
+| vgg (64,256,256) | quick | 0.8000 | 0.80 | 300 | 20.0 | greedy | [2] | `python -m x --model vgg` |
+
+| summary | test accuracy |
+|---|---|
+| all | 0.8 |
+
+Stamps:
+
+- [1] 2030-01-02; Old CPU, 2 cores, no GPU; Python 3.11; commit aaaaaaa; `python -m benchmarks.x`
+- [2] 2030-01-03; New CPU, 4 cores, no GPU; Python 3.11; commit bbbbbbb; `python -m benchmarks.x`
+"""
+
+
+def test_the_rows_of_the_default_run_are_found_in_a_results_section():
+    tables, bullets = glance.read_section(SECTION)
+    assert [len(t.rows) for t in tables] == [6, 1] and bullets["commit"] == "1234567"
+    assert tables[0].stamps["2"] == {"date": "2030-01-03", "machine": "New CPU, 4 cores, no GPU",
+                                     "commit": "bbbbbbb"}
+    assert tables[1].stamps == tables[0].stamps  # the first stamp list after each table
+    table = glance.lesson_table(tables)
+    config = SimpleNamespace(model="fast", widths=(64, 256, 256), profile="quick")
+    rows = glance.default_rows(table, config)  # not: other widths, a recipe file, another profile or model
+    assert [(row[2], row[6]) for row in rows] == [("0.8700", "greedy"), ("0.8800", "beam3")]
+    lines = glance.result_lines(table, rows, bullets)
+    assert lines[0] == ("decoding greedy: test accuracy 0.8700 (row 'fast (64,256,256)', 2030-01-03, "
+                        "commit bbbbbbb)")
+    assert lines[1].startswith("decoding beam3: test accuracy 0.8800")
+    assert glance.measured_time(table, rows[0], {}) == "wall time of 'fast (64,256,256)': 14.0 min"
+    assert glance.measured_time(table, rows[0], bullets) == "wall time of one whole lesson run: 20.0 s"
+    assert glance.default_rows(table, SimpleNamespace(profile="quick")) == table.rows[:1]  # no model field
+    assert glance.default_rows(None, config) == []
+
+
+def test_the_loss_of_a_lesson_without_a_loss_setting_is_read_from_its_compile_call(tmp_path):
+    path = tmp_path / "lesson_x.py"
+    path.write_text('def train(model, other):\n    other.compile(loss="mse")\n    model.compile(\n'
+                    '        optimizer="adam",\n'
+                    '        loss=masked_crossentropy,  # next-word cross-entropy\n    )\n')
+    assert glance.compile_loss(path) == "masked_crossentropy (next-word cross-entropy)"
 
 
 def test_rebuild_empties_its_own_folder_and_refuses_any_other(site, tmp_path, smoke_run, cli):
