@@ -1,0 +1,119 @@
+"""Which rows of benchmarks/RESULTS.md were measured with code that has changed since.
+
+Every stamp in RESULTS.md names the commit its rows were measured at (a section's `- commit: X` line, or a
+numbered stamp `[n] date; machine; versions; commit X; command`). A row is *current* when none of the files
+that decide its numbers (the section's `CODE` paths below) changed between that commit and HEAD, *stale*
+when some did (they are listed), and *unverifiable* when its stamp says "+ local changes" (the code it ran
+was never committed) or names a commit this clone does not have.
+
+    python -m benchmarks.stale            # one line per stamp: section, stamp, commit, status
+    python -m benchmarks.stale --stale    # only the stale and unverifiable ones (exit 1 if any)
+
+The README and the lessons may quote a current row as it is; a stale row only with "measured at <commit>"
+beside it (tests/stale_test.py checks the README's lessons table).
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+# The files whose change can change a section's numbers: its lesson, data set and models, the shared core,
+# and the benchmark script that measured it.
+SHARED = ("common/", "requirements.txt")
+LESSON_CODE = {
+    "phone_price": ("tasks/phone_price.py", "datasets/mobile_price.py", "models/fnn.py",
+                    "benchmarks/phone_price.py"),
+    "imdb": ("tasks/imdb.py", "datasets/imdb.py", "models/text.py", "recipes/imdb_", "benchmarks/imdb.py"),
+    "cifar10": ("tasks/cifar10.py", "datasets/cifar10.py", "models/cnn.py", "models/airbench.py",
+                "twins/airbench94.py", "recipes/cifar10_", "benchmarks/cifar10.py",
+                "benchmarks/cifar10_airbench.py"),
+    "captioning": ("tasks/captioning.py", "datasets/flickr8k.py", "datasets/shapes.py",
+                   "models/captioning.py", "models/encoders.py", "models/efficientnet_lite.py",
+                   "recipes/captioning_", "benchmarks/captioning.py"),
+}
+CODE = {
+    **{name: SHARED + paths for name, paths in LESSON_CODE.items()},
+    "tuning_phone_price": SHARED + ("tuning/",) + LESSON_CODE["phone_price"],
+    "tuning_imdb": SHARED + ("tuning/",) + LESSON_CODE["imdb"],
+    "tuning_cifar10": SHARED + ("tuning/",) + LESSON_CODE["cifar10"],
+    "frameworks": SHARED + ("models/", "twins/", "benchmarks/frameworks.py"),
+    "backends": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/backends.py"),
+    "distribution": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/distribution.py"),
+}
+SECTION = re.compile(r"<!-- (?P<name>\w+):begin -->(?P<body>.*?)<!-- (?P=name):end -->", re.S)
+SECTION_COMMIT = re.compile(r"^- commit: (?P<commit>[0-9a-f]{7,40})(?P<local> \+ local changes)?", re.M)
+STAMP = re.compile(r"^- \[(?P<stamp>\d+)\] [^\n]*?; commit (?P<commit>[0-9a-f]{7,40})"
+                   r"(?P<local> \+ local changes)?; `(?P<command>[^`]*)`", re.M)
+
+
+def stamps(text):
+    """Every stamp of RESULTS.md: dicts of section, stamp ("" for a section's single commit line), commit,
+    local (True when the code had uncommitted changes) and command."""
+    found = []
+    for section in SECTION.finditer(text):
+        body, name = section.group("body"), section.group("name")
+        for match in SECTION_COMMIT.finditer(body):
+            command = re.search(r"^- command: `([^`]*)`", body, re.M)
+            found.append(dict(section=name, stamp="", commit=match.group("commit"),
+                              local=bool(match.group("local")), command=command.group(1) if command else ""))
+        for match in STAMP.finditer(body):
+            found.append(dict(section=name, stamp=match.group("stamp"), commit=match.group("commit"),
+                              local=bool(match.group("local")), command=match.group("command")))
+    return found
+
+
+def changed_since(commit, paths, root=ROOT):
+    """The files under `paths` that differ between `commit` and HEAD, or None if the commit is unknown."""
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True)
+    if known.returncode != 0:
+        return None
+    result = subprocess.run(["git", "diff", "--name-only", commit, "HEAD", "--"], cwd=root,
+                            capture_output=True, text=True, check=True)
+    return sorted(f for f in result.stdout.split() if f.startswith(paths))
+
+
+def status(stamp, root=ROOT):
+    """("current" | "stale" | "unverifiable", the reason) for one stamp."""
+    if stamp["local"]:
+        return "unverifiable", "measured with uncommitted changes (+ local changes)"
+    paths = CODE.get(stamp["section"])
+    if paths is None:
+        return "unverifiable", f"no code paths are known for section {stamp['section']}"
+    changed = changed_since(stamp["commit"], paths, root)
+    if changed is None:
+        return "unverifiable", f"commit {stamp['commit']} is not in this clone"
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        return "stale", f"{len(changed)} file(s) changed since: {shown}"
+    return "current", "no file of its code changed since"
+
+
+def report(root=ROOT):
+    """[(stamp dict, status, reason)] for every stamp of RESULTS.md."""
+    return [(s, *status(s, root)) for s in stamps((Path(root) / "benchmarks" / "RESULTS.md").read_text())]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stale", action="store_true", help="list only stale and unverifiable stamps; "
+                        "exit 1 when there are any")
+    args = parser.parse_args(argv)
+    rows = report()
+    shown = [r for r in rows if not args.stale or r[1] != "current"]
+    for stamp, state, reason in shown:
+        label = f"{stamp['section']}" + (f" [{stamp['stamp']}]" if stamp["stamp"] else "")
+        print(f"{label:<24} {stamp['commit']:<9} {state:<12} {reason}")
+    counts = {state: sum(1 for _, s, _ in rows if s == state)
+              for state in ("current", "stale", "unverifiable")}
+    print(", ".join(f"{n} {state}" for state, n in counts.items()))
+    return 1 if args.stale and shown else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
