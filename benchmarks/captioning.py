@@ -1,4 +1,5 @@
-"""Captioning benchmark: corpus BLEU-1..4 on the test split (greedy and beam search), time per epoch and
+"""Captioning benchmark: the test split's corpus BLEU-1..4, CIDEr-D, ROUGE-L and METEOR, repetition and
+diversity of every decoding (greedy and beam search; the one validation chose marked), time per epoch and
 feature-cache time, for the quick profile on Flickr8k and the shapes recipe.
 
     python -m benchmarks.captioning                                            # Flickr8k, quick profile
@@ -35,9 +36,9 @@ from tasks import captioning  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_FILE = HERE / "captioning_rows.json"
 PLOTS = HERE / "plots"
-COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4",
-           "best val word accuracy", "params", "epochs", "time per epoch (s)", "features (s)",
-           "wall time (min)", "stamp", "command"]
+COLUMNS = ["run", "data", "encoder", "decoding", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D", "ROUGE-L",
+           "METEOR", "repeated bigrams", "distinct-2", "val CIDEr-D", "best val word accuracy", "params",
+           "epochs", "time per epoch (s)", "features (s)", "wall time (min)", "stamp", "command"]
 
 
 def main(argv=None):
@@ -80,10 +81,8 @@ def main(argv=None):
     command = " ".join(["python -m tasks.captioning", *flags])
     rows = []
     for decoding in [k for k in result if k == "greedy" or k.startswith("beam")]:
-        scores = result[decoding]
         rows.append({"run": args.name, "data": f"{config['dataset']} ({result['data']})",
-                     "encoder": result["encoder"], "decoding": decoding,
-                     **{f"BLEU-{n}": f"{scores[f'bleu{n}']:.4f}" for n in range(1, 5)},
+                     "encoder": result["encoder"], **score_cells(result, decoding),
                      "best val word accuracy": f"{max(word_accuracy):.4f}" if word_accuracy else "",
                      "params": result["params"], "epochs": result["epochs"],
                      "time per epoch (s)": f"{result['time_per_epoch_s']:.0f}",
@@ -109,6 +108,29 @@ def render_recorded():
     return 0
 
 
+# Columns from the COCO caption toolkit and the diversity measures: the result's key and its format.
+TOOLKIT_COLUMNS = {"CIDEr-D": ("cider_d", "{:.4f}"), "ROUGE-L": ("rouge_l", "{:.4f}"),
+                   "METEOR": ("meteor", "{:.4f}"), "repeated bigrams": ("repeated_bigram_share", "{:.1%}"),
+                   "distinct-2": ("distinct_2", "{:.4f}")}
+
+
+def score_cells(result, decoding):
+    """The decoding and score columns of one decoding of a run's result: NLTK corpus BLEU (as the rows before
+    the COCO toolkit), its CIDEr-D, ROUGE-L and METEOR ('n/a' without Java), repetition and diversity, and
+    the validation CIDEr-D that chose the decoding (marked). Older results lack the newer scores: blank."""
+    scores, validation = result[decoding], result.get("validation", {}).get(decoding, {})
+    chosen = scores.get("chosen")
+    cells = {"decoding": decoding + {True: " (chosen on val)", False: " (not chosen)"}.get(chosen, ""),
+             **{f"BLEU-{n}": f"{scores[f'nltk_bleu{n}' if f'nltk_bleu{n}' in scores else f'bleu{n}']:.4f}"
+                for n in range(1, 5)}}
+    for column, (key, form) in TOOLKIT_COLUMNS.items():
+        if key in scores:
+            cells[column] = "n/a" if scores[key] is None else form.format(scores[key])
+    if "cider_d" in validation:
+        cells["val CIDEr-D"] = f"{validation['cider_d']:.4f}"
+    return cells
+
+
 def _feature_time(result):
     if "feature_time_s" not in result:
         return "- (trained with the decoder)"
@@ -125,11 +147,19 @@ def render(state):
             "the validation captions' words predicted exactly from the words before them (teacher forcing), "
             "at the best epoch.", "",
             "Corpus BLEU (NLTK `corpus_bleu`, no smoothing) on the test split against every reference "
-            "caption; captions are lower-cased words without punctuation. Flickr8k: the official 1,000 test "
-            "images, 224x224 JPEG re-encodings (see ../shared/datasets/flickr8k/SOURCE.txt), so numbers are "
-            "comparable with, not identical to, published ones (Xu et al. 2015 soft attention: BLEU-1 0.67, "
-            "BLEU-4 0.195). Wall time includes loading, the encoder features (computed once and then read "
-            "from the cache; the features column says which) and evaluation.", "",
+            "caption; captions are lower-cased words without punctuation. CIDEr-D (on the toolkit's scale; "
+            "papers often quote it x100), ROUGE-L and METEOR 1.5 come from the COCO caption toolkit "
+            "(pycocoevalcap 1.2, its PTB tokenizer; METEOR needs Java: n/a without it; SPICE is not "
+            "computed, its models are a download); metrics.json also holds the toolkit's BLEU. Repeated "
+            "bigrams: the share of generated captions with some bigram twice; distinct-2: distinct bigrams "
+            "over all bigrams of the generated captions. Each decoding is scored on the validation split "
+            "first; the best val CIDEr-D is the run's chosen decoding, the others' test scores are shown "
+            "for information (rows before the toolkit chose nothing and leave those columns blank). "
+            "Flickr8k: the official 1,000 test images, 224x224 JPEG re-encodings (see "
+            "../shared/datasets/flickr8k/SOURCE.txt), so numbers are comparable with, not identical to, "
+            "published ones (Xu et al. 2015 soft attention: BLEU-1 0.67, BLEU-4 0.195). Wall time includes "
+            "loading, the encoder features (computed once and then read from the cache; the features column "
+            "says which) and evaluation.", "",
             format_table(shown, COLUMNS), "", "Stamps:", "", notes, ""]
     for name, entry in state["rows"].items():
         hits = entry.get("attention_on_named_shape")

