@@ -7,12 +7,12 @@ and a row without a whole stamp is refused (every row measured before stamps exi
 again). A row measured with code older than its lesson's last change of behaviour (`LAST_CHANGE`) is marked
 as older when it is rendered.
 
-    python -m benchmarks.common  # every section of RESULTS.md again from what is recorded, measuring nothing
+The benchmark scripts import this module, never the other way round: `python -m benchmarks.render` renders
+every section of RESULTS.md again from what is recorded, measuring nothing.
 """
 
 import functools
 import json
-import os
 import platform
 import re
 import shlex
@@ -47,18 +47,13 @@ def machine_facts():
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = tf.config.list_physical_devices("GPU")
+    from common import hardware
+
+    gpus = hardware.accelerators("tensorflow")
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{cpu}, {os.cpu_count()} cores, " + (f"{len(gpus)} GPU(s)" if gpus else "no GPU"),
+        "machine": f"{hardware.cpu_model()}, {hardware.machine_cores()} cores, "
+                   + (f"{len(gpus)} GPU(s)" if gpus else "no GPU"),
         "versions": f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
                     f"Keras {keras.__version__} ({keras.backend.backend()} backend)",
         "commit": _git_commit(),
@@ -200,20 +195,3 @@ def marked(name, body):
         body = re.sub(r"^(- command: .*\n)", lambda m: m.group(1) + f"- **{mark}**\n", body, count=1,
                       flags=re.M)
     return body
-
-
-def render_all():
-    """Every section from what is recorded: rows files through their scripts' renderers, whole sections'
-    older marks."""
-    from benchmarks import backends, captioning, cifar10, imdb
-
-    for script in (imdb, cifar10, captioning, backends):
-        script.render_recorded()
-    for name in SECTION_LESSONS:
-        body = read_section(name)
-        if body is not None:
-            write_section(name, marked(name, body))
-
-
-if __name__ == "__main__":
-    render_all()

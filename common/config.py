@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import ClassVar
 from common.errors import UserError
 
 PROFILES = ("smoke", "quick", "full")
+# A run id or a search name: one folder name (`check_plain_name`).
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 # The sections of `--help`, in order: every field names one (`setting(0.0, "model", "dropout ...")`), so a
 # reader finds a flag among a dozen instead of sixty.
@@ -273,11 +276,16 @@ def check_folder_setting(flag, value, may_be_missing=False):
         raise UserError(f"{flag} {path} is not a folder.")
 
 
-def check_run_id(run_id):
-    """A run id names one folder under <output-dir>/<task>/: a plain name, never a path (common/runs.py)."""
-    if run_id is not None:
-        from common.runs import check_plain_name
+def check_plain_name(name, flag="--run-id"):
+    """A run or search name is one folder name: never a path, never `.` or `..`."""
+    if not PLAIN_NAME.fullmatch(name or "") or name in (".", ".."):
+        raise UserError(f"{flag} must be a plain name (letters, digits, '.', '_', '-'; at most 200 "
+                        f"characters; not '.' or '..'), got {name!r}: it names one folder, never a path.")
 
+
+def check_run_id(run_id):
+    """A run id names one folder under <output-dir>/<task>/ (common/runs.py): a plain name, never a path."""
+    if run_id is not None:
         check_plain_name(run_id)
 
 

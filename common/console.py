@@ -18,7 +18,8 @@ probing happens), whoever imports it; `start_filter` filters for the rest of a c
 tf.data NodeDef error comes only when a pipeline is first run). `TF_CPP_MIN_LOG_LEVEL=0` or `1` in the
 environment turns the filter off: whoever asks for TensorFlow's info logs gets all of them.
 
-This module imports only the standard library: `python common/console.py` is the filter process.
+This module imports only the standard library at its top: `python common/console.py` is the filter process.
+The start line asks common/hardware.py (the machine) and Keras inside its functions.
 """
 
 import atexit
@@ -189,8 +190,10 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 
 def _list_tensorflow_devices(tf):
     """The first device query probes CUDA (cuInit): done here, while the filter runs, and cached by TF."""
+    from common import hardware
+
     try:
-        tf.config.list_physical_devices()
+        hardware.list_devices()
     except Exception:  # noqa: BLE001 - the same query fails again, visibly, where the program asks for devices
         pass
 
@@ -203,39 +206,13 @@ def quiet_import(name="tensorflow", after=_list_tensorflow_devices):
 
 
 # ------------------------------------------------------------------------------------------- the start line
-def cpu_cores():
-    """Cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def accelerators(backend):
-    """Names of the GPUs (or TPUs) the Keras backend sees; empty on a CPU-only machine."""
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                for gpu in tf.config.list_physical_devices("GPU")]
-    if backend == "jax":
-        import jax
-
-        return [device.device_kind for device in jax.devices() if device.platform != "cpu"]
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        if torch.backends.mps.is_available():
-            return ["Apple MPS"]
-    return []
-
-
 def precision_summary(config):
     """Mixed precision off, or on with the dtype it computes in (`--mixed-dtype auto` resolved)."""
     if not getattr(config, "mixed_precision", False):
         return "mixed precision off"
-    from common.training import compute_dtype
+    from common import hardware
 
-    dtype = compute_dtype(config)
+    dtype = hardware.compute_dtype(config)
     if dtype == "float32":
         return "mixed precision: float32 (auto: no 16-bit arithmetic on this CPU)"
     return f"mixed precision {dtype}"
@@ -261,14 +238,16 @@ def runtime_summary(config=None):
     """One line: Keras and backend versions, devices, and (given a config) mixed precision and XLA."""
     import keras
 
+    from common import hardware
+
     backend = keras.backend.backend()
     try:
         version = " " + importlib.import_module(backend).__version__
     except (ImportError, AttributeError):
         version = ""
-    found = accelerators(backend)
+    found = hardware.accelerators(backend)
     parts = [f"keras {keras.__version__} on {backend}{version}",
-             "devices: " + (", ".join(found) if found else f"CPU ({cpu_cores()} cores)")]
+             "devices: " + (", ".join(found) if found else f"CPU ({hardware.cpu_cores()} cores)")]
     if config is not None:
         parts.append(precision_summary(config))
         parts.append(jit_summary(backend, config))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common.errors import UserError, describe_os_error, printable
 from common.progress import progress
-from common.runs import follow_umask
+from common.umask import follow_umask
 
 ENV_DATA = "KERAS_TUTORIALS_DATA"
 ENV_CACHE = "KERAS_TUTORIALS_CACHE"

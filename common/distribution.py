@@ -59,6 +59,7 @@ class Setup:
 
 
 _ACTIVE = Setup()
+_STARTED_FOR = None  # the `_settings` the active Setup was started for; None before the first `setup`
 
 
 def active():
@@ -145,28 +146,48 @@ def check(config):
 
 
 # ---------------------------------------------------------------------------------------------------- set up
+def _settings(config):
+    """What a setup depends on: the mode and the cluster flags (a cluster from TF_CONFIG is the process's)."""
+    return (getattr(config, "distribution", "none"), getattr(config, "workers", None),
+            getattr(config, "worker_index", None))
+
+
 def setup(config):
-    """Start the engine the config names, once per process, before the backend lists its devices (the
-    multi-process engines must come first); print one line saying what runs where. Returns the Setup."""
-    global _ACTIVE
-    mode = getattr(config, "distribution", "none")
-    if mode == _ACTIVE.mode:
+    """Start the engine the config names, before the backend lists its devices (the multi-process engines must
+    come first); print one line saying what runs where. Returns the Setup.
+
+    Idempotent and cheap to call again: the work (the checks, the engine, the line) is done once per process
+    for each distribution setting, so every entry point of a run (the command line, `start_run`,
+    `build_seeded`, a test calling `train(config)` directly) calls it, and only the first call of a run does
+    anything. After `keras.backend.clear_session()`, which forgets the Keras distribution, `activate` puts it
+    back without starting anything."""
+    global _ACTIVE, _STARTED_FOR
+    settings = _settings(config)
+    if settings == _STARTED_FOR:
         return _ACTIVE
     if _ACTIVE.workers > 1:  # a process that joined a cluster stays in it
         raise UserError(f"this process already runs --distribution {_ACTIVE.mode} with other workers; start "
-                        f"another process for --distribution {mode}.")
+                        f"another process for --distribution {settings[0]}.")
     check(config)
     if _ACTIVE.keras_distribution is not None:
         import keras
 
         keras.distribution.set_distribution(None)
-    _ACTIVE = Setup()
-    if mode == "none":
-        return _ACTIVE
-    _ACTIVE = {"mirrored": _mirrored, "multi_worker": _multi_worker,
-               "data_parallel": _data_parallel}[mode](config)
-    print(describe(config), flush=True)
+    _ACTIVE, _STARTED_FOR = Setup(), None
+    _ACTIVE = _start(config)
+    _STARTED_FOR = settings
+    if _ACTIVE.mode != "none":
+        print(describe(config), flush=True)
     return _ACTIVE
+
+
+def _start(config):
+    """The real work of `setup`, done once per process and setting: the engine's object for the mode."""
+    mode = getattr(config, "distribution", "none")
+    if mode == "none":
+        return Setup()
+    engines = {"mirrored": _mirrored, "multi_worker": _multi_worker, "data_parallel": _data_parallel}
+    return engines[mode](config)
 
 
 def _mirrored(config):

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from common import runs
 from common.errors import UserError
+from common.umask import follow_umask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -136,7 +136,7 @@ def cached_arrays(cache_file, build):
     os.close(handle)
     try:
         np.savez(partial, **arrays)
-        runs.follow_umask(partial)  # a shared cache stays readable by the user's colleagues
+        follow_umask(partial)  # a shared cache stays readable by the user's colleagues
         os.replace(partial, cache_file)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import jinja2
 import markdown
 
+from common import hardware
 from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +177,8 @@ def environment():
         "TensorFlow": _version("tensorflow"),
         "Keras": _version("keras"),
         "backend": _backend(),
-        "machine": f"{_cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+        "machine": f"{hardware.cpu_model()}, {hardware.machine_cores()} cores, {platform.system()} "
+                   f"{platform.machine()}",
         "accelerators": _accelerators(),
         "git commit": git_commit(),
     }
@@ -195,27 +197,12 @@ def _backend():
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def _cpu():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _accelerators():
     """GPUs as the backend this process loaded sees them (only an already imported framework is asked)."""
-    if "tensorflow" in sys.modules:
-        gpus = sys.modules["tensorflow"].config.list_physical_devices("GPU")
-        return f"{len(gpus)} GPU(s)" if gpus else "none (CPU only)"
-    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
-        return f"{sys.modules['torch'].cuda.device_count()} GPU(s)"
-    if "jax" in sys.modules:
-        gpus = [d for d in sys.modules["jax"].devices() if d.platform == "gpu"]
-        return f"{len(gpus)} GPU(s)" if gpus else "none (CPU only)"
-    return "not checked (no framework loaded)"
+    found = hardware.imported_accelerators()
+    if found is None:
+        return "not checked (no framework loaded)"
+    return f"{len(found)} GPU(s)" if found else "none (CPU only)"
 
 
 def git_commit():

@@ -18,14 +18,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common.config import check_plain_name, settings_block
 from common.errors import UserError
+from common.umask import follow_umask
 
 MARKER = ".keras-tutorials-run.json"
 LOCK = ".lock"
@@ -36,24 +37,9 @@ PROJECT = "keras-tutorials"
 # fused arithmetic.)
 RESUMABLE_CHANGES = {"verbose", "tensorboard", "data_dir", "output_dir", "run_id",
                      "workers", "worker_index"}  # a restarted cluster may get new ports
-PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 # ---------------------------------------------------------------------------------------------- atomic files
-def current_umask():
-    """The process's umask (read by setting it and putting it back: there is no other portable way)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def follow_umask(path, folder=False):
-    """Give a file made by `tempfile.mkstemp` (0600) or a folder made by `mkdtemp` (0700) the mode an ordinary
-    `open`/`mkdir` would have given it under the user's umask, so that a web server or a colleague running as
-    another user can read what the user shares (the pages' report copies, a shared cache)."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
-
-
 def atomic_write_bytes(path, data):
     """Write `data` to `path` through a temporary file in the same folder, then rename it into place. The file
     gets the user's umask, as `open` would give it."""
@@ -169,13 +155,6 @@ def _read_holder(path):
 
 
 # ------------------------------------------------------------------------------------------------ run folder
-def check_plain_name(name, flag="--run-id"):
-    """A run or search name is one folder name: never a path, never `.` or `..`."""
-    if not PLAIN_NAME.fullmatch(name or "") or name in (".", ".."):
-        raise UserError(f"{flag} must be a plain name (letters, digits, '.', '_', '-'; at most 200 "
-                        f"characters; not '.' or '..'), got {name!r}: it names one folder, never a path.")
-
-
 def recipe(config):
     """The settings that decide the numbers: everything but where and how verbosely the run is written."""
     return {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
@@ -270,8 +249,6 @@ def start_run(config, data_source=None):
     lock = FolderLock(path, "run").acquire()
     write_json(path / MARKER, {"project": PROJECT, "task": config.TASK, "fingerprint": fingerprint(settings),
                                "recipe": settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-    from common.config import settings_block
-
     # What the run printed at start: the settings that differ from the lesson file, each with its source.
     atomic_write_text(path / "settings.txt", settings_block(config) + "\n")
     config.run_id = path.name

@@ -9,7 +9,6 @@ had finished is not trained again. Run folders themselves (ids, marker, lock) ar
 """
 
 import dataclasses
-import functools
 import math
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import console, distribution, plots, resume, run_report, runs
+from common import distribution, hardware, plots, resume, run_report, runs
 from common.errors import UserError
 from common.tables import format_table
 from common import registry
@@ -45,34 +44,10 @@ def require_backend(task, supported, why):
 
 
 def setup_precision(config):
-    """Mixed precision computes in float16 or bfloat16 (`compute_dtype`) and keeps float32 weights; factories
-    keep outputs in float32."""
-    dtype = compute_dtype(config)
+    """Mixed precision computes in float16 or bfloat16 (`common/hardware.py: compute_dtype`, "auto" resolved
+    from the machine) and keeps float32 weights; factories keep outputs in float32."""
+    dtype = hardware.compute_dtype(config)
     keras.mixed_precision.set_dtype_policy("float32" if dtype == "float32" else f"mixed_{dtype}")
-
-
-def compute_dtype(config):
-    """float32, or the 16-bit type `--mixed-precision` computes in: `mixed_dtype`, with "auto" resolved to
-    float16 on a GPU (or TPU), bfloat16 on a CPU with bfloat16 arithmetic (AVX-512 BF16, AMX), else float32:
-    float16 on a CPU, and bfloat16 on one that emulates it, are slower than float32."""
-    if not getattr(config, "mixed_precision", False):
-        return "float32"
-    wanted = getattr(config, "mixed_dtype", "auto")
-    if wanted != "auto":
-        return wanted
-    if console.accelerators(keras.backend.backend()):
-        return "float16"
-    return "bfloat16" if cpu_computes_bfloat16() else "float32"
-
-
-@functools.cache  # the CPU does not change during a run; every model build asks
-def cpu_computes_bfloat16():
-    """True when the CPU has bfloat16 arithmetic (x86 flags avx512_bf16 or amx_bf16; Linux only)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 # ------------------------------------------------------------------------------------------------- run folder
@@ -257,7 +232,7 @@ def fit(model, config, folder, data, extra_callbacks=(), loss=None, metrics=("ac
         folder: the model's folder (history.csv, model.keras, backup/); created if missing.
         data: a `TrainingData`; `fit` reads its `train`, `val` and `steps_per_epoch`.
         extra_callbacks: Keras callbacks added to the shared ones (e.g. the lookahead of
-            common/callbacks.py).
+            models/airbench.py).
         loss: a loss function that replaces the config's (see `compile_model`).
         metrics: the metrics to compile with ("accuracy" is made the right accuracy for the loss).
     """

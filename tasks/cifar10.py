@@ -1,83 +1,26 @@
 """CIFAR-10 image classification: from the course's first CNN to residual networks, fast on a CPU.
 
-The data: 60,000 colour images of 32x32 pixels in 10 classes (airplane, automobile, bird, cat, deer, dog,
-frog, horse, ship, truck), 50,000 for training and 10,000 for testing. 5,000 training images (500 per
-class, fixed seed) are held out for validation; the test images are used once, for the final number.
-The offline copy is JPEG re-encodings (about 6 grey levels off per pixel), so the first 4,000 training
-images are held out too (`--lossless-holdout`, on by default) and scored at the end twice: as their lossless
-originals (an estimate of accuracy on the real CIFAR-10) and as their JPEG copies. Training on the copy
-costs accuracy on the originals: `python -m benchmarks.cifar10 --jpeg-cost` trains airbench's recipe on
-3,000 of the held-out images, once as originals and once as JPEGs with the same seed, and the JPEG-trained
-net scores 14 points less on the held-out originals (it learns the compression's artefacts).
+What you will learn: a `tf.data` pipeline from uint8 arrays that augments on the fly (random crop after
+padding, flips; `--cutout`, `--mixup`), with normalisation inside the model; the nets of `models/cnn.py`
+(`--model`: the course's CNN, VGG, ResNet-20/32/56 and `fast`, the default); the recipe that makes `fast`
+quick on a CPU, airbench94's (Jordan 2024): SGD with Nesterov momentum and decoupled weight decay, a
+triangular learning rate, label smoothing, large batches, 16-bit arithmetic where the hardware has it;
+reading the result (learning curves, confusion matrix, misclassified.png); export to SavedModel, ONNX and
+LiteRT float32, float16 and int8, each file scored on the test set. The data: 50,000 training and 10,000
+test images of 32x32 pixels in 10 classes; 5,000 training images are held out for validation, and the first
+4,000 as lossless originals to score on (the offline copy is JPEG re-encodings: see the last section).
 
-What the lesson shows:
+Run it:
 
-1. A `tf.data` pipeline from uint8 arrays: shuffle every epoch, augment on the fly (random crop after
-   4-pixel padding, horizontal flip; `--cutout 8`, `--mixup 0.2`), prefetch. Normalisation (per-channel
-   mean and variance of the training images) is a layer inside the model, so a saved model takes raw pixels.
-2. The architectures in `models/cnn.py` (`--model`): the course's first CNN (`course_cnn`, 35 k parameters;
-   `--config recipes/cifar10_course_cnn.json` trains it the course's way), a VGG-style net with batch norm
-   and dropout, ResNet-20/32/56 as in He et al. (2016), and `fast`, a residual-free net built for
-   time-to-accuracy after airbench. The quick profile (the default run) trains the fast net with
-   airbench94's methods and widths (point 6) for 10 epochs with 5,000 images held out for validation:
-   about a quarter of an hour on a 2-core CPU with AMX bfloat16 units, longer on one without them
-   (benchmarks/RESULTS.md has its time and accuracy, and those of airbench93's narrower widths).
-3. The training recipe that makes it fast: SGD with Nesterov momentum and decoupled weight decay, a
-   one-cycle or triangular learning rate (linear up, linear down), label smoothing 0.2, large batches, and
-   16-bit arithmetic where the hardware has it (`--mixed-precision`: bfloat16 on a CPU with AVX-512 BF16,
-   float16 on a GPU). The other models' quick profile: one-cycle, 16 epochs, batch 256.
-4. Reading the result: learning curves, the confusion matrix, per-class accuracy and a grid of the test
-   images the model gets wrong (misclassified.png): cats and dogs are where most errors are.
-5. Export for serving and devices with Keras' exporters: SavedModel, ONNX, LiteRT float32, float16 and
-   full-integer int8 (post-training quantisation calibrated on training images). Each file is run on the
-   test set by its own runtime (exports.md).
-6. airbench94 (Jordan 2024: 94 % on CIFAR-10 in 3.3 s on an A100), every method a flag, all of them in
-   `--config recipes/cifar10_airbench94.json` (the reference's hyperparameters, each explained there), so
-   `benchmarks/cifar10.py --ablations` can take each away and measure what it is worth:
-   - `--whiten`: the 2x2 stem's filters are not learned but computed before training from the covariance
-     of the training images' 2x2 patches (its eigenvectors, scaled to unit variance: `models/airbench.py:
-     PatchWhitening`); the net starts on decorrelated inputs. Its bias trains `--whiten-bias-epochs` epochs.
-   - `--no-bn-scale --bn-bias-lr 64`: batch norm keeps only its shift, and the shift learns 64x faster. Keras
-     has no per-variable learning rate, so the shift is written as 8 * b (`ScaledBias`): SGD's step on b is 8x
-     larger and moves the shift 8x as far, 64x in all, with weight decay unchanged.
-   - `--dirac`: each 3x3 conv starts as the identity on its first channels (`Dirac`), so the deep net
-     begins as a shallow one.
-   - `--logit-scale 0.111`, `--label-smoothing 0.2`: small, soft outputs early in training.
-   - `--optimizer nesterov --schedule triangular`: Nesterov SGD on a triangle, 0.2x -> 1x at 23 % -> 0.07x.
-   - `--lookahead`: every 5 steps the weights are reset to a moving average of themselves, the averaging
-     heavier as training ends (`common/callbacks.py: Lookahead`); the run ends on the averaged weights.
-   - `--alternating-flip`: each image is mirrored in every other epoch (first choice at random) instead of
-     on a coin flip each time: no image is shown the same way two epochs running (`common/images.py`).
-   - `--crop-padding 2`: random translation by up to 2 pixels.
-   - `--tta --tta-crops`: the test image, its mirror and the mirror pairs shifted by one pixel, averaged.
-   What each is worth here (benchmarks/RESULTS.md, one method removed at a time, seed 0, accuracy on the
-   4,000 lossless held-out originals against the whole recipe's 0.9175): with unscaled logits 0.4858 (the
-   learning rate is the recipe's, chosen for logits scaled by 1/9: unscaled, each step moves the logits 81
-   times as far and training barely starts), with a learned batch-norm scale 0.8962, without random
-   translation 0.9075, without dirac init 0.9110, without lookahead 0.9123, without the 64x shift rate
-   0.9143, without the whitening stem 0.9147, with heavy-ball momentum instead of Nesterov's 0.9157, with a
-   one-cycle schedule (0 -> 1 -> 0) instead of the triangle 0.9163, without the alternating flip 0.9165,
-   without label smoothing 0.9173 (one seed each: a difference smaller than the recipe's standard deviation
-   over seeds, 0.0026, says little). Beside the logit scale, which the learning rate depends on, the
-   shift-only batch norm, the translations, the initialisation and the weight averaging matter most at ten
-   epochs on these images.
-   Is the port what stops it short of the reference's 94 %? `twins/airbench94.py` is the same recipe written
-   in plain PyTorch the way the reference is (one training loop, a summed loss, coupled weight decay),
-   trained on the same 46,000 images: 0.9182 ± 0.0013 on the held-out originals over three seeds, against
-   this lesson's 0.9175 ± 0.0026 (`python -m benchmarks.cifar10 --twin`). The port loses nothing; the
-   distance lies in the data (a JPEG copy, 4,000 images fewer). Training longer closes part of it (20
-   epochs: 0.9285 ± 0.0026); computing in float32 instead of bfloat16 does not (0.9140, one seed).
-
-Things to try: `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant` (the course's
-setting), `--activation relu|leaky_relu|swish`, `--label-smoothing 0`, `--crop-padding 0 --no-flip` (no
-augmentation: watch validation accuracy stall while training accuracy climbs), `--mixup 0.2`,
-`--config recipes/cifar10_resnet20.json` (the paper's recipe, for a GPU).
-
-    python -m tasks.cifar10                     # quick profile: the fast net, airbench's methods, 10 epochs
+    python -m tasks.cifar10                     # the default run: quick profile, the fast net, 10 epochs
     python -m tasks.cifar10 --profile smoke     # seconds, a few hundred images
-    python -m tasks.cifar10 --model course_cnn --epochs 10
-    python -m tasks.cifar10 --config recipes/cifar10_airbench94.json   # airbench94 in Keras, 10 epochs
+    python -m tasks.cifar10 --config recipes/cifar10_airbench94.json   # airbench94 in Keras
     python -m tasks.cifar10 predict --run runs/cifar10/<run-id> my_cat.png
+
+How long: about a quarter of an hour on a 2-core CPU with AMX bfloat16 units, longer on one without them.
+Expected result: the 'CIFAR-10' section of benchmarks/RESULTS.md (the default run's row, the airbench94
+recipe over seeds, one row per method taken away); the lesson page (`make pages`) shows the default run's
+row at the top.
 """
 
 # %% Setup
@@ -96,13 +39,13 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from common import callbacks, export, images, plots, trained, training  # noqa: E402
+from common import export, images, plots, trained, training  # noqa: E402
 from common.config import TrainConfig, setting  # noqa: E402
 from common.errors import UserError, printable  # noqa: E402
 from common import registry  # noqa: E402
 from datasets import cifar10  # noqa: E402
 from datasets.cifar10 import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
-from models import cnn  # noqa: E402
+from models import airbench, cnn  # noqa: E402
 
 
 # %% Settings
@@ -139,8 +82,8 @@ class Cifar10Config(TrainConfig):
     # (recipes/cifar10_airbench94.json, where each value is explained), 5,000 training images held out for
     # validation and 16-bit compute where the CPU has it (--mixed-dtype auto), for a CPU budget of about a
     # quarter of an hour on a 2-core machine with AMX. Its widths were chosen on validation accuracy within
-    # that budget: airbench94's 64/256/256 over airbench93's 64/128/128, both 10 epochs (benchmarks/
-    # RESULTS.md: 0.8754 vs 0.8522, 14.6 vs 10.7 min). Other models keep the quick profile above.
+    # that budget: airbench94's 64/256/256 over airbench93's 64/128/128, both 10 epochs (the two fast-net
+    # rows of benchmarks/RESULTS.md' CIFAR-10 section). Other models keep the quick profile above.
     MODEL_PROFILES: typing.ClassVar[dict] = {"quick": {"fast": AIRBENCH94_METHODS}}
 
     model: str = setting(  # argparse fills in %(choices)s in --help
@@ -274,7 +217,7 @@ def make_datasets(config, data):
 # (`models/airbench.py: PatchWhitening`), computed from the training images' 2x2 patch covariance before
 # training. The Keras calls are the lesson's own: SGD with Nesterov momentum, decoupled weight decay and a
 # one-cycle or triangular rate (`common/training.py: optimizer`); lookahead averaging of the weights is a
-# callback (`common/callbacks.py: Lookahead`); `common/training.py: FitState` makes the fit resume exactly.
+# callback (`models/airbench.py: Lookahead`); `common/training.py: FitState` makes the fit resume exactly.
 def train(config, data=None):
     """Train, evaluate and export one run; `data`: splits to use instead of the config's data root's (the
     JPEG-cost experiment of benchmarks/cifar10_airbench.py trains on the lossless originals)."""
@@ -343,13 +286,13 @@ def train(config, data=None):
 
 
 def method_callbacks(config, steps_per_epoch):
-    """The callbacks of airbench's training-time methods that are on (common/callbacks.py)."""
+    """The callbacks of airbench's training-time methods that are on (models/airbench.py)."""
     chosen = []
     if config.lookahead:
-        chosen.append(callbacks.Lookahead(config.epochs * steps_per_epoch, steps_per_epoch,
-                                          every=config.lookahead_steps))
+        chosen.append(airbench.Lookahead(config.epochs * steps_per_epoch, steps_per_epoch,
+                                         every=config.lookahead_steps))
     if config.whiten and config.whiten_bias_epochs < config.epochs:
-        chosen.append(callbacks.FreezeBiasAt(config.whiten_bias_epochs))
+        chosen.append(airbench.FreezeBiasAt(config.whiten_bias_epochs))
     return chosen
 
 
@@ -425,10 +368,41 @@ def read_image(path, size):
 
 
 # %% Things to try
-# `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant` (the course's setting),
-# `--crop-padding 0 --no-flip` (no augmentation: validation accuracy stalls while training accuracy climbs),
-# `--label-smoothing 0`, `--mixup 0.2`, `--config recipes/cifar10_airbench94.json` and then one of its
-# methods off, e.g. `--no-whiten` or `--no-lookahead`.
+# The course's setting: `--model course_cnn --optimizer adam --learning-rate 1e-3 --schedule constant`, or
+# `--config recipes/cifar10_course_cnn.json` to train it the course's way; the paper's ResNet-20:
+# `--config recipes/cifar10_resnet20.json` (for a GPU). No augmentation, `--crop-padding 0 --no-flip`:
+# validation accuracy stalls while training accuracy climbs. Also `--label-smoothing 0`, `--mixup 0.2`,
+# `--cutout 8`, `--activation relu|leaky_relu|swish`.
+#
+# airbench94's methods, one flag each, all on in `--config recipes/cifar10_airbench94.json` (every value
+# explained there); turn one off to see what it is worth (`python -m benchmarks.cifar10 --ablations` takes
+# each away in turn and writes the table of benchmarks/RESULTS.md):
+#
+# - `--whiten`: the 2x2 stem is not learned but computed before training from the covariance of the training
+#   images' 2x2 patches (its eigenvectors, scaled to unit variance: PatchWhitening in models/airbench.py), so
+#   the net starts on decorrelated inputs; its bias trains for `--whiten-bias-epochs` epochs.
+# - `--no-bn-scale --bn-bias-lr 64`: batch norm keeps only its shift, and the shift learns 64x faster. Keras
+#   has no per-variable learning rate, so the shift is written as 8 * b: SGD's step on b is 8x larger and
+#   moves the shift 8x as far, 64x in all, with weight decay unchanged.
+# - `--dirac`: each 3x3 conv starts as the identity on its first channels, so the deep net begins shallow.
+# - `--logit-scale`, `--label-smoothing`: small, soft outputs early in training. The learning rate is chosen
+#   for logits scaled by 1/9: with `--logit-scale 1` each step moves the logits 81 times as far and training
+#   barely starts.
+# - `--optimizer nesterov --schedule triangular`: Nesterov SGD on a triangle (`--optimizer momentum` and
+#   `--schedule onecycle` are the alternatives the ablations try).
+# - `--lookahead`: every few steps the weights are reset to a moving average of themselves, heavier as
+#   training ends; the run ends on the averaged weights.
+# - `--alternating-flip`: each image is mirrored in every other epoch instead of on a coin flip, so no image
+#   is shown the same way two epochs running. `--crop-padding 2`: random translation by up to 2 pixels.
+# - `--tta --tta-crops`: the test image, its mirror and the mirror pairs shifted by one pixel, averaged.
+#
+# What the JPEG copy costs: `python -m benchmarks.cifar10 --jpeg-cost` trains the recipe on most of the
+# 4,000 held-out images, once as lossless originals and once as their JPEG copies with the same seed; the
+# JPEG-trained net scores well below on the originals (it learns the compression's artefacts). Whether the
+# Keras port is what stops it short of the reference: `python -m benchmarks.cifar10 --twin` trains the same
+# recipe written in plain PyTorch the way the reference is (`twins/airbench94.py`) on the same images. It
+# scores the same as this lesson, so the distance lies in the data (a JPEG copy, 4,000 images fewer);
+# `--epochs 20` closes part of it, float32 instead of bfloat16 does not (the rows are in RESULTS.md).
 main = task_main(Cifar10Config, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
 
 if __name__ == "__main__":

@@ -1,91 +1,27 @@
 """IMDB sentiment: recurrent networks (SimpleRNN, LSTM, GRU, bidirectional, attention) and the linear models
 they are measured against, on raw review text.
 
-The data: the Large Movie Review Dataset (Maas et al. 2011), 25,000 training and 25,000 test reviews,
-half positive, half negative, as one text file each (`aclImdb/{train,test}/{pos,neg}/*.txt`). The 50,000
-unlabelled reviews in `train/unsup/` are read only for self-training (point 6). A validation part is
-carved from the training reviews with a fixed seed; the test reviews are used once, for the final number.
-`--source keras` reads the same reviews from `keras.datasets.imdb` (integer sequences, decoded back to words);
-`--source tfds` from TensorFlow Datasets' prepared `imdb_reviews` (raw text, its `unsupervised` split for
-self-training; `common/tfds_data.py`), with the same validation carving and the same models.
+What you will learn: `TextVectorization` adapted on the training text and kept inside the model (the saved
+model takes raw strings); embeddings with `mask_zero=True`, so padding never changes a prediction; the
+recurrent family of `models/text.py` (`--model simple_rnn|lstm|gru|bilstm|bigru|bilstm_attention|bigru_pool`),
+each layer's parameter count checked against its formula; the references a recurrent model has to beat, a
+fastText-style bag of uni- and bigrams (`ngram`, trained beside it) and NBSVM (`nbsvm`); what the 50,000
+unlabelled reviews add (self-training on a teacher's soft labels, language-model pretraining); attention
+weights shaded on the words of test reviews (`--model bilstm_attention`). The data: the Large Movie Review
+Dataset (Maas et al. 2011), 25,000 training and 25,000 test reviews, half positive, one text file each; a
+validation part is carved from the training reviews with a fixed seed, the test reviews are read once.
 
-What the lesson shows:
+Run it (the last section of tasks/imdb.py lists more recipes):
 
-1. `TextVectorization` adapted on training text only (lower-case, `<br />` and punctuation stripped), kept
-   inside the model, so the saved model takes raw strings: `python -m tasks.imdb predict "what a film"`.
-2. Embedding with `mask_zero=True`: padding is masked, so appending padding never changes a prediction.
-3. The recurrent family from `models.text` (`--model simple_rnn|lstm|gru|bilstm|bigru|bilstm_attention|
-   bigru_pool`, `--num-layers`, `--units`, `--dropout`, `--recurrent-dropout`, `--clipnorm`), and the
-   parameter count of each layer checked against its formula (see models/text.py).
-4. The strong non-recurrent reference beside it: a fastText-style bag of uni- and bigrams (`ngram`):
-   every word and every hashed bigram gets a 32-d vector, the review is their mean. With 50,000 words and
-   a million bigram rows it reaches 0.90 in about four minutes, ahead of every plain recurrent model here
-   (<= 0.87): on reviews this long, which phrases occur says more than their order. What closes most of
-   the gap (`--config recipes/imdb_bigru_bigrams.json`, 0.895 in about five minutes): give the recurrent
-   network the bigram vectors too (`--bigram-buckets`: each word's vector plus that of the bigram ending
-   there), read 600 tokens, and pool every state of the BiGRU (max and mean) instead of keeping the last.
-5. The linear bar (`nbsvm`, `--config recipes/imdb_nbsvm.json`: seconds of training): NBSVM (Wang & Manning
-   2012) as a Keras model on raw strings. `TextVectorization(ngrams=3, output_mode="multi_hot",
-   sparse=True)` makes each review a sparse vector over the 1,000,000 most frequent 1- to 3-grams of the
-   training reviews; a fixed layer multiplies each n-gram by its naive-Bayes log-count ratio r = log((p /
-   |p|_1) / (q / |q|_1)), p and q its smoothed counts in positive and negative training reviews; a
-   logistic regression (`Dense(1, sigmoid)`) reads the result. What the NB scaling adds: each n-gram enters
-   the regression already weighted by its evidence, counted once over all training reviews, so a phrase
-   seen a handful of times in one class matters from the first step while frequent, neutral n-grams are
-   scaled towards zero. The regression then only corrects that prior, which is why a few epochs suffice
-   (`--no-nb-scaling` trains the plain regression on the same n-grams, for comparison). The vectors are
-   computed once and the linear part trains on them (models/text.py: linear_part). The bar it has to
-   clear, measured beside it by `python -m benchmarks.imdb --config recipes/imdb_nbsvm.json`: scikit-learn's
-   TF-IDF of word 1- and 2-grams with logistic regression.
-6. Self-training (`--unlabelled 50000`, `--config recipes/imdb_bigru_selftrained.json`): that BiGRU
-   memorises its 22,500 labelled reviews within two epochs, so more text helps more than more tuning.
-   The n-gram model is trained first and labels the unlabelled reviews with its P(positive); the BiGRU
-   then learns from both, the teacher's probabilities as soft targets. It passes 0.90 (0.905), ahead of
-   its teacher (0.903): it reads word order the n-gram model cannot, so it need not copy the teacher's
-   mistakes, and three times as much text keeps it from memorising the labelled reviews so early.
-   A student learns what its teacher's labels say, so the teacher sets its ceiling: `--teacher nbsvm`
-   (`--config recipes/imdb_bigru_nbsvm_teacher.json`) lets NBSVM, two points stronger and trained in
-   seconds, label the unlabelled reviews instead, and the same BiGRU reaches 0.916 in 17 min, teacher
-   included; with a third epoch (`--epochs 3`, chosen on validation: 0.915 against 0.911; with a fourth,
-   validation peaks before the last epoch) 0.918 in 27.5 min,
-   the best recurrent model here, still short of its teacher (0.920, 0.921) on reviews where bags of n-grams
-   are hard to beat: the student reads only the first 600 tokens of each review and learns the teacher's
-   probabilities, mistakes included. The teacher's own number moves with the order of its batches (0.920
-   to 0.924 over seeds), and a mean of several NBSVMs is hardly stronger on validation, so a better teacher
-   of this kind is not the way past 0.92 either. A second round (`--self-training-rounds 2`,
-   `--config recipes/imdb_bigru_nbsvm_two_rounds.json`; born-again networks, Furlanello et al. 2018) lets
-   the mean of NBSVM and the first student label the reviews again for a fresh BiGRU. It only helps if that
-   mean is a better teacher, and measured it is not: 0.9192 on validation, below NBSVM alone (most likely
-   because the student learnt NBSVM's verdicts and errs where NBSVM does); the second student scores 0.9157,
-   the first 0.9158, after 38.7 min in all. Pretraining (`--pretrain-epochs`, Dai & Le 2015;
-   `--config recipes/imdb_bigru_pretrained.json`) uses the same unlabelled text without any teacher: before
-   it sees a label, the BiGRU learns to predict each word from the words before it (forward states) and an
-   earlier word from the words after it (backward states), on the training and unlabelled reviews. Sized
-   for a CPU (one epoch, the first 256 tokens, 4,000 words) it costs 23 min and, measured before NBSVM's
-   soft labels (`recipes/imdb_bigru_pretrained_nbsvm_teacher.json`), it lowers the result to 0.894. The
-   likely reason, not yet measured: one epoch of next-word prediction pulls the embeddings and the
-   recurrent layer towards what predicts words, and two epochs of fine-tuning at the classifier's full
-   learning rate start from there rather than from a fresh layer; Dai & Le pretrain for far longer, and
-   ULMFiT fine-tunes gently (gradual unfreezing, lower rates for the early layers). benchmarks/RESULTS.md's
-   table "What the 50,000 unlabelled reviews add to the
-   BiGRU" sets the steps side by side, with the time of each.
-7. For `bilstm_attention`, an attention view: the words of test reviews shaded by their attention weight
-   (attention.html and attention.png in the run folder).
-
-Running it:
-
-    python -m tasks.imdb                            # quick profile: GRU + n-gram reference
-    python -m tasks.imdb --model bilstm_attention   # and look at runs/imdb/<run-id>/attention.png
-    python -m tasks.imdb --config recipes/imdb_bigru_bigrams.json   # BiGRU + bigrams (6 min) + n-gram
-    python -m tasks.imdb --config recipes/imdb_bigru_selftrained.json   # n-gram teacher, then the BiGRU
-    python -m tasks.imdb --config recipes/imdb_bigru_nbsvm_teacher.json   # NBSVM teacher, then the BiGRU
-    python -m tasks.imdb --config recipes/imdb_bigru_nbsvm_teacher.json --epochs 3   # the best: 0.918
-    python -m tasks.imdb --config recipes/imdb_bigru_nbsvm_two_rounds.json   # NBSVM + 1st BiGRU teach a 2nd
-    python -m tasks.imdb --config recipes/imdb_bigru_pretrained.json   # language model, then the BiGRU
-    python -m tasks.imdb --config recipes/imdb_bigru_pretrained_nbsvm_teacher.json   # both
-    python -m tasks.imdb --config recipes/imdb_nbsvm.json   # NBSVM: n-grams, ratios, logistic regression
+    python -m tasks.imdb                            # the default run: quick profile, GRU + n-gram reference
     python -m tasks.imdb --profile smoke            # seconds, a few batches
+    python -m tasks.imdb --config recipes/imdb_nbsvm.json   # NBSVM: n-grams, ratios, logistic regression
+    python -m tasks.imdb --config recipes/imdb_bigru_nbsvm_teacher.json --epochs 3   # the best BiGRU here
     python -m tasks.imdb predict --run runs/imdb/<run-id> "A moving, beautifully shot film." "Dull."
+
+How long: minutes on a laptop CPU for the default run; the self-training recipes take about half an hour.
+Expected result: the 'IMDB' section of benchmarks/RESULTS.md (a row per model and recipe, each with its
+time); the lesson page (`make pages`) shows the default run's row at the top.
 """
 
 # %% Setup
@@ -146,8 +82,8 @@ class ImdbConfig(TrainConfig):
     vocabulary_size: int = setting(
         20000, "data", "words the recurrent models know: the most frequent in the training reviews (the rest "
         "share one id)")
-    # The n-gram model's size, length and rate, checked on validation against its earlier, smaller settings
-    # (20,000 words, 100,000 buckets, 500 tokens, lr 1e-3): 0.907 against 0.888 (benchmarks/RESULTS.md).
+    # The n-gram model's size, length and rate, compared with its earlier, smaller settings (20,000 words,
+    # 100,000 buckets, 500 tokens, lr 1e-3) in the n-gram rows of benchmarks/RESULTS.md' IMDB section.
     ngram_vocabulary_size: int = setting(
         50000, "data", "words known to the n-gram model (it is cheap per word, so it can know more)")
     ngram_buckets: int = setting(
@@ -408,7 +344,7 @@ def pretrain(model, config, data, folder, unlabelled):
 # `--self-training-rounds 2` the student is trained twice: the first student's P(positive), averaged with
 # its teacher's, labels the reviews again for a fresh second student. The bet: the two read the reviews
 # differently (bags of n-grams, word order), so their mean could be a stronger teacher than either; the
-# joint teacher's validation accuracy is printed so a run shows whether it is (point 6: here it is not).
+# joint teacher's validation accuracy is printed so a run shows whether it is (docs/results.md: here not).
 def teacher_predictions(model, data, unlabelled):
     """A teacher's P(positive) for every unlabelled review, and for every validation review (only to report
     how good a teacher it is: validation stays out of training)."""
@@ -620,8 +556,44 @@ def predict(args):
 
 
 # %% Things to try
-# `--model lstm|gru|bilstm|bilstm_attention|nbsvm`, `--config recipes/imdb_nbsvm.json --no-nb-scaling`
-# (what the naive-Bayes ratios add), `--sequence-length 600`, `--bigram-buckets 0`, `--unlabelled 50000`.
+# Models: `--model lstm|gru|bilstm|bilstm_attention|bigru_pool`, `--num-layers`, `--units`, `--dropout`,
+# `--recurrent-dropout`, `--clipnorm`; with `--model bilstm_attention`, look at attention.png and
+# attention.html in the run folder. Data: `--source keras` reads the same reviews from
+# `keras.datasets.imdb` (integer sequences decoded back to words), `--source tfds` from TensorFlow Datasets'
+# `imdb_reviews`, with the same validation carving and models; `--sequence-length 600`.
+#
+# The n-gram reference beats every plain recurrent model here: every word and every hashed bigram gets a
+# vector and the review is their mean. On reviews this long, which phrases occur says more than their order.
+# What closes most of the gap, `--config recipes/imdb_bigru_bigrams.json`: give the recurrent network the
+# bigram vectors too (`--bigram-buckets`: each word's vector plus that of the bigram ending there), read more
+# tokens, and pool every state of the BiGRU (max and mean) instead of keeping the last (`--bigram-buckets 0`
+# shows what the bigrams add).
+#
+# NBSVM (Wang & Manning 2012), `--config recipes/imdb_nbsvm.json`: each review becomes a sparse multi-hot
+# vector over the most frequent 1- to 3-grams, each n-gram is multiplied by its naive-Bayes log-count ratio
+# r = log((p / |p|_1) / (q / |q|_1)), p and q its smoothed counts in positive and negative training reviews,
+# and a logistic regression reads the result. Each n-gram enters already weighted by its evidence, so a
+# phrase seen a handful of times in one class matters from the first step while frequent, neutral n-grams
+# are scaled towards zero; the regression only corrects that prior, and a few epochs suffice. Compare with
+# `--no-nb-scaling` (the plain regression on the same n-grams), and with scikit-learn's TF-IDF and logistic
+# regression: `python -m benchmarks.imdb --config recipes/imdb_nbsvm.json`.
+#
+# The unlabelled reviews. The BiGRU memorises its labelled reviews within two epochs, so more text helps more
+# than more tuning. Self-training (`--unlabelled 50000`, `--config recipes/imdb_bigru_selftrained.json`): the
+# n-gram model labels the unlabelled reviews with its P(positive) and the BiGRU learns from both; it passes
+# its teacher, since it reads word order the teacher cannot. A student learns what its teacher's labels say,
+# so the teacher sets its ceiling: `--teacher nbsvm` (`--config recipes/imdb_bigru_nbsvm_teacher.json`, and
+# `--epochs 3`, chosen on validation) lets the stronger NBSVM label them, for the best recurrent model here,
+# still short of NBSVM itself: it reads only the first tokens of each review and learns the teacher's
+# mistakes too. A second round (`--config recipes/imdb_bigru_nbsvm_two_rounds.json`; born-again networks,
+# Furlanello et al. 2018) lets NBSVM and the first student label the reviews again; measured, their mean is
+# not a better teacher than NBSVM alone. Pretraining (`--pretrain-epochs`, Dai & Le 2015;
+# `--config recipes/imdb_bigru_pretrained.json`, and `recipes/imdb_bigru_pretrained_nbsvm_teacher.json` with
+# NBSVM's labels) teaches the BiGRU to predict words before it sees a label; sized for a CPU (one epoch, short
+# reviews, a small vocabulary) it lowers the result, likely because fine-tuning at the full learning rate
+# starts from layers pulled towards word prediction (Dai & Le pretrain far longer; ULMFiT fine-tunes gently).
+# The table "What the 50,000 unlabelled reviews add to the BiGRU" of benchmarks/RESULTS.md sets these side
+# by side, with the time of each.
 main = task_main(ImdbConfig, train, __doc__, commands={"predict": (add_predict_arguments, predict)})
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""airbench94's methods (models/airbench.py, common/callbacks.py, common/images.py) and the lesson's
+"""airbench94's methods (models/airbench.py, common/images.py) and the lesson's
 recipe."""
 
 import json
@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import callbacks, images, resume
+from common import images, resume
 from common.config import build_config
 from datasets import cifar10 as cifar10_data
 from models import airbench, cnn
@@ -111,7 +111,7 @@ def test_lookahead_weights_after_k_steps_match_a_hand_computation():
     model.compile(keras.optimizers.SGD(lr), loss="mse")
     seen = []
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(model.get_weights()[0]))
-    lookahead = callbacks.Lookahead(total, steps_per_epoch=3, every=every, rate=rate, power=power)
+    lookahead = airbench.Lookahead(total, steps_per_epoch=3, every=every, rate=rate, power=power)
     model.fit(x.astype("float32"), y.astype("float32"), batch_size=batch, epochs=2, shuffle=False, verbose=0,
               callbacks=[lookahead, record])
 

@@ -87,7 +87,7 @@ def test_sections_written_whole_by_one_run_open_with_its_stamp_and_the_current_o
     for name in set(names) & set(common.SECTION_LESSONS):
         body = common.read_section(name)
         assert common.stamp_problem(common.section_stamp(body)) is None, name
-        assert common.marked(name, body) == body, "rerun python -m benchmarks.common"
+        assert common.marked(name, body) == body, "rerun python -m benchmarks.render"
 
 
 def test_benchmarks_run_the_lessons_with_the_users_defaults():

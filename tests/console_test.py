@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common import console
+from common import console, hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_runtime_summary_names_backend_devices_precision_and_xla():
     line = console.runtime_summary(config)
     backend = keras.backend.backend()
     assert line.startswith(f"keras {keras.__version__} on {backend}")
-    devices = console.accelerators(backend) or [f"CPU ({console.cpu_cores()} cores)"]
+    devices = hardware.accelerators(backend) or [f"CPU ({hardware.cpu_cores()} cores)"]
     assert f"devices: {', '.join(devices)} | mixed precision float16 | " in line
     assert line.endswith(" off") and "\n" not in line
 

@@ -343,3 +343,51 @@ def test_the_tuner_refuses_multi_worker_trials(cli, tmp_path):
                                      "--directory", str(tmp_path)])
     assert code == 2 and "KerasTuner runs one trial per process" in err
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------ set up once
+@pytest.fixture
+def fresh_setup(monkeypatch):
+    """This process as it starts, and back as it was after the test: no distribution set up yet."""
+    monkeypatch.setattr(distribution, "_ACTIVE", distribution.Setup())
+    monkeypatch.setattr(distribution, "_STARTED_FOR", None)
+    started, real_start = [], distribution._start
+    monkeypatch.setattr(distribution, "_start", lambda config: started.append(config.distribution)
+                        or real_start(config))
+    return started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["none", "mirrored"])
+def test_a_lesson_sets_its_distribution_up_once_per_run(fresh_setup, monkeypatch, cli, tmp_path, phone_root,
+                                                        mode):
+    """The command line, `start_run` and every `build_seeded` ask for the distribution (a lesson or a tool
+    may start at any of them); only the first call of the run starts it (measured: 4 calls, a model and its
+    baseline)."""
+    from tasks import phone_price
+
+    calls, real_setup = [], distribution.setup
+    monkeypatch.setattr(distribution, "setup", lambda config: calls.append(config) or real_setup(config))
+    code, out, err = cli(phone_price.main, ["--profile", "smoke", "--data-dir", str(phone_root),
+                                            "--output-dir", str(tmp_path / "runs"), "--run-id", "once",
+                                            "--distribution", mode])
+    assert code == 0, err
+    assert fresh_setup == [mode]
+    assert len(calls) >= 3  # task_main, start_run, build_seeded (per model)
+    assert out.count("distribution: mirrored") == (mode == "mirrored")
+    assert (tmp_path / "runs" / "phone_price" / "once" / "metrics.json").is_file()
+
+
+def test_setup_starts_again_only_for_other_settings(fresh_setup):
+    none, mirrored = config(), config(distribution="mirrored")
+    assert distribution.setup(none) is distribution.setup(none)
+    assert distribution.setup(mirrored).mode == "mirrored" and distribution.setup(mirrored).replicas >= 1
+    assert distribution.setup(none).mode == "none"  # back to one device
+    assert fresh_setup == ["none", "mirrored", "none"]
+
+
+def test_the_first_setup_checks_even_the_default_mode(fresh_setup):
+    """`--worker-index` without a multi-process mode is refused at the first setup of the process."""
+    with pytest.raises(UserError, match="need --distribution multi_worker or data_parallel"):
+        distribution.setup(config(worker_index=0))
+    assert fresh_setup == []

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import console
+from common import console, hardware
 from common.config import build_config
 from datasets.mobile_price import FEATURES, read_csv
 from tasks import phone_price
@@ -106,20 +106,19 @@ def test_mixed_precision_in_bfloat16_keeps_float32_outputs_and_close_numbers(run
 
 
 def test_auto_mixed_dtype_is_the_fast_16_bit_type_of_the_hardware(monkeypatch):
-    from common import training
-
     config = types.SimpleNamespace(mixed_precision=True, mixed_dtype="auto")
-    monkeypatch.setattr(console, "accelerators", lambda backend: ["NVIDIA H200"])
-    assert training.compute_dtype(config) == "float16"
-    monkeypatch.setattr(console, "accelerators", lambda backend: [])
-    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: True)
-    assert training.compute_dtype(config) == "bfloat16"
+    monkeypatch.setattr(hardware, "accelerators", lambda backend: ["NVIDIA H200"])
+    assert hardware.compute_dtype(config) == "float16"
+    monkeypatch.setattr(hardware, "accelerators", lambda backend: [])
+    monkeypatch.setattr(hardware, "cpu_computes_bfloat16", lambda: True)
+    assert hardware.compute_dtype(config) == "bfloat16"
     assert console.precision_summary(config) == "mixed precision bfloat16"
-    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)  # float16/bfloat16 emulated: slower
-    assert training.compute_dtype(config) == "float32"
+    monkeypatch.setattr(hardware, "cpu_computes_bfloat16", lambda: False)  # float16/bfloat16 emulated: slower
+    assert hardware.compute_dtype(config) == "float32"
     assert "float32" in console.precision_summary(config)
     chosen = types.SimpleNamespace(mixed_precision=True, mixed_dtype="float16")
-    assert training.compute_dtype(chosen) == "float16"
+    assert hardware.compute_dtype(chosen) == "float16"
     chosen.mixed_precision = False
-    assert training.compute_dtype(chosen) == "float32"
+    assert hardware.compute_dtype(chosen) == "float32"
     assert console.precision_summary(types.SimpleNamespace(mixed_precision=False)) == "mixed precision off"
+
