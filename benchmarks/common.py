@@ -75,8 +75,15 @@ def _git_commit():
 
 
 def stamp(command):
-    """Where a row measured now comes from: date, machine, versions, commit and the benchmark `command`."""
-    return {**machine_facts(), "command": command}
+    """Where a row measured now comes from: date, machine, versions, commit and the benchmark `command`.
+    Called before anything is measured; a tree with uncommitted changes to tracked code is refused (exit
+    2): a row must name the commit that reproduces it (`python -m benchmarks.stale` checks them later)."""
+    facts = machine_facts()
+    if facts["commit"].endswith("+ local changes"):
+        print("error: the working tree has uncommitted changes to tracked files (git status); commit them "
+              "first, so that the row's commit reproduces it.", file=sys.stderr)
+        sys.exit(2)
+    return {**facts, "command": command}
 
 
 def stamp_problem(value):

@@ -110,3 +110,15 @@ def test_a_row_is_stale_once_its_code_changes_and_unverifiable_with_local_change
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "change the lesson")
     (first, state, reason), _ = stale.report(repo)
     assert state == "stale" and "tasks/phone_price.py" in reason
+
+
+def test_stamping_refuses_uncommitted_code(monkeypatch, capsys):
+    from benchmarks import common
+
+    facts = {"date": "d", "machine": "m", "versions": "v", "commit": "abc1234 + local changes"}
+    monkeypatch.setattr(common, "machine_facts", lambda: dict(facts))
+    with pytest.raises(SystemExit) as exit_info:
+        common.stamp("python -m benchmarks.phone_price")
+    assert exit_info.value.code == 2 and "uncommitted changes" in capsys.readouterr().err
+    facts["commit"] = "abc1234"
+    assert common.stamp("python -m benchmarks.phone_price")["commit"] == "abc1234"
