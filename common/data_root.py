@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from common import folders
 from common.errors import UserError, describe_os_error, printable
 from common.progress import progress
 from common.umask import follow_umask
@@ -170,7 +171,9 @@ def fill_once(target, stamp, fill):
     with FileLock(str(target.parent / f".{target.name}.lock")):
         if _stamp_of(target) == stamp:
             return target
-        for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed process
+        stale_folders = [*target.parent.glob(f".{target.name}.partial-*"),
+                         *target.parent.glob(f".{target.name}.old-*")]
+        for stale in stale_folders:  # left by a killed process
             shutil.rmtree(stale, ignore_errors=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
         try:
@@ -180,13 +183,7 @@ def fill_once(target, stamp, fill):
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        if target.exists():  # swap: the old folder aside, the new one in, the old one removed
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-old-", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(partial, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, target)
+        folders.swap_in(partial, target)  # the old folder aside, the new one in, the old one removed
     return target
 
 

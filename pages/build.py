@@ -14,7 +14,6 @@ a link: a user's own folder is refused, not emptied.
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import jinja2
 from pygments.formatters import HtmlFormatter
 
+from common import folders
 from common.errors import UserError, printable
 from common.run_report import SMOKE_NOTE, git_commit, html_table, markdown_to_html, read_run
 from common.runs import follow_umask
@@ -105,13 +105,7 @@ def is_site(folder):
 def replace_output(staging, output):
     """Swap the complete site `staging` into `output` (checked again: the build took a while)."""
     check_output(output)
-    if output.exists():  # an earlier site (or an empty folder): set aside, the new one in, the old removed
-        aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-        os.replace(output, aside / output.name)
-        os.replace(staging, output)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(staging, output)
+    folders.swap_in(staging, output)  # an earlier site (or an empty folder) goes only once the new one is in
 
 
 class Site:

@@ -198,3 +198,36 @@ class CnnConfig:
     bn_momentum: float = 0.9
     dropout: float = 0.0
     l2: float = 0.0
+
+
+def kill_worker_after_epoch(state, epoch, timeout_s, worker=1):
+    """A launcher-output callback for fault tests: once the launcher says worker `worker` started, a thread
+    SIGKILLs it as soon as the chief's saved training state (`state`, a backup/state.json) reaches `epoch`.
+    Returns (the callback, the list the killed pid is appended to)."""
+    import json
+    import re
+    import signal
+    import threading
+    import time
+
+    killed = []
+
+    def watch(pid):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(state.read_text())["epoch"] >= epoch:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+
+    def on_line(line, *_):
+        pid = re.match(rf"started worker{worker} \(pid (\d+)\)", line)
+        if pid and not killed:
+            threading.Thread(target=watch, args=(int(pid.group(1)),), daemon=True).start()
+
+    return on_line, killed
+

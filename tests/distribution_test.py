@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_phone_csv
+from conftest import kill_worker_after_epoch, write_phone_csv
 
 from common import distribution
 from common.config import TrainConfig, build_config
@@ -212,24 +212,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_like_an_uninterrupted_one
     root, code, _ = two_workers
     assert code == 0
     state = root / "runs" / "phone_price" / "killed" / "backup" / "state.json"
-    killed = []
-
-    def kill_after_epoch_2(line, lines):
-        pid = re.match(r"started worker1 \(pid (\d+)\)", line)
-        if pid and not killed:
-            threading.Thread(target=watch, args=(int(pid.group(1)),), daemon=True).start()
-
-    def watch(pid):
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(state.read_text())["epoch"] >= 2:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
+    kill_after_epoch_2, killed = kill_worker_after_epoch(state, 2, TIMEOUT_S)
 
     code, output = run(launcher("--workers", "2", "--max-restarts", "1", "--",
                                 *lesson(root / "data", root / "runs", "killed")), on_line=kill_after_epoch_2)

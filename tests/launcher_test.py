@@ -12,12 +12,11 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 
 import pytest
-from conftest import write_phone_csv
+from conftest import kill_worker_after_epoch, write_phone_csv
 
 from common import distribution
 
@@ -183,24 +182,7 @@ def test_a_killed_lesson_worker_leaves_the_launchers_one_line_and_no_traceback(t
     TensorFlow's traceback, which the launcher leaves out; its scratch folder goes too."""
     write_phone_csv(tmp_path / "data" / "mobile_price" / "train.csv", rows=400, seed=0)
     state = tmp_path / "runs" / "phone_price" / "killed" / "backup" / "state.json"
-    killed = []
-
-    def kill_after_epoch_2(line):
-        pid = re.match(r"started worker1 \(pid (\d+)\)", line)
-        if pid:
-            threading.Thread(target=watch, args=(int(pid.group(1)),), daemon=True).start()
-
-    def watch(pid):
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(state.read_text())["epoch"] >= 2:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
+    kill_after_epoch_2, killed = kill_worker_after_epoch(state, 2, TIMEOUT_S)
 
     code, out, err = launch(["--workers", "2", "--", *LESSON, "--epochs", "50", "--data-dir", "data",
                              "--output-dir", "runs", "--run-id", "killed"], cwd=tmp_path,
