@@ -272,3 +272,36 @@ def test_a_run_saves_the_settings_it_printed(finished_run):
     assert text.startswith("settings that differ from tasks/phone_price.py's defaults:")
     assert "epochs = 2" in text and "(flag)" in text
     assert "max_rows = 400" in text and "(profile smoke)" in text
+
+
+@pytest.mark.slow
+def test_every_cli_that_writes_leaves_the_users_files_as_they_were(tmp_path, users_files, cli, monkeypatch):
+    """Run each writing command as a user would, from the user's own folder (relative paths), with the
+    outputs beside their files: a lesson run, predict, a search, its report and the pages. Afterwards every
+    file, link and FIFO that was there before is byte for byte the same; only the named outputs are new."""
+    from pages import build as pages_build
+    from tuning import report, search
+
+    data = tmp_path / "data"
+    write_phone_csv(data / "mobile_price" / "train.csv", rows=200, seed=0)
+    monkeypatch.chdir(users_files)
+    before = snapshot(users_files, data)
+    outputs = ("runs", "tuning_runs", "site", "labels.csv")
+    train = ["--profile", "smoke", "--data-dir", str(data), "--run-id", "mine", "--epochs", "2",
+             "--no-linear-baseline"]
+    assert cli(phone_price.main, train)[0] == 0
+    assert cli(phone_price.main, ["predict", "--run", "runs/phone_price/mine", "--input", "my.csv",
+                                  "--output", "labels.csv"])[0] == 0
+    assert cli(search.main, ["--task", "phone_price", "--profile", "smoke", "--data-dir", str(data),
+                             "--epochs", "2", "--max-trials", "1", "--verbose", "0", "--name", "s"])[0] == 0
+    assert cli(report.main, ["tuning_runs/phone_price/s"])[0] == 0
+    site = ["--runs", "runs", "--tuning-runs", "tuning_runs", "--output", "site"]
+    assert cli(pages_build.main, site)[0] == 0
+
+    def users_own(path):
+        top = Path(path).relative_to(users_files).parts[:1] if not path.startswith(str(data)) else ()
+        return not top or top[0] not in outputs
+
+    after = {path: kind for path, kind in snapshot(users_files, data).items() if users_own(path)}
+    assert after == before
+    assert all((users_files / name).exists() for name in outputs)
