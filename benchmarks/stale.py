@@ -44,6 +44,7 @@ CODE = {
     "frameworks": SHARED + ("models/", "twins/", "benchmarks/frameworks.py"),
     "backends": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/backends.py"),
     "distribution": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/distribution.py"),
+    "stage_profile": SHARED + LESSON_CODE["cifar10"] + ("benchmarks/stage_profile.py",),
 }
 SECTION = re.compile(r"<!-- (?P<name>\w+):begin -->(?P<body>.*?)<!-- (?P=name):end -->", re.S)
 SECTION_COMMIT = re.compile(r"^- commit: (?P<commit>[0-9a-f]{7,40})(?P<local> \+ local changes)?", re.M)
