@@ -200,8 +200,11 @@ def test_smoke_run_with_every_method_on_beats_chance_and_exports(tmp_path, cifar
         output_dir=str(tmp_path / "runs"), run_id="s"))
     assert cifar10.train(config) == 0
     result = json.loads((tmp_path / "runs" / "cifar10" / "s" / "metrics.json").read_text())["results"]["fast"]
-    assert result["test_accuracy_tta"] >= 0.4  # ten classes: chance is 0.1
-    assert result["heldout_lossless_accuracy_tta"] >= 0.35  # 40 images
+    # Measured here: 0.68 on the 100 test images, 0.625 on the 40 held-out ones. The broken variants this
+    # catches, measured on the same data and seed: shuffled training labels 0.13 / 0.125, a frozen model
+    # (learning rate 1e-9) 0.13 / 0.10; chance is 0.1.
+    assert result["test_accuracy_tta"] >= 0.55
+    assert result["heldout_lossless_accuracy_tta"] >= 0.5
     assert result["heldout_jpeg_accuracy_tta"] == result["heldout_lossless_accuracy_tta"]  # same pixels here
     assert result["best_val_accuracy"] is None and held == 40
     assert "held out" in result["data"]

@@ -133,8 +133,10 @@ def test_a_smoke_run_with_every_method_on_beats_chance(cifar_root):
     result = twin.run(seed=0, data_dir=str(cifar_root), recipe=recipe, log=lambda line: None)
     assert result["train_images"] == 400 - held
     assert result["steps"] == math.ceil((400 - held) // 32 * 8)
-    assert result["test_accuracy_tta"] >= 0.4  # ten classes: chance is 0.1
-    assert result["heldout_lossless_accuracy_tta"] >= 0.35
+    # Measured here: 0.62 on the 100 test images, 0.675 on the 40 held-out ones; a frozen twin (lr 1e-9)
+    # 0.02 / 0.075, the broken variant this bound catches (chance is 0.1).
+    assert result["test_accuracy_tta"] >= 0.5
+    assert result["heldout_lossless_accuracy_tta"] >= 0.55
     assert result["heldout_jpeg_accuracy_tta"] == result["heldout_lossless_accuracy_tta"]  # same pixels here
 
 
