@@ -31,7 +31,9 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert summary["failed"] == []
     rows = {(r["task"], r["model"]): r for r in summary["rows"]}
     assert rows[("phone_price", "fnn")]["metric"] == "test_accuracy"
-    assert 0.0 <= rows[("phone_price", "fnn")]["value"] <= 1.0
+    # Measured here: 0.65 (the smoke profile, 8 epochs on 260 rows); the same run with shuffled training
+    # labels 0.26, chance 0.25: the bound catches a run_all that reports an untrained or mislabelled task.
+    assert rows[("phone_price", "fnn")]["value"] >= 0.5
     assert Path(rows[("phone_price", "fnn")]["run_dir"], "model.keras").is_file()
     assert "| phone_price | tensorflow | fnn | test_accuracy |" in result.stdout
     assert (tmp_path / "runs" / "summary.md").read_text().count("| phone_price |") == 2
