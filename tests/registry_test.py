@@ -66,6 +66,10 @@ def test_every_loss_computes_a_finite_positive_value(name):
     target = labels if registry.loss_target(name) == "index" else np.eye(3, dtype="float32")[labels]
     value = float(registry.loss(name)(target, probabilities))
     assert np.isfinite(value) and value > 0
+    # Better predictions score lower: catches a loss with the wrong sign or one that ignores its inputs.
+    right = np.array([[0.98, 0.01, 0.01], [0.01, 0.01, 0.98]], dtype="float32")
+    wrong = np.array([[0.01, 0.98, 0.01], [0.98, 0.01, 0.01]], dtype="float32")
+    assert float(registry.loss(name)(target, right)) < value < float(registry.loss(name)(target, wrong))
 
 
 def test_sparse_cross_entropy_with_label_smoothing_equals_the_categorical_one():
