@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "blobs"
 SKIPPED = ("tests", "benchmarks")  # not needed by a lesson, the tuner or the pages
@@ -188,6 +190,7 @@ def run(command, repo, env):
     return result
 
 
+@pytest.mark.slow
 def test_a_new_lesson_from_the_listed_pieces_runs_everywhere(tmp_path):
     repo = tmp_path / "repo"
     copy_source(repo)

@@ -193,6 +193,7 @@ AIRBENCH_FLAGS = dict(model="fast", widths=(16, 32, 32), whiten=True, whiten_bia
                       bn_momentum=0.6, batch_size=32)
 
 
+@pytest.mark.slow
 def test_smoke_run_with_every_method_on_beats_chance_and_exports(tmp_path, cifar_root):
     held = write_lossless_file(cifar_root)
     config = build_config(cifar10.Cifar10Config, profile="smoke", overrides=dict(
@@ -248,6 +249,7 @@ def test_a_lossless_file_of_other_images_is_refused(cifar_root):
         read(cifar_root, lossless_holdout=True)
 
 
+@pytest.mark.slow
 def test_run_with_every_method_on_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cifar_root):
     """Lookahead, the whitening bias's freeze and alternating flips keep exact resume (common/resume.py)."""
     from tests.resume_test import assert_same_run, lesson_command, run_killed, run_whole
@@ -292,6 +294,7 @@ def test_jpeg_cost_folds_are_disjoint_class_balanced_and_cover_every_image():
         assert np.bincount(labels[fold == f], minlength=10).tolist() == [10] * 10
 
 
+@pytest.mark.slow
 def test_jpeg_cost_pairs_differ_only_in_the_training_pixels(cifar_root):
     """On the synthetic (lossless) copy the 'JPEG' versions are the originals themselves: the two runs of each
     fold then train on the same pixels with the same seed and must score the same, so the cost is 0."""

@@ -75,6 +75,7 @@ EXPECTED = 2 + 7 + 8 + 3  # FNN and baseline, the CNNs and airbench94's, the tex
 # EfficientNet-Lite0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_every_factory_trains_and_lowers_its_loss(backend):
     if importlib.util.find_spec(backend) is None:

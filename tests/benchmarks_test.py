@@ -97,7 +97,8 @@ def test_benchmarks_run_the_lessons_with_the_users_defaults():
         assert not re.search(r"tensorboard=False|--no-tensorboard", text), script.name
 
 
-def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_path, imdb_root, monkeypatch):
+def test_a_benchmark_row_is_written_with_its_stamp_and_validation_accuracy(tmp_path, imdb_root, monkeypatch,
+                                                                           committed_tree):
     from benchmarks import imdb
 
     monkeypatch.setattr(common, "RESULTS", tmp_path / "RESULTS.md")

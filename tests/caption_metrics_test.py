@@ -44,6 +44,7 @@ def java_or_not(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.slow
 def test_identical_captions_score_the_maximum_and_unrelated_ones_near_zero(java_or_not):
     perfect = flickr8k.caption_scores(REFERENCES, [r[0] for r in REFERENCES])
     for n in range(1, 5):

@@ -197,6 +197,7 @@ def test_bleu_is_library_corpus_bleu():
 
 
 # ---------------------------------------------------------------------------------------------- whole lesson
+@pytest.mark.slow
 def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
     config = build_config(CaptioningConfig, "smoke",
                           overrides=dict(output_dir=str(tmp_path / "runs"), run_id="s"))
@@ -260,6 +261,7 @@ def test_real_flickr8k_text_and_splits(real_data_root):
     assert all(name in table for names in listed.values() for name in names)
 
 
+@pytest.mark.slow
 def test_folder_dataset_with_the_pretrained_encoder_caches_features_and_captions(tmp_path, cli):
     pytest.importorskip("torch", reason="the EfficientNet-Lite0 weights are ported from PyTorch: "
                                         "pip install -r requirements-compare.txt")

@@ -14,6 +14,7 @@ def smoke_config(tmp_path, data_root, **overrides):
     return build_config(Cifar10Config, profile="smoke", overrides={**values, **overrides})
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_exports_and_predicts(tmp_path, cifar_root, cli):
     # Batch 32 takes a smaller rate than the smoke profile's 0.05 at batch 64: at 0.05 it diverges (0.34).
     config = smoke_config(tmp_path, cifar_root, epochs=6, batch_size=32, learning_rate=0.02, export=True,
@@ -43,6 +44,7 @@ def test_smoke_run_learns_exports_and_predicts(tmp_path, cifar_root, cli):
     assert code == 0 and out.strip().split("\t")[1].startswith(best)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_metrics(tmp_path, cifar_root):
     accuracies = []
     for run_id in ("a", "b"):
@@ -69,6 +71,7 @@ def test_bad_data_and_flags_exit_2_with_one_sentence(tmp_path, cifar_root, cli):
     assert code == 2 and "--run must be a finished cifar10 run folder" in err
 
 
+@pytest.mark.slow
 def test_real_cifar10_loads_with_the_official_split_sizes(real_data_root):
     from datasets.cifar10 import read
 

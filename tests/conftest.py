@@ -231,3 +231,14 @@ def kill_worker_after_epoch(state, epoch, timeout_s, worker=1):
 
     return on_line, killed
 
+
+@pytest.fixture
+def committed_tree(monkeypatch):
+    """Benchmark stamps refuse uncommitted code (benchmarks/common.py: stamp); a test that runs a benchmark
+    while you edit the repo stamps HEAD's commit instead, as a clean clone (CI) would."""
+    from benchmarks import common
+
+    head = common._git_commit().split()[0]
+    monkeypatch.setattr(common, "_git_commit", lambda: head)
+    return head
+

@@ -145,6 +145,7 @@ def test_runtime_summary_names_backend_devices_precision_and_xla():
     assert line.endswith(" off") and "\n" not in line
 
 
+@pytest.mark.slow
 def test_a_lesson_run_prints_one_start_line_and_no_native_noise(tmp_path):
     """The issue's check: a smoke run of a lesson, as a user starts it (no TF_CPP_MIN_LOG_LEVEL set)."""
     environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

@@ -38,6 +38,7 @@ def _without_times(value):
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,flags", [("phone_price", ["--epochs", "10", "--max-rows", "400"]),
                                         ("imdb", ["--epochs", "1", "--ngram-epochs", "1"])])
 def test_two_processes_with_one_seed_write_the_same_metrics(task, flags, tmp_path, request):

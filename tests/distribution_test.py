@@ -91,6 +91,7 @@ def mirrored(tmp_path_factory):
     return out, output
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_ends_with_the_one_device_weights(mirrored):
     out, output = mirrored
     assert "mirrored plain: replicas 2" in output
@@ -109,6 +110,7 @@ def test_batch_norm_statistics_are_synchronised_across_replicas(mirrored):
     assert per_replica > 100 * EXACT  # measured 0.13: each replica normalised its half batch alone
 
 
+@pytest.mark.slow
 def test_two_loopback_workers_end_with_the_one_device_weights(mirrored, tmp_path):
     out, _ = mirrored
     code, output = run(launcher("--workers", "2", "--", *PROBE, "--out", str(tmp_path),
@@ -121,6 +123,7 @@ def test_two_loopback_workers_end_with_the_one_device_weights(mirrored, tmp_path
             assert difference(out / f"none-{case}.npz", tmp_path / f"multi_worker-{case}{worker}.npz") < EXACT
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("jax"), reason="jax is not installed")
 def test_jax_data_parallel_on_two_host_devices_ends_with_the_one_device_weights(tmp_path):
     """97 rows: the last batch of each pass (1 row) cannot split over 2 devices and is replicated instead."""
@@ -133,6 +136,7 @@ def test_jax_data_parallel_on_two_host_devices_ends_with_the_one_device_weights(
         assert difference(tmp_path / f"none-{case}.npz", tmp_path / f"data_parallel-{case}.npz") < EXACT
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("jax"), reason="jax is not installed")
 def test_jax_data_parallel_across_two_processes_ends_with_the_one_device_weights(tmp_path):
     """keras.distribution.initialize on loopback through the launcher (training; lessons refuse it)."""
@@ -182,6 +186,7 @@ def two_workers(tmp_path_factory):
     return root, code, output
 
 
+@pytest.mark.slow
 def test_launcher_runs_a_lesson_and_only_the_chief_writes_the_run_folder(two_workers):
     root, code, output = two_workers
     assert code == 0, output[-3000:]
@@ -197,6 +202,7 @@ def test_launcher_runs_a_lesson_and_only_the_chief_writes_the_run_folder(two_wor
     assert "[chief] run folder: " in output and "[worker1] worker 1: done" in output
 
 
+@pytest.mark.slow
 def test_two_workers_end_like_one_process(two_workers):
     root, code, output = two_workers
     assert code == 0, output[-3000:]
@@ -206,6 +212,7 @@ def test_two_workers_end_like_one_process(two_workers):
                       root / "runs-single" / "phone_price" / "single")
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_the_run_ends_like_an_uninterrupted_one(two_workers):
     """SIGKILL worker 1 once the chief has saved epoch 2; the launcher restarts the cluster (--max-restarts),
     the chief resumes from its run folder and worker 1 takes the chief's state."""
@@ -309,6 +316,7 @@ def test_tf_config_names_the_chief(monkeypatch):
         distribution.tf_config_cluster()
 
 
+@pytest.mark.slow
 def test_a_lesson_refuses_a_mode_its_backend_cannot_run():
     """The whole CLI path: one sentence, exit code 2, no run folder."""
     code, output = run(["python", "-m", "tasks.phone_price", "--profile", "smoke", "--distribution",

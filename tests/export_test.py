@@ -22,6 +22,7 @@ def _model():
         keras.layers.Dense(4, activation="softmax")])
 
 
+@pytest.mark.slow
 def test_exported_files_agree_with_the_keras_model(tmp_path):
     x, y = _colour_data()
     keras.utils.set_random_seed(0)
@@ -49,6 +50,7 @@ def test_exported_files_agree_with_the_keras_model(tmp_path):
     assert abs(accuracy["tflite_int8"] - accuracy["keras"]) <= 1 / 160
 
 
+@pytest.mark.slow
 def test_the_keras_row_scores_the_saved_file_not_the_model_in_memory(tmp_path):
     """model.keras on disk is an untrained model; the one passed in is trained: the "keras" row must give the
     file's accuracy. (Scoring the in-memory model, as the exports table once did, fails this.)"""
@@ -133,6 +135,7 @@ def test_gelu_exports_to_onnx(tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mixed_precision", [False, True], ids=["float32", "bfloat16"])
 def test_imdb_run_exports_strings_and_token_ids(tmp_path, imdb_root, mixed_precision):
     """With --mixed-precision the token-id files come from a float32 copy of the model after its vectoriser
@@ -161,6 +164,7 @@ def test_imdb_run_exports_strings_and_token_ids(tmp_path, imdb_root, mixed_preci
         assert len(set(accuracy.values())) == 1, accuracy  # the same decisions from every file
 
 
+@pytest.mark.slow
 def test_a_two_input_captioner_exports_with_the_keras_outputs(tmp_path):
     """The captioner (image and caption tokens -> next-word logits): every file within 1e-5 of Keras."""
     from types import SimpleNamespace
@@ -184,6 +188,7 @@ def test_a_two_input_captioner_exports_with_the_keras_outputs(tmp_path):
     assert np.abs(swapped - model.predict(inputs, verbose=0)).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_captioning_run_with_export_compares_every_format(tmp_path):
     from common.config import build_config
     from tasks import captioning

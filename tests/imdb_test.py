@@ -174,6 +174,7 @@ def test_attention_weights_sum_to_one_and_skip_padding():
     np.testing.assert_allclose(weights[0, 4:], 0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_saves_and_predicts(tmp_path, imdb_root, cli):
     config = smoke_config(tmp_path, imdb_root, run_id="s", model="bilstm_attention", epochs=8, ngram_epochs=8,
                           max_batches=None, batch_size=16, learning_rate=0.01)
@@ -213,6 +214,7 @@ def test_bad_flags_exit_2(tmp_path, imdb_root, cli):
     assert code == 2 and "--units must be at least 1" in err
 
 
+@pytest.mark.slow
 def test_real_reviews_load(tmp_path, real_data_root):
     """The shared archive extracts and loads with the right split sizes (a few batches are trained)."""
     config = build_config(ImdbConfig, profile="smoke", overrides=dict(
@@ -257,6 +259,7 @@ def unlabelled_sentiment(first_word, words=("film", "plot")):
             for i, sentiment in enumerate([POSITIVE, NEGATIVE] * 20)}
 
 
+@pytest.mark.slow
 def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path, capsys):
     root = tmp_path / "data"
     write_imdb_archive(root, extra=unlabelled_sentiment("the"))
@@ -274,6 +277,7 @@ def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path
     assert model.predict(imdb_data.string_batch(["great superb film"]), verbose=0)[0, 0] > 0.5
 
 
+@pytest.mark.slow
 def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_reviews_only(tmp_path, capsys):
     """Issue 19: NBSVM (recipes/imdb_nbsvm.json's settings) as the teacher. It goes first, in its own
     sub-folder; its n-grams come from the labelled training reviews only (no unlabelled or test review)."""
@@ -298,6 +302,7 @@ def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_review
     assert results["gru"]["test_accuracy"] >= 0.8  # chance is 0.5
 
 
+@pytest.mark.slow
 def test_self_training_in_two_rounds_teaches_a_fresh_student_with_the_mean_of_teacher_and_first_student(
         tmp_path, capsys):
     """Issue 19, `--self-training-rounds 2`: NBSVM teaches a first student (student_round1/), then the mean of
@@ -424,6 +429,7 @@ def test_keras_copy_offline_is_a_clear_error(tmp_path, monkeypatch, cli):
 UNSEEN = ["zorblax", "quindle", "mervish"]  # in every test review below, in no training review
 
 
+@pytest.mark.slow
 def test_the_vocabulary_comes_from_training_reviews_only_through_the_lessons_own_run(tmp_path):
     """Test reviews carry words no training review has, often enough that a vectoriser adapted on the test
     split (or on all the text) would keep them; the lesson's own run must leave them out of vocabulary, for
@@ -460,6 +466,7 @@ def pretraining_archive(root):
     write_imdb_archive(root, extra={**unsup, **unseen})
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_the_language_model_loss_and_fine_tuning_starts_from_its_weights(
         tmp_path, monkeypatch):
     """Issue 19: the language model learns (its loss falls over the pretraining epochs) and the classifier's
@@ -500,6 +507,7 @@ def test_pretraining_lowers_the_language_model_loss_and_fine_tuning_starts_from_
     assert not any("positive" in p for p in changed)  # the classifier's own head is not pretrained
 
 
+@pytest.mark.slow
 def test_no_test_or_validation_review_reaches_the_vocabulary_or_pretraining(tmp_path):
     root = tmp_path / "data"
     pretraining_archive(root)
@@ -639,7 +647,8 @@ def test_nbsvm_saved_file_takes_raw_strings_and_reproduces_its_predictions(tmp_p
     assert result["params"] == 2 * data.vectorizer.vocabulary_size() + 1
 
 
-def test_benchmark_measures_the_scikit_learn_anchor_beside_nbsvm(tmp_path, imdb_root, monkeypatch):
+def test_benchmark_measures_the_scikit_learn_anchor_beside_nbsvm(tmp_path, imdb_root, monkeypatch,
+                                                                 committed_tree):
     """A benchmark run of the nbsvm recipe writes two rows, each with validation and test accuracy and a
     training time: the linear model (its time includes the counting) and the TF-IDF anchor, same stamp."""
     from benchmarks import common as bench_common

@@ -162,6 +162,7 @@ def test_the_first_failed_workers_own_traceback_is_shown_and_the_others_left_out
 LESSON = ("python", "-m", "tasks.phone_price", "--profile", "smoke", "--no-baseline", "--verbose", "2")
 
 
+@pytest.mark.slow
 def test_relative_paths_are_taken_from_the_callers_folder(tmp_path):
     """Launched from another folder: a relative --config, --data-dir and --output-dir are the caller's."""
     write_phone_csv(tmp_path / "data" / "mobile_price" / "train.csv", rows=400, seed=0)
@@ -177,6 +178,7 @@ def test_relative_paths_are_taken_from_the_callers_folder(tmp_path):
     assert not Path(scratch).exists() and not Path(scratch).parent.exists()
 
 
+@pytest.mark.slow
 def test_a_killed_lesson_worker_leaves_the_launchers_one_line_and_no_traceback(tmp_path):
     """SIGKILL worker 1 of a real lesson once the chief has saved epoch 2: the chief's collectives fail with
     TensorFlow's traceback, which the launcher leaves out; its scratch folder goes too."""

@@ -551,6 +551,7 @@ def test_run_all_refuses_an_output_dir_that_is_a_file(tmp_path, refused):
 
 
 # -------------------------------------------------------------------------------------- end to end, for real
+@pytest.mark.slow
 def test_the_scripts_refuse_in_a_subprocess_too(tmp_path):
     """As a user types it, from another folder: nothing escapes runs/, a Lambda model is not loaded."""
     run = fake_run(tmp_path / "runs" / "phone_price" / "r", "phone_price", lambda_model)

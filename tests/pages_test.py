@@ -150,6 +150,7 @@ def pages_of(site):
     return sorted(site.rglob("*.html"))
 
 
+@pytest.mark.slow
 def test_every_page_is_built(site):
     names = {p.name for p in site.glob("*.html")}
     assert names == {"index.html", "search.html", "comparison.html", *(f"{t}.html" for t in LESSONS)}

@@ -28,6 +28,7 @@ def metrics_of(config):
     return json.loads((Path(config.output_dir) / "phone_price" / config.run_id / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_and_writes_every_output(tmp_path, phone_root):
     config = smoke_config(tmp_path, phone_root, epochs=30, max_rows=None, run_id="learn")
     assert phone_price.train(config) == 0
@@ -60,6 +61,7 @@ def test_saved_model_takes_raw_rows(tmp_path, phone_root):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path, phone_root):
     results = []
     for run_id in ("a", "b"):
@@ -74,6 +76,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_after_the_last_epoch_to_the_same_numbers(tmp_path, phone_root, monkeypatch):
     config_args = dict(run_id="resume", linear_baseline=False, epochs=6)
     original = training.callbacks
@@ -160,6 +163,7 @@ def test_bad_data_exits_2_naming_the_file(tmp_path, phone_root, cli):
     assert code == 2 and "is not a folder" in err
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_mean_and_std(tmp_path, phone_root):
     config = smoke_config(tmp_path, phone_root, run_id="cv", cv=3, linear_baseline=False, epochs=4)
     phone_price.train(config)
@@ -175,6 +179,7 @@ def test_embedded_copy_is_used_without_a_data_root(tmp_path):
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 400
 
 
+@pytest.mark.slow
 def test_script_runs_as_a_file_too(tmp_path):
     """`python tasks/phone_price.py` works as well as `python -m tasks.phone_price`."""
     result = subprocess.run([sys.executable, str(ROOT / "tasks" / "phone_price.py"), "--help"],

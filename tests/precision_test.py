@@ -36,6 +36,7 @@ def run(tmp_path, phone_root):
     return train
 
 
+@pytest.mark.slow
 def test_mixed_precision_computes_in_float16_keeps_float32_outputs_and_matches_float32(run):
     reference, reference_model, rows = run("float32")
     mixed, model, _ = run("mixed", mixed_precision=True, mixed_dtype="float16")
@@ -54,6 +55,7 @@ def test_mixed_precision_computes_in_float16_keeps_float32_outputs_and_matches_f
     assert np.abs(probabilities - expected).max() <= 0.01
 
 
+@pytest.mark.slow
 def test_jit_compile_reaches_the_model_and_matches_the_run_without_xla(run, monkeypatch):
     """XLA needs --no-deterministic on TensorFlow: under op determinism (the default) Keras turns it off."""
     compiled = []
@@ -90,6 +92,7 @@ def test_jit_compile_reaches_the_model_and_matches_the_run_without_xla(run, monk
                                keras.ops.convert_to_numpy(model(rows)), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_mixed_precision_in_bfloat16_keeps_float32_outputs_and_close_numbers(run):
     """`--mixed-dtype bfloat16`: what the airbench recipe and CIFAR-10's quick profile compute in on a CPU
     with AVX-512 BF16 (Keras computes bfloat16 on any CPU; without those units it is only slower)."""

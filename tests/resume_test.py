@@ -94,6 +94,7 @@ def assert_same_run(whole, resumed, models=("",)):
     assert not list(resumed.rglob("backup")) and not (resumed / ".lock").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [1, 4])
 def test_phone_price_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, phone_root, kill_at):
     runs = tmp_path / "runs"
@@ -105,6 +106,7 @@ def test_phone_price_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path,
     assert_same_run(runs / "phone_price" / "whole", runs / "phone_price" / "killed")
 
 
+@pytest.mark.slow
 def test_two_model_run_killed_in_its_second_model_resumes_there(tmp_path, phone_root):
     runs = tmp_path / "runs"
     flags = ("--epochs", "10")
@@ -116,6 +118,7 @@ def test_two_model_run_killed_in_its_second_model_resumes_there(tmp_path, phone_
     assert_same_run(runs / "phone_price" / "whole", runs / "phone_price" / "killed", models=("", "baseline"))
 
 
+@pytest.mark.slow
 def test_cifar10_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cifar_root):
     runs = tmp_path / "runs"
     flags = ("--epochs", "4", "--max-images", "200")
@@ -126,6 +129,7 @@ def test_cifar10_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, cif
     assert_same_run(runs / "cifar10" / "whole", runs / "cifar10" / "killed")
 
 
+@pytest.mark.slow
 def test_imdb_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, imdb_root):
     runs = tmp_path / "runs"
     # dropout: its random state must resume too
@@ -137,6 +141,7 @@ def test_imdb_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path, imdb_r
     assert_same_run(runs / "imdb" / "whole", runs / "imdb" / "killed")
 
 
+@pytest.mark.slow
 def test_captioning_killed_and_resumed_ends_like_an_uninterrupted_run(tmp_path):
     runs = tmp_path / "runs"
     (tmp_path / "data").mkdir()  # the shapes data set is drawn, not read: an empty data root

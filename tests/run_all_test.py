@@ -18,6 +18,7 @@ def test_lists_every_task_script():
     assert {"phone_price", "imdb", "cifar10", "captioning"} <= set(run_all.available_tasks())
 
 
+@pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path, phone_root):
     write_imdb_archive(phone_root, per_class=20)  # one data root with every task's data set
     for split, count in (("train", 20), ("test", 5)):
@@ -43,6 +44,7 @@ def test_smoke_profile_end_to_end(tmp_path, phone_root):
     assert {("captioner_lstm (greedy)", "bleu1"), ("captioner_lstm (greedy)", "bleu4")} <= caption_metrics
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_reported_keeps_the_last_good_summary_and_works_from_any_folder(tmp_path):
     """Run from another folder with a relative --output-dir and --data-dir (an empty data root: both tasks
     fail at their data); the summary goes beside the last good one, which is kept."""
@@ -62,6 +64,7 @@ def test_a_failing_task_is_reported_keeps_the_last_good_summary_and_works_from_a
     assert [p.name for p in (tmp_path / "runs").iterdir() if ".partial" in p.name] == []
 
 
+@pytest.mark.slow
 def test_a_bad_flag_for_any_task_stops_before_the_first_task(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke",
@@ -71,6 +74,7 @@ def test_a_bad_flag_for_any_task_stops_before_the_first_task(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_run_all_own_run_id_names_the_run_folder_it_reads(tmp_path, phone_root):
     """`--run-id myid` is run_all's own: the task writes runs/phone_price/myid and the summary reads it there
     (it used to be passed on after run_all's own id, so the summary looked in a folder never written)."""
@@ -93,6 +97,7 @@ def test_a_run_id_names_one_folder_per_backend():
     assert run_all.run_id_for(None, "20240101-000000", "jax", ["jax"]) == "all-20240101-000000-jax"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--run-id", "../elsewhere"], "--run-id must be a plain name"),
     (["--config", "latin1.json"], "is not UTF-8 text"),

@@ -134,6 +134,7 @@ def test_unprepared_data_is_refused_in_one_sentence_writing_nothing(tmp_path, cl
     assert code == 2 and "cifar10 is not prepared in " + str(empty) in err and not runs.exists()
 
 
+@pytest.mark.slow
 def test_tfds_is_imported_only_for_source_tfds():
     import subprocess
     import sys

@@ -49,6 +49,7 @@ def check_resumed(folder, before, expected):
     assert len((folder / "trials.csv").read_text().strip().splitlines()) == expected + 1
 
 
+@pytest.mark.slow
 def test_a_plain_search_resumed_with_tuning_distributed_keeps_its_finished_trials(tmp_path, phone_root, cli):
     directory = tmp_path / "tuning"
     folder = directory / "phone_price" / "random-smoke"
@@ -67,6 +68,7 @@ def test_a_plain_search_resumed_with_tuning_distributed_keeps_its_finished_trial
     check_resumed(folder, before, expected=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,expected", [
     (["--tuner", "random"], 3),
     (["--tuner", "bayesian"], 3),

@@ -98,6 +98,7 @@ DAMAGES = [remove_oracle, remove_trial_folder, remove_trial_file, empty_trial, t
            trial_of_another_folder, oracle_without_trial_order, oracle_without_seed_state]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", DAMAGES, ids=[d.__name__ for d in DAMAGES])
 def test_a_search_with_removed_or_damaged_keras_tuner_files_is_refused_untouched(copied_search, cli, damage):
     data, tuning, folder = copied_search
@@ -194,6 +195,7 @@ def test_run_cli_says_how_the_interrupted_command_resumes(capsys):
         assert exit_info.value.code == 130 and expected in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_search_says_how_a_search_resumes(tmp_path, phone_root):
     """A real search process gets SIGINT once it has said it started (the TensorBoard line comes right before
     the first trial): it names the search's way to resume, not a lesson's --run-id."""
@@ -217,6 +219,7 @@ def test_ctrl_c_on_a_search_says_how_a_search_resumes(tmp_path, phone_root):
     assert search.INTERRUPTED in err and "--run-id" not in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_distributed_search_whose_chief_refuses_the_folder_stops_its_workers(copied_search):
     """The workers wait for the chief's oracle: once the chief has refused, they are stopped instead of
     waiting for --timeout (or for ever)."""

@@ -35,6 +35,7 @@ def scalar_tags(logs):
             for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
 
 
+@pytest.mark.slow
 def test_each_trial_logs_its_hyperparameters_for_tensorboard(tmp_path, phone_root, cli):
     code, out, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "2"))
     folder = tmp_path / "tuning" / "phone_price" / "random-smoke"

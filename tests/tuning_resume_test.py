@@ -105,6 +105,7 @@ def toy_search(folder, max_trials=None, stop_at=None):
                   t["status"]) for tid, t in trials(folder / "grid").items()}
 
 
+@pytest.mark.slow
 def test_grid_search_interrupted_mid_trial_completes_the_grid_without_repeats(tmp_path):
     """KerasTuner's own GridSearch dies with KeyError here (keras-team/keras-tuner#1055)."""
     before = toy_search(tmp_path, stop_at=3)
@@ -115,6 +116,7 @@ def test_grid_search_interrupted_mid_trial_completes_the_grid_without_repeats(tm
     assert all(after[tid] == before[tid][:2] + ("COMPLETED",) for tid in before)  # same ids, same points
 
 
+@pytest.mark.slow
 def test_finished_grid_rerun_with_more_trials_adds_the_missing_ones(tmp_path):
     assert len(toy_search(tmp_path, max_trials=2)) == 2
     assert len(toy_search(tmp_path, max_trials=4)) == 4
@@ -122,6 +124,7 @@ def test_finished_grid_rerun_with_more_trials_adds_the_missing_ones(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- kill and resume
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,expected", [
     (["--compare", "dropout", "--seeds", "1"], 4),  # a grid: every value once
     (["--tuner", "random", "--max-trials", "3"], 3),
@@ -161,6 +164,7 @@ def test_a_kill_between_keras_tuners_two_saves_neither_loses_nor_repeats_a_trial
 
 
 # ------------------------------------------------------------------------------------------- refusals
+@pytest.mark.slow
 def test_a_changed_recipe_is_refused_and_overwrite_starts_afresh(tmp_path, phone_root, cli):
     folder = tmp_path / "tuning" / "phone_price" / "random-smoke"
     code, _, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "1"))

@@ -75,6 +75,7 @@ def search_args(tmp_path, phone_root, *extra):
             *extra]
 
 
+@pytest.mark.slow
 def test_a_search_with_median_stopping_stops_trials_behind(tmp_path, phone_root, cli, monkeypatch):
     # Five completed trials that scored 2.0 (out of reach) at every epoch: every trial is behind after its
     # grace epoch. Only the reading of the completed curves is replaced; the rule and the callback are real.

@@ -57,6 +57,7 @@ def test_momentum_is_conditional_on_the_momentum_optimizer(base_config):
     assert hypermodel.build(hp).optimizer.momentum == pytest.approx(0.8)
 
 
+@pytest.mark.slow
 def test_a_stock_tuner_can_drive_the_hypermodel(tmp_path, base_config):
     tuner = keras_tuner.RandomSearch(TaskHyperModel("phone_price", base_config), objective="val_accuracy",
                                      max_trials=2, directory=str(tmp_path), project_name="stock", seed=1)
@@ -77,6 +78,7 @@ def test_a_nan_trial_fails_and_the_search_goes_on(tmp_path, base_config):
     assert statuses == {1e8: "FAILED", 0.01: "COMPLETED"}
 
 
+@pytest.mark.slow
 def test_search_resumes_without_rerunning_trials_and_writes_a_report(tmp_path, phone_root, cli):
     code, out, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "2"))
     folder = tmp_path / "tuning" / "phone_price" / "random-smoke"
@@ -100,6 +102,7 @@ def test_search_resumes_without_rerunning_trials_and_writes_a_report(tmp_path, p
     assert len(list(folder.glob("trial_*"))) == 1
 
 
+@pytest.mark.slow
 def test_compare_runs_every_value_over_seeds(tmp_path, phone_root, cli):
     code, out, _ = cli(search.main, search_args(tmp_path, phone_root, "--compare", "dropout", "--seeds", "2"))
     folder = tmp_path / "tuning" / "phone_price" / "compare-dropout-smoke"
@@ -124,6 +127,7 @@ def test_report_of_a_folder_that_is_not_a_search(tmp_path, cli):
     assert code == 2 and "not a search folder" in err
 
 
+@pytest.mark.slow
 def test_loopback_chief_and_two_workers(tmp_path, phone_root):
     """KerasTuner's own chief/worker mode: every trial runs once, all reach the chief, all exit."""
     result = subprocess.run(
@@ -140,6 +144,7 @@ def test_loopback_chief_and_two_workers(tmp_path, phone_root):
     assert len((folder / "trials.csv").read_text().strip().splitlines()) == 5  # the chief wrote the report
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_runs_trials(tmp_path, phone_root, cli):
     """--distribution mirrored builds each trial under tf.distribute.MirroredStrategy (one CPU here)."""
     code, _, _ = cli(search.main, search_args(tmp_path, phone_root, "--max-trials", "1", "--distribution",
@@ -149,6 +154,7 @@ def test_mirrored_strategy_runs_trials(tmp_path, phone_root, cli):
     assert code == 0 and trial["status"] == "COMPLETED"
 
 
+@pytest.mark.slow
 def test_imdb_hypermodel_and_search(tmp_path, imdb_root, cli):
     """The same search code drives the IMDB lesson: its own space (architecture, width) and comparisons."""
     base = build_config(ImdbConfig, profile="smoke", overrides=dict(data_dir=str(imdb_root), epochs=1))
@@ -169,6 +175,7 @@ def test_imdb_hypermodel_and_search(tmp_path, imdb_root, cli):
                         ).model == best["model"]
 
 
+@pytest.mark.slow
 def test_cifar10_hypermodel_and_compare(tmp_path, cifar_root, cli):
     """CIFAR-10 joins through the same code: its space builds every sampled architecture; --compare runs."""
     from tasks.cifar10 import Cifar10Config
@@ -208,6 +215,7 @@ def _statuses(folder):
     return {trial["values"]["activation"]: trial["status"] for trial in trials}
 
 
+@pytest.mark.slow
 def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, phone_root, cli,
                                                                         monkeypatch):
     _crashing_space(monkeypatch, ["relu", "crash", "tanh"])
@@ -219,6 +227,7 @@ def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path,
     assert "| FAILED |" in (folder / "trials.md").read_text()
 
 
+@pytest.mark.slow
 def test_max_failures_in_a_row_stop_the_search(tmp_path, phone_root, cli, monkeypatch):
     # The first value is the one the objective check builds before any trial: it must work.
     _crashing_space(monkeypatch, ["relu", "crash_1", "crash_2", "tanh"])

@@ -161,6 +161,7 @@ def test_steps_per_call_divide_an_epoch(requested, epoch, expected):
     assert training.execution_steps(requested, epoch) == expected
 
 
+@pytest.mark.slow
 def test_steps_per_execution_keeps_every_epoch_and_number(tmp_path, phone_root):
     """Broken variant caught: Keras' whole calls of 32 steps over a 9-step epoch (epoch 0's training
     accuracy was 0.60 against 0.33, the history differed from the first epoch)."""
