@@ -14,6 +14,7 @@ a link: a user's own folder is refused, not emptied.
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -243,6 +244,40 @@ def comparison_page(site):
                sections=[(name, site.results_html(name)[0]) for name in names])
 
 
+DOCS = ROOT / "docs"
+# Links between the docs and to the repo's files, as the site lays them out: docs/x.md -> docs/x.html; an
+# image beside the docs or under benchmarks/plots is copied into the site.
+DOC_LINK = re.compile(r'(href|src)="(?P<target>[^"#:]+)(?P<anchor>#[^"]*)?"')
+
+
+def doc_pages(site):
+    """docs/*.md as site/docs/<name>.html (the depth the README links to), with their figures; returns the
+    pages' names and titles, for the index."""
+    written = []
+    for path in sorted(DOCS.glob("*.md")):
+        if not readable(path):
+            continue
+        text = path.read_text(encoding="utf-8")
+        title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), path.stem)
+
+        def link(match, base=path.parent):
+            target = match.group("target")
+            if target.endswith(".md") and (base / target).resolve().parent == DOCS.resolve():
+                target = target[:-3] + ".html"
+            elif match.group(1) == "src" and (base / target).is_file() and readable(base / target):
+                target = "../" + copy_figure(base / target, ROOT, site.output, "repo")
+            return f'{match.group(1)}="{target}{match.group("anchor") or ""}"'
+
+        body = DOC_LINK.sub(link, markdown_to_html(text))
+        (site.output / "docs").mkdir(exist_ok=True)
+        html = site.env.get_template("doc.html").render(lessons=site.lessons, built=site.built, page="",
+                                                        title=title, body=body, source=path.name,
+                                                        table=html_table, root="../")
+        (site.output / "docs" / f"{path.stem}.html").write_text(html)
+        written.append({"name": path.stem, "title": title})
+    return written
+
+
 def build_site(runs="runs", tuning_runs="tuning_runs", results=ROOT / "benchmarks" / "RESULTS.md",
                output="site"):
     """Write the whole site into `output` and return the paths of its pages.
@@ -270,7 +305,8 @@ def build_site(runs="runs", tuning_runs="tuning_runs", results=ROOT / "benchmark
         summaries = [lesson_page(site, lesson) for lesson in lessons]
         search_page(site)
         comparison_page(site)
-        site.write("index.html", "index.html", summaries=summaries)
+        docs = doc_pages(site)
+        site.write("index.html", "index.html", summaries=summaries, docs=docs)
         pages = sorted(output / page.name for page in staging.glob("*.html"))
         replace_output(staging, output)
     except BaseException:

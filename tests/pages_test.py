@@ -454,3 +454,22 @@ def test_a_real_browser_renders_every_page_with_every_image(site, tmp_path):
 def _attribute(dom, name):
     start = dom.index(f'{name}="') + len(name) + 2
     return html.unescape(dom[start:dom.index('"', start)])
+
+
+def test_the_docs_are_pages_of_the_site_with_their_links_and_figures(site):
+    """README.md links to docs/*.md for the depth: `make pages` renders each as site/docs/<name>.html, links
+    between them point at the pages, their figures are copied, and the index lists them."""
+    sources = sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
+    assert sources and all((site / "docs" / f"{name}.html").is_file() for name in sources)
+    index = (site / "index.html").read_text()
+    assert all(f'href="docs/{name}.html"' in index for name in sources)
+    for name in sources:
+        page = PageParser()
+        page.feed((site / "docs" / f"{name}.html").read_text())
+        for target in page.links + page.resources:
+            if "://" in target or target.startswith("#"):
+                continue
+            path = (site / "docs" / target.split("#")[0]).resolve()
+            assert path.exists(), f"docs/{name}.html links to {target}, which the site lacks"
+    glossary = (site / "docs" / "glossary.html").read_text()
+    assert "held-out" in glossary and 'href="../index.html"' in glossary
