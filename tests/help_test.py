@@ -21,18 +21,7 @@ from common.config import GROUPS, TrainConfig, build_config, field_metadata, set
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def lessons():
-    """Every lesson script in tasks/ (launchers such as tasks.distributed are not lessons)."""
-    from tasks import LAUNCHERS
-
-    return sorted(p.stem for p in (ROOT / "tasks").glob("*.py")
-                  if not p.stem.startswith("_") and p.stem not in LAUNCHERS)
-
-
-def config_class(task):
-    module = importlib.import_module(f"tasks.{task}")
-    return next(value for value in vars(module).values()
-                if isinstance(value, type) and getattr(value, "TASK", None) == task)
+from run_all import available_tasks as lessons, config_class  # noqa: E402  (the lessons run_all runs)
 
 
 def help_text(main, monkeypatch):
