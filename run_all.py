@@ -98,19 +98,15 @@ def _summary_rows(metrics_path):
     return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
 
 
-def write_atomically(path, text):
-    """Write through a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    runs.atomic_write_text(path, text)
-
-
 def write_summary(output_dir, profile, stamp, rows, failed):
     """summary.md/.json when every task passed; summary-failed.md/.json otherwise (the last good one
     stays)."""
     table = format_table(rows, COLUMNS)
     name = "summary-failed" if failed else "summary"
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(output_dir / f"{name}.md", f"# run_all.py --profile {profile} ({stamp})\n\n{table}\n")
-    write_atomically(output_dir / f"{name}.json", json.dumps(
+    runs.atomic_write_text(output_dir / f"{name}.md",
+                           f"# run_all.py --profile {profile} ({stamp})\n\n{table}\n")
+    runs.atomic_write_text(output_dir / f"{name}.json", json.dumps(
         {"profile": profile, "started": stamp, "rows": rows, "failed": failed}, indent=2) + "\n")
     return table, output_dir / f"{name}.md"
 

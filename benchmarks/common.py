@@ -79,12 +79,11 @@ def stamp(command):
     """Where a row measured now comes from: date, machine, versions, commit and the benchmark `command`.
     Called before anything is measured; a tree with uncommitted changes to tracked code is refused (exit
     2): a row must name the commit that reproduces it (`python -m benchmarks.stale` checks them later)."""
-    facts = machine_facts()
-    if facts["commit"].endswith("+ local changes"):
+    if _git_commit().endswith("+ local changes"):  # before machine_facts imports TensorFlow
         print("error: the working tree has uncommitted changes to tracked files (git status); commit them "
               "first, so that the row's commit reproduces it.", file=sys.stderr)
         sys.exit(2)
-    return {**facts, "command": command}
+    return {**machine_facts(), "command": command}
 
 
 def stamp_problem(value):

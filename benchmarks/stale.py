@@ -14,6 +14,7 @@ beside it (tests/stale_test.py checks the README's lessons table).
 """
 
 import argparse
+import functools
 import re
 import subprocess
 import sys
@@ -68,14 +69,22 @@ def stamps(text):
     return found
 
 
-def changed_since(commit, paths, root=ROOT):
-    """The files under `paths` that differ between `commit` and HEAD, or None if the commit is unknown."""
+@functools.cache  # many stamps name the same commit
+def _changed_files(commit, head, root):
+    """Every file that differs between `commit` and `head`, or None if the commit is unknown."""
     known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True)
     if known.returncode != 0:
         return None
-    result = subprocess.run(["git", "diff", "--name-only", commit, "HEAD", "--"], cwd=root,
+    result = subprocess.run(["git", "diff", "--name-only", commit, head, "--"], cwd=root,
                             capture_output=True, text=True, check=True)
-    return sorted(f for f in result.stdout.split() if f.startswith(paths))
+    return tuple(result.stdout.split())
+
+
+def changed_since(commit, paths, root=ROOT):
+    """The files under `paths` that differ between `commit` and HEAD, or None if the commit is unknown."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    changed = _changed_files(commit, head.strip(), str(root))
+    return None if changed is None else sorted(f for f in changed if f.startswith(paths))
 
 
 def status(stamp, root=ROOT):

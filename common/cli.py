@@ -82,8 +82,9 @@ def task_main(config_cls, train, description, commands=None, prog=None):
     return main
 
 
-def run(main):
+def run(main, interrupted=None):
     """Entry point used by `if __name__ == "__main__"` blocks: stderr filtered for the whole run (noise
-    such as tf.data's NodeDef error comes long after start-up), user errors as one line."""
+    such as tf.data's NodeDef error comes long after start-up), user errors as one line; `interrupted`: what
+    Ctrl-C says (default: how a lesson run resumes)."""
     console.start_filter()
-    run_cli(main)
+    run_cli(main, **({"interrupted": interrupted} if interrupted else {}))

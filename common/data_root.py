@@ -22,6 +22,7 @@ renamed into place when complete (`fill_once`), so a bad archive, a kill or a fu
 was.
 """
 
+import functools
 import hashlib
 import os
 import shutil
@@ -218,6 +219,14 @@ def verify_sha256(path, sha256):
 
 
 def sha256_of(path):
+    """The file's SHA-256, hashed once per process while its size and modification time stay the same (the
+    checksum check and the run's data fingerprint both ask)."""
+    stat = os.stat(path)
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256_of(path, size, mtime_ns):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -172,9 +172,6 @@ def run_identity(config, data_source=None):
     return {**recipe(config), "backend": keras.backend.backend(), "data": data_fingerprint(data_source)}
 
 
-_DATA_FINGERPRINTS = {}  # (path, size, mtime) -> digest: a folder is read once per process
-
-
 def data_fingerprint(source):
     """One digest of what a run reads: the content of every file in the data folder (or the file) it was
     loaded from, so another CSV under the same name, or another --data-dir with other files, is another
@@ -190,12 +187,8 @@ def data_fingerprint(source):
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _DATA_FINGERPRINTS:
-            _DATA_FINGERPRINTS[key] = data_root.sha256_of(path)
         relative = path.relative_to(source).as_posix() if source.is_dir() else path.name
-        digest.update(f"{relative}\0{_DATA_FINGERPRINTS[key]}\n".encode())
+        digest.update(f"{relative}\0{data_root.sha256_of(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -276,10 +269,6 @@ def _reopen(path, config, settings):
             raise UserError(f"run {path} was started with other settings ({', '.join(said)}); rerun the "
                             "original command (same data, same KERAS_BACKEND) to resume it, or choose "
                             "another --run-id.")
-    except BaseException:
-        lock.release()
-        raise
-    try:
         check_run_contents(path)
     except BaseException:
         lock.release()

@@ -293,7 +293,8 @@ class FitState:
 
     def stream(self, train, steps_per_epoch):
         """The training batches from the first one not yet trained on: one pass per epoch, repeated."""
-        self.steps = int(train.cardinality()) if int(train.cardinality()) > 0 else steps_per_epoch
+        known = int(train.cardinality())
+        self.steps = known if known > 0 else steps_per_epoch
         if self.epoch:
             print(f"{self.folder}: resuming after epoch {self.epoch}")
         _keep_history_before(self.folder / "history.csv", self.epoch)

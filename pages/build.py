@@ -26,7 +26,7 @@ from pygments.formatters import HtmlFormatter
 from common import folders
 from common.errors import UserError, printable
 from common.run_report import SMOKE_NOTE, git_commit, html_table, markdown_to_html, read_run
-from common.runs import follow_umask
+from common.umask import follow_umask
 from pages.glance import lesson_glance
 from pages.lesson import read_lesson
 from pages.results import copy_figure, readable, read_sections, section_html, warn
@@ -120,7 +120,7 @@ class Site:
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"--results {results} cannot be read ({reason(error)}); expected "
                             "benchmarks/RESULTS.md, a text file.") from None
-        self.sections = read_sections(self.results)
+        self.sections = read_sections(self.results_text)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
         self.lessons = []
@@ -254,6 +254,7 @@ def doc_pages(site):
     """docs/*.md as site/docs/<name>.html (the depth the README links to), with their figures; returns the
     pages' names and titles, for the index."""
     written = []
+    (site.output / "docs").mkdir(exist_ok=True)
     for path in sorted(DOCS.glob("*.md")):
         if not readable(path):
             continue
@@ -269,7 +270,6 @@ def doc_pages(site):
             return f'{match.group(1)}="{target}{match.group("anchor") or ""}"'
 
         body = DOC_LINK.sub(link, markdown_to_html(text))
-        (site.output / "docs").mkdir(exist_ok=True)
         html = site.env.get_template("doc.html").render(lessons=site.lessons, built=site.built, page="",
                                                         title=title, body=body, source=path.name,
                                                         table=html_table, root="../")

@@ -19,9 +19,9 @@ SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)\n<!-- (?P=
 IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)")
 
 
-def read_sections(results_path):
-    """{name: Markdown text} in file order."""
-    return {m["name"]: m["body"] for m in SECTION.finditer(Path(results_path).read_text())}
+def read_sections(text):
+    """{name: Markdown text} of RESULTS.md's `text`, in file order."""
+    return {m["name"]: m["body"] for m in SECTION.finditer(text)}
 
 
 def section_html(markdown_text, results_path, site, figures="results"):

@@ -115,10 +115,11 @@ def test_a_row_is_stale_once_its_code_changes_and_unverifiable_with_local_change
 def test_stamping_refuses_uncommitted_code(monkeypatch, capsys):
     from benchmarks import common
 
-    facts = {"date": "d", "machine": "m", "versions": "v", "commit": "abc1234 + local changes"}
+    facts = {"date": "d", "machine": "m", "versions": "v", "commit": "abc1234"}
     monkeypatch.setattr(common, "machine_facts", lambda: dict(facts))
+    monkeypatch.setattr(common, "_git_commit", lambda: "abc1234 + local changes")
     with pytest.raises(SystemExit) as exit_info:
         common.stamp("python -m benchmarks.phone_price")
     assert exit_info.value.code == 2 and "uncommitted changes" in capsys.readouterr().err
-    facts["commit"] = "abc1234"
+    monkeypatch.setattr(common, "_git_commit", lambda: "abc1234")
     assert common.stamp("python -m benchmarks.phone_price")["commit"] == "abc1234"

@@ -24,9 +24,8 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from common import console
-from common.cli import quiet_tensorflow
-from common.errors import UserError, run_cli
+from common.cli import quiet_tensorflow, run
+from common.errors import UserError
 from common.tables import format_table
 
 quiet_tensorflow()
@@ -306,5 +305,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    console.start_filter()  # as common.cli.run, with the report's own word on Ctrl-C
-    run_cli(main, interrupted="interrupted: rerun the same command to write the report again.")
+    run(main, interrupted="interrupted: rerun the same command to write the report again.")

@@ -45,9 +45,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import console
-from common.cli import quiet_tensorflow
-from common.errors import UserError, run_cli
+from common.cli import quiet_tensorflow, run
+from common.errors import UserError
 
 quiet_tensorflow()
 
@@ -357,5 +356,4 @@ def run_search(tuner, args, callbacks=()):
 
 
 if __name__ == "__main__":
-    console.start_filter()  # as common.cli.run, with the search's own word on Ctrl-C
-    run_cli(main, interrupted=INTERRUPTED)
+    run(main, interrupted=INTERRUPTED)
