@@ -37,7 +37,7 @@ LAST_CHANGE["cifar10"] = ("ce58588", "the lossless hold-out: the first 4,000 tra
 # Whole sections written by one run (no rows file): the lesson each belongs to, for the older mark.
 SECTION_LESSONS = {"phone_price": "phone_price", "tuning_phone_price": "phone_price", "tuning_imdb": "imdb",
                    "tuning_cifar10": "cifar10", "frameworks": None, "distribution": "cifar10",
-                   "stage_profile": "cifar10"}
+                   "stage_profile": "cifar10", "keras_speed": "cifar10"}
 # Sections rendered from a rows file by their script (`render_recorded`).
 ROWS_SECTIONS = ("imdb", "cifar10", "captioning", "backends")
 # Paths a benchmark rewrites itself: changed, they do not make the code measured differ from its commit.

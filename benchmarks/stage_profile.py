@@ -127,7 +127,10 @@ def real_splits(config, images, eval_images):
 
 # ----------------------------------------------------------------------------------------------------- Keras
 class KerasSide:
-    """The lesson's model, compiled as the lesson compiles it (one step per call), and its training stream."""
+    """The lesson's model, compiled as the lesson compiles it (the recipe's one step per call, or the
+    config's `steps_per_execution` through `training.steps_per_call`), and its training stream. Stages 1, 5
+    and 6 run on any Keras backend (benchmarks/keras_speed.py times stage 5 on each); 2 to 4 are TensorFlow
+    functions."""
 
     name = "keras"
 
@@ -148,10 +151,13 @@ class KerasSide:
             self.model.compile(optimizer=training.optimizer(config, self.data.steps_per_epoch),
                                loss=registry.loss(config.loss, config.label_smoothing),
                                metrics=[training.accuracy(config.loss, outputs=splits.num_classes)],
-                               jit_compile=training.jit_compile(config), steps_per_execution=1)
+                               jit_compile=training.jit_compile(config),
+                               steps_per_execution=training.steps_per_call(config, self.data.steps_per_epoch))
         batch = iter(self.data.train)
         self.x, self.y = next(batch)  # one augmented batch of the stream for the compute stages
         del batch
+        if keras.backend.backend() != "tensorflow":  # the backend's own tensors, converted once
+            self.x, self.y = (keras.ops.convert_to_tensor(t.numpy()) for t in (self.x, self.y))
         self.model.train_on_batch(self.x, self.y)  # builds the optimizer and traces the train function
         self.initial_weights = self.model.get_weights()
         self.variables = self.model.trainable_variables
@@ -238,6 +244,16 @@ class KerasSide:
 
 
 # ------------------------------------------------------------------------------------------------- the twin
+def twin_recipe(config):
+    """The twin's `Recipe` for the lesson's config: its batch and widths, and bfloat16 autocast where the
+    lesson computes in bfloat16."""
+    from common import hardware
+    from twins import airbench94 as twin
+
+    return twin.Recipe(batch_size=config.batch_size, widths=tuple(config.widths),
+                       autocast=hardware.compute_dtype(config) == "bfloat16")
+
+
 class TwinSide:
     """twins/airbench94.py's net, optimizer, schedule and lookahead, set up as its `run` and `train` do."""
 
@@ -367,7 +383,6 @@ def profile(steps=20, warmup=3, images=None, eval_images=10000, float32=False, d
     from common.data_root import ENV_DATA
     from common.errors import UserError
     from tasks import cifar10
-    from twins import airbench94 as twin
 
     load_average = os.getloadavg()[0]  # another busy process on 2 cores shows in every stage
     if load_average > 0.5:
@@ -399,8 +414,7 @@ def profile(steps=20, warmup=3, images=None, eval_images=10000, float32=False, d
         f"{precision}; batch {config.batch_size}; widths {','.join(map(str, config.widths))}")
     peaks = {dtype: matmul_peak(dtype, matmul_size) for dtype in ("bfloat16", "float32")}
     keras_side = KerasSide(config, splits, steps, warmup, eval_repeats)
-    recipe = twin.Recipe(batch_size=config.batch_size, widths=tuple(config.widths), autocast=bfloat16)
-    twin_side = TwinSide(recipe, splits, steps, warmup, config.seed, eval_repeats)
+    twin_side = TwinSide(twin_recipe(config), splits, steps, warmup, config.seed, eval_repeats)
     times = {"keras": {}, "twin": {}}
     for stage, label in STAGES:  # side by side, stage by stage: a slower spell of the machine hits both
         for side in (keras_side, twin_side):

@@ -97,6 +97,10 @@ class AttentionDecoder(layers.Layer):
             dense.build((None, feature_dim))
         self.classifier.build((None, self.units))
 
+    def keys(self, features):
+        """What attention reads of the image, computed once per image before the words."""
+        return self.attention.keys(features)
+
     def initial_state(self, features):
         """The cell's first state from the mean feature vector (Xu et al.)."""
         mean = ops.mean(features, axis=1)
@@ -114,7 +118,7 @@ class AttentionDecoder(layers.Layer):
 
     def call(self, inputs, training=None):
         features, tokens = inputs
-        keys = self.attention.keys(features)
+        keys = self.keys(features)
         state = self.initial_state(features)
         logits, weights = [], []
         for t in range(tokens.shape[1]):  # teacher forcing: the reference word, not the predicted one
@@ -147,14 +151,140 @@ def attention_penalty(weights, tokens):
     return ops.mean(ops.square(1.0 - total))
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerDecoder(layers.Layer):
+    """A small Transformer decoder (Vaswani et al. 2017) over the encoder's positions -> next-word logits.
+
+    Word embedding + learned position embedding, then `blocks` blocks of: causal self-attention over the
+    words so far, cross-attention from each word to the image positions, a two-layer feed-forward net; each
+    sub-layer reads a layer-normalised input and adds its output back (pre-norm residuals, which train
+    without a warm-up). All words of a caption are computed at once in training; `step` gives the same
+    interface as `AttentionDecoder.step`: its state is the caption so far, run again each word (captions are
+    short: no key/value cache).
+    """
+
+    def __init__(self, vocabulary_size, max_length, dim=256, heads=4, blocks=2, feed_forward_units=1024,
+                 dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.max_length = max_length
+        self.dim = dim
+        self.heads = heads
+        self.blocks = blocks
+        self.feed_forward_units = feed_forward_units
+        self.dropout_rate = dropout
+        self.embedding = layers.Embedding(vocabulary_size, dim, name="embedding")
+        self.position = layers.Embedding(max_length, dim, name="position")
+        self.stack = []
+        for i in range(blocks):
+            self.stack.append({
+                "self_norm": layers.LayerNormalization(name=f"block{i}_self_norm"),
+                "self_attention": layers.MultiHeadAttention(heads, dim // heads, dropout=dropout,
+                                                            name=f"block{i}_self_attention"),
+                "cross_norm": layers.LayerNormalization(name=f"block{i}_cross_norm"),
+                "cross_attention": layers.MultiHeadAttention(heads, dim // heads, dropout=dropout,
+                                                             name=f"block{i}_cross_attention"),
+                "ff_norm": layers.LayerNormalization(name=f"block{i}_ff_norm"),
+                "ff_in": layers.Dense(feed_forward_units, activation="gelu", name=f"block{i}_ff_in"),
+                "ff_out": layers.Dense(dim, name=f"block{i}_ff_out")})
+        self.dropout = layers.Dropout(dropout)
+        self.norm = layers.LayerNormalization(name="final_norm")
+        self.classifier = layers.Dense(vocabulary_size, name="next_word")
+
+    def build(self, input_shape):
+        features_shape, _ = input_shape
+        words = (None, None, self.dim)
+        self.embedding.build((None, None))
+        self.position.build((None,))
+        for block in self.stack:
+            block["self_norm"].build(words)
+            block["self_attention"].build(words, words)
+            block["cross_norm"].build(words)
+            block["cross_attention"].build(words, tuple(features_shape))
+            block["ff_norm"].build(words)
+            block["ff_in"].build(words)
+            block["ff_out"].build((None, None, self.feed_forward_units))
+        self.norm.build(words)
+        self.classifier.build(words)
+
+    def decode(self, features, tokens, training=False):
+        """Logits of the next word after every prefix of `tokens`, and the last block's cross-attention
+        weights averaged over heads: (batch, words, positions)."""
+        positions = ops.arange(ops.shape(tokens)[1])
+        x = self.dropout(self.embedding(tokens) + self.position(positions)[None], training=training)
+        weights = None
+        for block in self.stack:
+            h = block["self_norm"](x)
+            x = x + self.dropout(block["self_attention"](h, h, use_causal_mask=True, training=training),
+                                 training=training)
+            h = block["cross_norm"](x)
+            context, weights = block["cross_attention"](h, features, return_attention_scores=True,
+                                                        training=training)
+            x = x + self.dropout(context, training=training)
+            h = block["ff_norm"](x)
+            x = x + self.dropout(block["ff_out"](block["ff_in"](h)), training=training)
+        return self.classifier(self.norm(x)), ops.mean(weights, axis=1)
+
+    def call(self, inputs, training=None):
+        features, tokens = inputs
+        return self.decode(features, tokens, training)[0]
+
+    # The word-by-word interface of greedy and beam search (`generate`).
+    def keys(self, features):
+        return features  # cross-attention projects the positions itself
+
+    def initial_state(self, features):
+        return [ops.zeros((ops.shape(features)[0], 0), dtype="int32")]  # no words yet
+
+    def step(self, features, keys, tokens, state, training=False):
+        words = ops.concatenate([state[0], ops.cast(ops.expand_dims(tokens, 1), "int32")], axis=1)
+        logits, weights = self.decode(features, words, training)
+        return logits[:, -1], [words], weights[:, -1]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1]) + (self.vocabulary_size,)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
+                "max_length": self.max_length, "dim": self.dim, "heads": self.heads, "blocks": self.blocks,
+                "feed_forward_units": self.feed_forward_units,
+                "dropout": self.dropout_rate}
+
+
+# Every `--decoder` name: Show, Attend and Tell's recurrent decoder (its cell is --cell) or a Transformer.
+DECODERS = ("rnn", "transformer")
+
+
 # -------------------------------------------------------------------------------------------- loss, metric
 @keras.saving.register_keras_serializable(package=PACKAGE)
-def masked_crossentropy(y_true, y_pred):
-    """Cross-entropy per real word (token id > 0); padding after `<end>` adds nothing."""
+def masked_crossentropy(y_true, y_pred, label_smoothing=0.0):
+    """Cross-entropy per real word (token id > 0); padding after `<end>` adds nothing.
+
+    `label_smoothing` e mixes e of the uniform distribution over the vocabulary into each one-hot target:
+    (1 - e) * (-log p(word)) + e * mean over the vocabulary of (-log p).
+    """
     y_true = ops.cast(y_true, "int32")
     mask = ops.cast(ops.not_equal(y_true, 0), "float32")
-    losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+    losses = -ops.take_along_axis(log_p, ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+    if label_smoothing:
+        losses = (1.0 - label_smoothing) * losses - label_smoothing * ops.mean(log_p, axis=-1)
     return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedCrossentropy(keras.losses.Loss):
+    """`masked_crossentropy` as a Keras loss object, with its label smoothing."""
+
+    def __init__(self, label_smoothing=0.0, name="masked_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        return masked_crossentropy(y_true, y_pred, self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -193,10 +323,17 @@ def build_captioner(config, vocabulary_size, input_shape):
         features = encoder_input
     features = layers.Dense(config.feature_units, activation="relu", name="encoded")(features)
     features = layers.Dropout(config.feature_dropout, name="feature_dropout")(features)
-    decoder = AttentionDecoder(vocabulary_size, config.embedding_dim, config.units, config.attention_units,
-                               config.cell, config.dropout, config.attention_penalty, name="decoder")
+    if config.decoder == "transformer":
+        decoder = TransformerDecoder(vocabulary_size, config.max_words + 1, config.embedding_dim,
+                                     config.heads, config.blocks, config.feed_forward_units, config.dropout,
+                                     name="decoder")
+    else:
+        decoder = AttentionDecoder(vocabulary_size, config.embedding_dim, config.units,
+                                   config.attention_units, config.cell, config.dropout,
+                                   config.attention_penalty, name="decoder")
     logits = decoder([features, tokens])
-    return keras.Model([encoder_input, tokens], logits, name=f"captioner_{config.cell}")
+    name = "transformer" if config.decoder == "transformer" else config.cell
+    return keras.Model([encoder_input, tokens], logits, name=f"captioner_{name}")
 
 
 def encoder_part(captioner):
@@ -230,7 +367,7 @@ def greedy_decode(captioner, inputs, start_id, end_id, max_length):
     """The most likely next word, one word at a time: the plain loop that beam search with k=1 must equal."""
     features = encoder_part(captioner)(np.asarray(inputs, dtype="float32"), training=False)
     decoder = captioner.get_layer("decoder")
-    keys, state = decoder.attention.keys(features), decoder.initial_state(features)
+    keys, state = decoder.keys(features), decoder.initial_state(features)
     previous = np.full(len(inputs), start_id, dtype="int32")
     done = np.zeros(len(inputs), dtype=bool)
     tokens = np.zeros((len(inputs), max_length), dtype="int32")
@@ -249,7 +386,7 @@ def greedy_decode(captioner, inputs, start_id, end_id, max_length):
 def _beam_search(decoder, features, start_id, end_id, max_length, k, length_penalty):
     n, positions = int(features.shape[0]), int(features.shape[1])
     features = ops.repeat(features, k, axis=0)  # beam b of image i is row i * k + b
-    keys = decoder.attention.keys(features)
+    keys = decoder.keys(features)
     state = decoder.initial_state(features)
     previous = np.full(n * k, start_id, dtype="int32")
     scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], n).reshape(n, k)  # one live beam at the start

@@ -46,8 +46,8 @@ from common.errors import UserError, printable  # noqa: E402
 from common.images import check_images  # noqa: E402
 from datasets import flickr8k, shapes  # noqa: E402
 from models import encoders  # noqa: E402
-from models.captioning import (CELLS, build_captioner, generate, masked_accuracy,  # noqa: E402
-                               masked_crossentropy)
+from models.captioning import (CELLS, DECODERS, MaskedCrossentropy, build_captioner,  # noqa: E402
+                               generate, masked_accuracy)
 
 # %% The data sets
 # Flickr8k (photos with five captions each), the shapes images this project draws (where attention can be
@@ -93,15 +93,25 @@ class CaptioningConfig(TrainConfig):
     shapes_size: int = setting(64, "data", "--dataset shapes: image side in pixels")
     cnn_widths: tuple[int, ...] = setting(
         (32, 64, 128), "model", "--encoder cnn: filters of each conv block (each block halves the grid)")
-    cell: str = setting("lstm", "model", "decoder cell, one of: %(choices)s", choices=CELLS)
-    embedding_dim: int = setting(256, "model", "size of each word's embedding in the decoder")
-    units: int = setting(384, "model", "decoder cell units")
-    attention_units: int = setting(256, "model", "units of the additive (Bahdanau) attention")
+    decoder: str = setting(
+        "rnn", "model", "rnn: a recurrent cell (--cell) with Bahdanau attention, as in Show, Attend and "
+        "Tell; transformer: a small Transformer decoder (--blocks, --heads)", choices=DECODERS)
+    cell: str = setting("lstm", "model", "--decoder rnn: the cell, one of: %(choices)s", choices=CELLS)
+    embedding_dim: int = setting(
+        256, "model", "size of each word's embedding in the decoder (the transformer's width)")
+    units: int = setting(384, "model", "--decoder rnn: cell units")
+    attention_units: int = setting(256, "model", "--decoder rnn: units of the additive (Bahdanau) attention")
+    blocks: int = setting(2, "model", "--decoder transformer: decoder blocks")
+    heads: int = setting(4, "model", "--decoder transformer: attention heads (they split --embedding-dim)")
+    feed_forward_units: int = setting(
+        1024, "model", "--decoder transformer: hidden units of each feed-forward net")
     feature_units: int = setting(384, "model", "encoder features are projected to this")
     feature_dropout: float = setting(0.2, "model", "dropout on the projected encoder features (0 = off)")
-    dropout: float = setting(0.5, "model", "dropout before the next-word layer")
+    dropout: float = setting(
+        0.5, "model", "decoder dropout: before the next-word layer (rnn); on the embeddings, every "
+        "sub-layer's output and the attention weights (transformer)")
     attention_penalty: float = setting(
-        1.0, "training", "weight of the doubly stochastic attention penalty (0 = off)")
+        1.0, "training", "--decoder rnn: weight of the doubly stochastic attention penalty (0 = off)")
     min_count: int = setting(5, "data", "words seen fewer times become [UNK]")
     max_words: int = setting(16, "data", "captions are cut to this many words")
     beam_size: int = setting(3, "training", "captions beam search keeps at each step (1 = greedy decoding)")
@@ -123,7 +133,8 @@ class CaptioningConfig(TrainConfig):
 
     RANGES: typing.ClassVar[dict] = {
         "cnn_widths": ">= 1", "embedding_dim": ">= 1", "units": ">= 1", "attention_units": ">= 1",
-        "feature_units": ">= 1", "feature_dropout": "[0, 1)", "dropout": "[0, 1)",
+        "feature_units": ">= 1", "blocks": ">= 1", "heads": ">= 1", "feed_forward_units": ">= 1",
+        "feature_dropout": "[0, 1)", "dropout": "[0, 1)",
         "attention_penalty": ">= 0", "min_count": ">= 1", "max_words": ">= 1", "beam_size": ">= 1",
         "val_fraction": "(0, 1)", "test_fraction": "(0, 1)", "max_images": ">= 1", "samples": ">= 1",
         "attention_maps": ">= 0", "image_size": ">= 1", "shapes_count": ">= 1",
@@ -135,6 +146,9 @@ class CaptioningConfig(TrainConfig):
         if self.encoder not in ("auto", "cnn", *encoders.PRETRAINED):
             raise UserError(f"unknown encoder '{self.encoder}'; valid: auto, cnn, "
                             f"{', '.join(encoders.PRETRAINED)}.")
+        if self.decoder == "transformer" and self.embedding_dim % self.heads:
+            raise UserError(f"--embedding-dim ({self.embedding_dim}) must be a multiple of --heads "
+                            f"({self.heads}): the heads split it.")
         if self.val_fraction + self.test_fraction >= 1:
             raise UserError(f"--val-fraction ({self.val_fraction:g}) and --test-fraction "
                             f"({self.test_fraction:g}) must sum to less than 1, leaving images to train on.")
@@ -195,7 +209,8 @@ def encoder_inputs(config, data):
 # LSTM decoder that, at each word, weighs the grid with Bahdanau attention
 # (`models/captioning.py: BahdanauAttention`). Teacher forcing: the decoder reads the reference caption
 # shifted by one word and learns to predict the next; padding is masked out of the loss
-# (`models/captioning.py: masked_crossentropy`).
+# (`models/captioning.py: masked_crossentropy`). `--decoder transformer` swaps the LSTM for a small
+# Transformer decoder (`models/captioning.py: TransformerDecoder`) over the same features.
 def train(config):
     import keras
 
@@ -221,7 +236,8 @@ def train(config):
     with training.scope():  # --distribution: the optimizer's and the metric's variables are mirrored
         model.compile(
             optimizer=training.optimizer(config, steps),  # Adam with the schedule the flags choose
-            loss=masked_crossentropy,  # next-word cross-entropy, padding masked out
+            # Padding is masked out of the loss; --label-smoothing softens each next-word target.
+            loss=MaskedCrossentropy(label_smoothing=config.label_smoothing),  # next-word cross-entropy
             metrics=[masked_accuracy],
             jit_compile=training.jit_compile(config),
             steps_per_execution=training.steps_per_call(config, steps))
