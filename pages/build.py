@@ -248,6 +248,10 @@ DOCS = ROOT / "docs"
 # Links between the docs and to the repo's files, as the site lays them out: docs/x.md -> docs/x.html; an
 # image beside the docs or under benchmarks/plots is copied into the site.
 DOC_LINK = re.compile(r'(href|src)="(?P<target>[^"#:]+)(?P<anchor>#[^"]*)?"')
+# The `<!-- rows: ... -->` comments that tie a doc's numbers to RESULTS.md rows (tests/numbers_test.py) are
+# for writers: GitHub hides them, and the site, which shows raw HTML as text, leaves them out (not when quoted
+# as code).
+ROWS_COMMENT = re.compile(r"(?<!`) ?<!--\s*rows:.*?-->\n?", re.S)
 
 
 def doc_pages(site):
@@ -269,7 +273,7 @@ def doc_pages(site):
                 target = "../" + copy_figure(base / target, ROOT, site.output, "repo")
             return f'{match.group(1)}="{target}{match.group("anchor") or ""}"'
 
-        body = DOC_LINK.sub(link, markdown_to_html(text))
+        body = DOC_LINK.sub(link, markdown_to_html(ROWS_COMMENT.sub("", text)))
         html = site.env.get_template("doc.html").render(lessons=site.lessons, built=site.built, page="",
                                                         title=title, body=body, source=path.name,
                                                         table=html_table, root="../")

@@ -7,36 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import stale
+from benchmarks import rows, stale
+from tests.numbers_test import named
 
 ROOT = Path(__file__).resolve().parents[1]
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
 
 
 def row_commits(text):
-    """[(the decimals of a table row, the commit of its stamp)] for every table row of RESULTS.md: a row's
-    `[n]` refers to the stamp list that follows its table, a row without one to its section's commit."""
-    rows = []
-    for section in stale.SECTION.finditer(text):
-        body = section.group("body")
-        single = stale.SECTION_COMMIT.search(body)
-        pending, stamps = [], {}
-        for line in body.splitlines() + [""]:
-            stamp = re.match(r"- \[(\d+)\] .*?; commit ([0-9a-f]{7,40})", line)
-            if stamp:
-                stamps[stamp.group(1)] = stamp.group(2)
-                continue
-            if stamps:  # the end of a stamp list: its table's rows take their commits
-                for cells, ref in pending:
-                    rows.append((cells, stamps.get(ref)))
-                pending, stamps = [], {}
-            if line.startswith("| ") and not line.startswith("|---"):
-                ref = re.search(r"\| \[(\d+)\] \|", line)
-                if ref:
-                    pending.append((DECIMAL.findall(line), ref.group(1)))
-                elif single:
-                    rows.append((DECIMAL.findall(line), single.group("commit")))
-    return rows
+    """[(the decimals of a row, the commits it was measured at)] for every row of RESULTS.md (read by
+    benchmarks/rows.py: a row's `[n]` refers to the stamp list that follows its table, a row without one to
+    its section's commit, a row that sums up others to theirs)."""
+    return [(DECIMAL.findall(row.text.splitlines()[-1]), row.commits) for row in rows.rows(text)]
 
 
 def backs(written, measured):
@@ -46,8 +28,8 @@ def backs(written, measured):
 
 
 def readme_headlines():
-    """(the headline number in bold or the first decimal, the commit it says it was measured at, the cell)
-    for each row of README.md's lessons table."""
+    """(the headline number in bold or the first decimal, the commit it says it was measured at, the rows its
+    table row names, the cell) for each row of README.md's lessons table."""
     text = (ROOT / "README.md").read_text()
     table = text[text.index("## Lessons"):].split("\n\n")[1]
     found = []
@@ -56,7 +38,7 @@ def readme_headlines():
         bold = re.search(r"\*\*[^*]*?(\d+\.\d+)[^*]*\*\*", cell)
         number = bold.group(1) if bold else DECIMAL.search(cell).group(0)
         commit = re.search(r"measured at `([0-9a-f]{7,40})`", cell)
-        found.append((number, commit.group(1) if commit else None, cell))
+        found.append((number, commit.group(1) if commit else None, named(line), cell))
     return found
 
 
@@ -69,17 +51,19 @@ def test_every_stamp_names_a_commit():
     assert {s["section"] for s in found} >= {"phone_price", "imdb", "cifar10", "captioning", "frameworks"}
 
 
-@pytest.mark.parametrize("number, commit, cell", readme_headlines())
-def test_each_readme_headline_says_the_commit_of_the_row_it_quotes(number, commit, cell):
+@pytest.mark.parametrize("number, commit, ids, cell", readme_headlines())
+def test_each_readme_headline_says_the_commit_of_the_row_it_quotes(number, commit, ids, cell):
     assert commit, f"README lessons table: '{cell}' does not say 'measured at `<commit>`'"
-    commits = {c for decimals, c in row_commits(stale.RESULTS.read_text())
-               if any(backs(number, d) for d in decimals)}
-    assert commit in commits, f"{number}: no RESULTS.md row measured at {commit} holds it (rows: {commits})"
+    named_rows = [row for row in rows.rows() if row.id in ids]
+    commits = set().union(*(row.commits for row in named_rows
+                            if any(backs(number, d) for d in DECIMAL.findall(row.text.splitlines()[-1]))))
+    assert commit in commits, f"{number}: none of the rows its table row names ({ids}) was measured at " \
+                              f"{commit} and holds it (their commits: {commits})"
 
 
 def test_the_tie_catches_a_wrong_commit():
-    rows = row_commits(stale.RESULTS.read_text())
-    commits = {c for decimals, c in rows if any(backs("0.9236", d) for d in decimals)}
+    commits = set().union(*(c for decimals, c in row_commits(stale.RESULTS.read_text())
+                            if any(backs("0.9236", d) for d in decimals)))
     assert "5542072" in commits and "0eaffd0" not in commits
 
 
