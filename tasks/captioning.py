@@ -5,10 +5,10 @@ encoder, EfficientNet-Lite0 with ImageNet weights (ported from the PyTorch relea
 into 7x7 = 49 feature vectors; it is frozen, so the features are computed once and cached, and training runs
 only the decoder (`--encoder cnn` trains a small CNN with it instead). The decoder, word embedding + LSTM
 (`--cell gru`) with Bahdanau attention, scores the 49 positions against its state at every word, averages
-the features by those weights and predicts the next word. Training: teacher forcing, cross-entropy on real
-words only (padding masked), the doubly stochastic attention penalty, Adam with gradient clipping.
-Decoding: greedy and beam search (`--beam-size`), chosen on validation, scored on the test split with the
-COCO caption metrics (BLEU-1..4, CIDEr-D, ...). Reading it: samples.png, attention_*.png.
+the features by those weights and predicts the next word; `--decoder transformer` puts a small Transformer
+decoder in its place. Training: teacher forcing, cross-entropy on real words only (padding masked), the doubly
+stochastic attention penalty, Adam with gradient clipping. Decoding: greedy and beam search, chosen on
+validation, scored on test with the COCO caption metrics (CIDEr-D, ...); figures samples.png, attention_*.png.
 The data: Flickr8k (8,091 images with 5 captions each, the official 6000/1000/1000 split); `--dataset shapes`
 (images of two coloured shapes drawn by this project, where attention can be checked); `--dataset folder`.
 
@@ -19,9 +19,9 @@ Run it:
     python -m tasks.captioning --profile smoke           # seconds
     python -m tasks.captioning caption --run runs/captioning/<run-id> photo.jpg
 
-How long: about a quarter of an hour on a 2-core CPU (the features are cached after the first run).
-Expected result: the 'Captioning' section of benchmarks/RESULTS.md (the caption scores of each decoding,
-with date, machine and commit); the lesson page (`make pages`) shows the default run's rows at the top.
+How long: under half an hour on a 2-core CPU (the features are cached after the first run).
+Expected result: the 'Captioning' section of benchmarks/RESULTS.md (each decoding's caption scores, with date,
+machine and commit); the lesson page (`make pages`) shows the default run's rows at the top.
 """
 
 # %% Setup
