@@ -42,10 +42,13 @@ CODE = {
     "tuning_phone_price": SHARED + ("tuning/",) + LESSON_CODE["phone_price"],
     "tuning_imdb": SHARED + ("tuning/",) + LESSON_CODE["imdb"],
     "tuning_cifar10": SHARED + ("tuning/",) + LESSON_CODE["cifar10"],
-    "frameworks": SHARED + ("models/", "twins/", "benchmarks/frameworks.py"),
+    "frameworks": SHARED + ("tasks/", "datasets/", "models/", "twins/", "recipes/",
+                            "benchmarks/frameworks.py", "benchmarks/stage_profile.py"),
     "backends": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/backends.py"),
     "distribution": SHARED + ("tasks/", "datasets/", "models/", "benchmarks/distribution.py"),
     "stage_profile": SHARED + LESSON_CODE["cifar10"] + ("benchmarks/stage_profile.py",),
+    "keras_speed": SHARED + LESSON_CODE["cifar10"] + ("benchmarks/stage_profile.py",
+                                                      "benchmarks/keras_speed.py"),
 }
 SECTION = re.compile(r"<!-- (?P<name>\w+):begin -->(?P<body>.*?)<!-- (?P=name):end -->", re.S)
 SECTION_COMMIT = re.compile(r"^- commit: (?P<commit>[0-9a-f]{7,40})(?P<local> \+ local changes)?", re.M)
