@@ -178,10 +178,22 @@ def publish(name, body):
     print(body)
 
 
-def command_line(module):
+# Options whose value is a folder of the machine that ran the benchmark: the results file shows DIR instead.
+PATH_OPTIONS = ("--keep", "--data-dir", "--from-run")
+
+
+def command_line(module, argv=None):
     """How this benchmark was started, for the results file: `python -m benchmarks.<name> [args]`, each
-    argument quoted as a shell needs it (`--extra "--epochs 3"` stays one argument)."""
-    return " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:])])
+    argument quoted as a shell needs it (`--extra "--epochs 3"` stays one argument), the folders of
+    `PATH_OPTIONS` written DIR (no path of the measuring machine goes into the repository)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        option = arg.split("=", 1)[0]
+        if option in PATH_OPTIONS and "=" in arg:
+            args[i] = f"{option}=DIR"
+        elif i > 0 and args[i - 1] in PATH_OPTIONS:
+            args[i] = "DIR"
+    return " ".join(["python -m", module, *map(shlex.quote, args)])
 
 
 # -------------------------------------------------------------------------- sections written whole by one run

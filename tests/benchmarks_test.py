@@ -171,3 +171,9 @@ def test_a_stamps_command_can_be_pasted_into_a_shell(monkeypatch):
     assert shlex.split(command)[-2:] == ["--extra", "--config x.json"], command
     monkeypatch.setattr("sys.argv", ["imdb.py"])
     assert common.command_line("benchmarks.imdb") == "python -m benchmarks.imdb"
+
+
+def test_a_stamps_command_names_no_folder_of_the_measuring_machine():
+    command = common.command_line("benchmarks.captioning",
+                                  ["--keep", "/home/me/run", "--from-run=/tmp/x", "--extra", "--epochs 3"])
+    assert command == "python -m benchmarks.captioning --keep DIR --from-run=DIR --extra '--epochs 3'"
