@@ -343,13 +343,15 @@ def encoder_part(captioner):
 
 # --------------------------------------------------------------------------------------------- decoding
 def generate(captioner, inputs, start_id, end_id, max_length, beam_size=1, length_penalty=0.0,
-             batch_size=256):
+             block_repeats=False, batch_size=256):
     """Token ids (n, max_length, 0-padded, `<end>` not included) and attention weights (n, max_length,
     positions).
 
     `beam_size` 1 is greedy decoding; beam search keeps the `beam_size` best partial captions by summed log
     probability and picks the finished one with the best score / length**length_penalty. Padding and
-    [UNK] are never generated: a caption says what it can in known words.
+    [UNK] are never generated: a caption says what it can in known words. `block_repeats`: no caption holds
+    the same two words in a row twice ("a blue shirt and a blue shirt"): a word that would repeat a bigram
+    of its caption gets probability 0 (the n-gram blocking of many translation decoders).
     """
     encoder = encoder_part(captioner)
     decoder = captioner.get_layer("decoder")
@@ -357,7 +359,7 @@ def generate(captioner, inputs, start_id, end_id, max_length, beam_size=1, lengt
     for begin in range(0, len(inputs), batch_size):
         features = encoder(np.asarray(inputs[begin:begin + batch_size], dtype="float32"), training=False)
         batch_tokens, batch_weights = _beam_search(decoder, features, start_id, end_id, max_length, beam_size,
-                                                   length_penalty)
+                                                   length_penalty, block_repeats)
         tokens.append(batch_tokens)
         weights.append(batch_weights)
     return np.concatenate(tokens), np.concatenate(weights)
@@ -383,7 +385,7 @@ def greedy_decode(captioner, inputs, start_id, end_id, max_length):
     return tokens
 
 
-def _beam_search(decoder, features, start_id, end_id, max_length, k, length_penalty):
+def _beam_search(decoder, features, start_id, end_id, max_length, k, length_penalty, block_repeats=False):
     n, positions = int(features.shape[0]), int(features.shape[1])
     features = ops.repeat(features, k, axis=0)  # beam b of image i is row i * k + b
     keys = decoder.keys(features)
@@ -401,6 +403,8 @@ def _beam_search(decoder, features, start_id, end_id, max_length, k, length_pena
         log_probs[finished] = -np.inf
         log_probs[..., 0][finished] = 0.0
         log_probs[..., :UNKNOWN + 1][~finished] = -np.inf  # padding and [UNK] are never generated
+        if block_repeats:
+            block_repeated_bigrams(log_probs, history, t)
         vocabulary = log_probs.shape[-1]
         total = (scores[..., None] + log_probs).reshape(n, -1)
         best = np.argsort(-total, axis=1, kind="stable")[:, :k]  # ties go to the lower index, as argmax does
@@ -425,3 +429,14 @@ def _beam_search(decoder, features, start_id, end_id, max_length, k, length_pena
     choice = np.argmax(ranked, axis=1)
     pick = np.arange(n)
     return history[pick, choice], attention[pick, choice]
+
+
+def block_repeated_bigrams(log_probs, history, t):
+    """Sets log_probs[i, b, w] to -inf where word w after the caption's last word (history[i, b, t - 1])
+    would repeat a bigram the caption (history[i, b, :t]) already holds."""
+    if t < 2:
+        return
+    last = history[..., t - 1]
+    for s in range(t - 1):
+        image, beam = np.nonzero((history[..., s] == last) & (last > 0))
+        log_probs[image, beam, history[image, beam, s + 1]] = -np.inf

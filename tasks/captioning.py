@@ -293,13 +293,15 @@ CHOOSE_BY = "cider_d"
 
 
 def decoding_settings(beam_size, length_penalty):
-    """name -> (beam width, length penalty): greedy, beam search as configured and, with beam search, the
-    other length normalisation (0: summed log probability, 1: per word) for validation to choose from."""
-    settings = {"greedy": (1, 0.0)}
+    """name -> (beam width, length penalty, repeated bigrams blocked): greedy, beam search as configured and,
+    with beam search, the other length normalisation (0: summed log probability, 1: per word), each beam
+    also with repeated bigrams blocked (`_norepeat`), for validation to choose from."""
+    settings = {"greedy": (1, 0.0, False)}
     if beam_size > 1:
-        settings[f"beam{beam_size}"] = (beam_size, length_penalty)
         other = 1.0 if length_penalty == 0 else 0.0
-        settings[f"beam{beam_size}_lp{other:g}"] = (beam_size, other)
+        beams = {f"beam{beam_size}": length_penalty, f"beam{beam_size}_lp{other:g}": other}
+        settings.update({name: (beam_size, penalty, False) for name, penalty in beams.items()})
+        settings.update({f"{name}_norepeat": (beam_size, penalty, True) for name, penalty in beams.items()})
     return settings
 
 
@@ -318,24 +320,24 @@ def evaluate(model, config, data, inputs, words, folder):
     settings = decoding_settings(config.beam_size, config.length_penalty)
     unavailable = {}
 
-    def decode_and_score(split, beam, penalty):
+    def decode_and_score(split, beam, penalty, block):
         indices = data.indices[split]
         started = time.perf_counter()
-        tokens, weights = generate(model, inputs[indices], start_id, end_id, config.max_words, beam, penalty)
+        tokens, weights = generate(model, inputs[indices], start_id, end_id, config.max_words, beam, penalty,
+                                   block)
         hypotheses = [[words[t] for t in row if t] for row in tokens]
         seconds = round(time.perf_counter() - started, 1)
         scores = flickr8k.caption_scores([data.captions[i] for i in indices], hypotheses)
         unavailable.update(scores.pop("unavailable"))
-        return {"beam_size": beam, "length_penalty": penalty, **scores,
+        return {"beam_size": beam, "length_penalty": penalty, "block_repeats": block, **scores,
                 **flickr8k.caption_diversity(hypotheses), "decode_time_s": seconds,
                 "mean_length": round(float(np.mean([len(h) for h in hypotheses])), 2)}, hypotheses, weights
 
-    validation = {name: decode_and_score("val", beam, penalty)[0]
-                  for name, (beam, penalty) in settings.items()}
+    validation = {name: decode_and_score("val", *decoding)[0] for name, decoding in settings.items()}
     chosen = choose_decoding(validation)
     results, generated = {}, {}
-    for name, (beam, penalty) in settings.items():
-        results[name], generated[name], weights_of = decode_and_score("test", beam, penalty)
+    for name, decoding in settings.items():
+        results[name], generated[name], weights_of = decode_and_score("test", *decoding)
         results[name]["chosen"] = name == chosen
         if name == chosen:
             hypotheses, weights = generated[name], weights_of
@@ -426,7 +428,7 @@ def add_caption_arguments(parser):
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
     parser.add_argument("--beam-size", default=None,
                         help="beam width, at least 1 (1 = greedy); default: the decoding the run chose on "
-                        "validation")
+                        "validation (its blocking of repeated bigrams is kept either way)")
 
 
 def caption(args):
@@ -435,7 +437,7 @@ def caption(args):
     metrics = trained.open_run(folder, CaptioningConfig.TASK)
     beam_size = whole_number("--beam-size", args.beam_size, minimum=1) if args.beam_size is not None else None
     config = build_config(CaptioningConfig, config_file=folder / "config.json")
-    chosen_beam, chosen_penalty = chosen_setting(metrics, config)
+    chosen = chosen_setting(metrics, config)  # (beam width, length penalty, repeated bigrams blocked)
     words = read_vocabulary(folder / "vocabulary.json")
     for path in args.images:
         if not Path(path).is_file():
@@ -453,24 +455,26 @@ def caption(args):
     trained.expect_input(model, folder / "model.keras",
                          len(inputs_of) == 2 and tuple(inputs_of[0][1:]) == inputs.shape[1:],
                          f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
+    decoding = (beam_size, config.length_penalty, chosen[2]) if beam_size else chosen
     tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END),
-                         config.max_words, beam_size or chosen_beam,
-                         config.length_penalty if beam_size else chosen_penalty)
+                         config.max_words, *decoding)
     for path, row in zip(args.images, tokens, strict=True):
         print(f"{printable(path)}\t{' '.join(words[t] for t in row if t)}")
     return 0
 
 
 def chosen_setting(metrics, config):
-    """(beam width, length penalty) of the decoding the run chose on validation (its metrics.json); the
-    config's for a run from before that choice."""
+    """(beam width, length penalty, repeated bigrams blocked) of the decoding the run chose on validation
+    (its metrics.json); the config's, unblocked, for a run from before that choice."""
     for result in (metrics.get("results") or {}).values():
         if isinstance(result, dict) and isinstance(result.get(result.get("chosen_decoding")), dict):
             chosen = result[result["chosen_decoding"]]
             beam, penalty = chosen.get("beam_size"), chosen.get("length_penalty")
-            if isinstance(beam, int) and beam >= 1 and isinstance(penalty, (int, float)):
-                return beam, float(penalty)
-    return config.beam_size, config.length_penalty
+            block = chosen.get("block_repeats", False)  # runs before the choice never blocked
+            if (isinstance(beam, int) and beam >= 1 and isinstance(penalty, (int, float))
+                    and isinstance(block, bool)):
+                return beam, float(penalty), block
+    return config.beam_size, config.length_penalty, False
 
 
 def read_vocabulary(path):

@@ -118,12 +118,13 @@ def test_validation_chooses_the_setting_with_the_higher_cider_d():
     assert captioning.choose_decoding(tie) == "greedy"  # a tie goes to the simpler setting, listed first
 
 
-def test_decoding_settings_offer_greedy_beam_and_the_other_length_normalisation():
-    assert captioning.decoding_settings(1, 0.0) == {"greedy": (1, 0.0)}
-    assert captioning.decoding_settings(3, 0.0) == {"greedy": (1, 0.0), "beam3": (3, 0.0),
-                                                    "beam3_lp1": (3, 1.0)}
-    assert captioning.decoding_settings(5, 0.7) == {"greedy": (1, 0.0), "beam5": (5, 0.7),
-                                                    "beam5_lp0": (5, 0.0)}
+def test_decoding_settings_offer_greedy_beam_the_other_length_normalisation_and_blocked_repeats():
+    assert captioning.decoding_settings(1, 0.0) == {"greedy": (1, 0.0, False)}
+    assert captioning.decoding_settings(3, 0.0) == {
+        "greedy": (1, 0.0, False), "beam3": (3, 0.0, False), "beam3_lp1": (3, 1.0, False),
+        "beam3_norepeat": (3, 0.0, True), "beam3_lp1_norepeat": (3, 1.0, True)}
+    assert list(captioning.decoding_settings(5, 0.7).items())[:3] == [
+        ("greedy", (1, 0.0, False)), ("beam5", (5, 0.7, False)), ("beam5_lp0", (5, 0.0, False))]
 
 
 def scores(cider, chosen, meteor=0.21):
@@ -159,9 +160,12 @@ def test_the_caption_command_decodes_as_the_run_chose_on_validation():
     from tasks.captioning import CaptioningConfig, chosen_setting
 
     config = CaptioningConfig()
-    metrics = {"results": {"captioner_lstm": {"chosen_decoding": "beam3_lp1",
-                                              "beam3_lp1": {"beam_size": 3, "length_penalty": 1.0},
-                                              "greedy": {"beam_size": 1, "length_penalty": 0.0}}}}
-    assert chosen_setting(metrics, config) == (3, 1.0)
+    metrics = {"results": {"captioner_lstm": {
+        "chosen_decoding": "beam3_lp1_norepeat", "greedy": {"beam_size": 1, "length_penalty": 0.0},
+        "beam3_lp1_norepeat": {"beam_size": 3, "length_penalty": 1.0, "block_repeats": True}}}}
+    assert chosen_setting(metrics, config) == (3, 1.0, True)
+    before_blocking = {"results": {"captioner_lstm": {"chosen_decoding": "beam3",
+                                                      "beam3": {"beam_size": 3, "length_penalty": 0.0}}}}
+    assert chosen_setting(before_blocking, config) == (3, 0.0, False)
     older = {"results": {"captioner_lstm": {"greedy": {"bleu4": 0.1}}}}  # before the validation choice
-    assert chosen_setting(older, config) == (config.beam_size, config.length_penalty)
+    assert chosen_setting(older, config) == (config.beam_size, config.length_penalty, False)

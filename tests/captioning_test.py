@@ -205,6 +205,31 @@ def test_label_smoothing_mixes_the_uniform_distribution_into_the_target():
     assert again.label_smoothing == 0.1 and float(again(targets, logits)) == pytest.approx(expected, rel=1e-5)
 
 
+def repeats_a_bigram(row):
+    words = [t for t in row if t]
+    bigrams = list(zip(words, words[1:]))
+    return len(bigrams) != len(set(bigrams))
+
+
+def test_blocking_repeated_bigrams():
+    history = np.zeros((1, 2, 6), dtype="int32")
+    history[0, 0, :4] = [5, 6, 7, 5]  # "5 6" was said: after this 5, word 6 is blocked
+    history[0, 1, :4] = [5, 6, 7, 8]  # nothing to block after 8
+    log_probs = np.zeros((1, 2, 10))
+    cap.block_repeated_bigrams(log_probs, history, t=4)
+    assert np.isneginf(log_probs[0, 0, 6]) and np.isfinite(log_probs[0, 0]).sum() == 9
+    assert np.isfinite(log_probs[0, 1]).all()
+    # An untrained captioner repeats itself; with blocking no caption holds a bigram twice.
+    keras.utils.set_random_seed(0)
+    model = cap.build_captioner(tiny_config(), vocabulary_size=6, input_shape=(4, 8))
+    features = np.random.default_rng(0).normal(scale=3, size=(40, 4, 8)).astype("float32")
+    for beam in (1, 3):
+        free, _ = cap.generate(model, features, start_id=2, end_id=3, max_length=12, beam_size=beam)
+        blocked, _ = cap.generate(model, features, start_id=2, end_id=3, max_length=12, beam_size=beam,
+                                  block_repeats=True)
+        assert any(repeats_a_bigram(row) for row in free) and not any(repeats_a_bigram(r) for r in blocked)
+
+
 def test_caption_batches_are_seeded_and_reshuffled():
     inputs = np.arange(5 * 2, dtype="float32").reshape(5, 2)
     tokens = np.arange(10 * 4, dtype="int32").reshape(10, 4)
@@ -250,7 +275,8 @@ def test_smoke_run_learns_saves_and_captions(tmp_path, cli):
     test = data.test
     # Validation chose the decoding with the best CIDEr-D; every decoding has its test scores beside it.
     chosen, validation = result["chosen_decoding"], result["validation"]
-    assert set(validation) == {"greedy", "beam2", "beam2_lp1"} and result[chosen]["chosen"]
+    assert set(validation) == {"greedy", "beam2", "beam2_lp1", "beam2_norepeat", "beam2_lp1_norepeat"}
+    assert result[chosen]["chosen"]
     assert validation[chosen]["cider_d"] == max(scores["cider_d"] for scores in validation.values())
     assert [name for name in validation if result[name]["chosen"]] == [chosen]
     assert 0 < result["greedy"]["distinct_2"] <= 1
