@@ -259,13 +259,35 @@ def unlabelled_sentiment(first_word, words=("film", "plot")):
             for i, sentiment in enumerate([POSITIVE, NEGATIVE] * 20)}
 
 
+def teacher_labels_agree_with_the_reviews(monkeypatch):
+    """Spies on the labels the teacher gives the unlabelled reviews; returns a function that gives the share
+    of them on the side of 0.5 that the review's sentiment words say.
+
+    The student's test accuracy alone does not catch a broken teacher: with the teacher's labels inverted
+    the student still scored 0.9875, as with the right ones (its 80 labelled reviews outweigh the 40
+    unlabelled ones), so the labels themselves are checked."""
+    seen = {}
+    original = imdb_data.with_pseudo_labels
+
+    def spy(train, unlabelled, probabilities, *args, **kwargs):
+        texts = [t.decode() for batch in unlabelled for t in batch.numpy()]
+        seen.setdefault("agreement", np.mean([(p > 0.5) == any(w in text.split() for w in POSITIVE)
+                                              for text, p in zip(texts, probabilities, strict=True)]))
+        return original(train, unlabelled, probabilities, *args, **kwargs)
+
+    monkeypatch.setattr(imdb_data, "with_pseudo_labels", spy)
+    return lambda: seen["agreement"]
+
+
 @pytest.mark.slow
-def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path, capsys):
+def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path, capsys, monkeypatch):
     root = tmp_path / "data"
     write_imdb_archive(root, extra=unlabelled_sentiment("the"))
     config = smoke_config(tmp_path, root, run_id="self", model="gru", ngram_reference=False, unlabelled=40,
                           epochs=8, ngram_epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
+    agreement = teacher_labels_agree_with_the_reviews(monkeypatch)
     assert imdb.train(config) == 0
+    assert agreement() >= 0.9  # the teacher's labels, not only the student: inverted labels give 0.0
     assert "self-training: 40 unlabelled reviews labelled by the n-gram model" in capsys.readouterr().out
     run = tmp_path / "runs" / "imdb" / "self"
     results = json.loads((run / "metrics.json").read_text())["results"]
@@ -278,14 +300,17 @@ def test_self_training_labels_unlabelled_reviews_with_the_ngram_teacher(tmp_path
 
 
 @pytest.mark.slow
-def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_reviews_only(tmp_path, capsys):
+def test_self_training_with_the_nbsvm_teacher_trains_it_first_on_training_reviews_only(tmp_path, capsys,
+                                                                                       monkeypatch):
     """Issue 19: NBSVM (recipes/imdb_nbsvm.json's settings) as the teacher. It goes first, in its own
     sub-folder; its n-grams come from the labelled training reviews only (no unlabelled or test review)."""
     root = tmp_path / "data"
     write_imdb_archive(root, extra=unlabelled_sentiment("zunsup"))
     config = smoke_config(tmp_path, root, run_id="nbsvm", model="gru", ngram_reference=False, unlabelled=40,
                           teacher="nbsvm", epochs=8, max_batches=None, batch_size=16, learning_rate=0.01)
+    agreement = teacher_labels_agree_with_the_reviews(monkeypatch)
     assert imdb.train(config) == 0
+    assert agreement() >= 0.9
     out = capsys.readouterr().out
     assert "self-training: 40 unlabelled reviews labelled by the NBSVM model" in out
     run = tmp_path / "runs" / "imdb" / "nbsvm"
