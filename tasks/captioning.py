@@ -427,8 +427,8 @@ def add_caption_arguments(parser):
     parser.add_argument("images", nargs="+", help="image files (any size)")
     parser.add_argument("--run", required=True, help="a finished captioning run folder")
     parser.add_argument("--beam-size", default=None,
-                        help="beam width, at least 1 (1 = greedy); default: the decoding the run chose on "
-                        "validation (its blocking of repeated bigrams is kept either way)")
+                        help="beam width, at least 1 (1 = greedy), with the run's --length-penalty and no "
+                        "blocking of repeated bigrams; default: the decoding the run chose on validation")
 
 
 def caption(args):
@@ -455,7 +455,7 @@ def caption(args):
     trained.expect_input(model, folder / "model.keras",
                          len(inputs_of) == 2 and tuple(inputs_of[0][1:]) == inputs.shape[1:],
                          f"the {encoder} encoder's output {inputs.shape[1:]} and caption tokens in")
-    decoding = (beam_size, config.length_penalty, chosen[2]) if beam_size else chosen
+    decoding = (beam_size, config.length_penalty, False) if beam_size else chosen
     tokens, _ = generate(model, inputs, words.index(flickr8k.START), words.index(flickr8k.END),
                          config.max_words, *decoding)
     for path, row in zip(args.images, tokens, strict=True):
