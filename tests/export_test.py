@@ -173,8 +173,8 @@ def test_a_two_input_captioner_exports_with_the_keras_outputs(tmp_path):
 
     keras.utils.set_random_seed(0)
     config = SimpleNamespace(embedding_dim=8, units=12, attention_units=8, feature_units=8,
-                             cnn_widths=(4, 4, 4), dropout=0.0, feature_dropout=0.0, cell="lstm",
-                             attention_penalty=0.0, max_words=6)
+                             cnn_widths=(4, 4, 4), dropout=0.0, feature_dropout=0.0, decoder="rnn",
+                             cell="lstm", attention_penalty=0.0, max_words=6)
     model = build_captioner(config, 20, (16, 16, 3))
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32"),
