@@ -338,10 +338,39 @@ def search(args):
     return 0
 
 
+# Ctrl-C seen during a search: module-level, since KerasTuner deep-copies the callbacks for every trial.
+INTERRUPTS = []
+
+
+def note_interrupt(signum, frame):
+    """SIGINT during a search: noted, then raised as usual."""
+    INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
+
+
+def stop_on_interrupt():
+    """A callback that raises KeyboardInterrupt at the next batch or epoch once Ctrl-C was seen: a
+    KeyboardInterrupt that lands inside a TensorFlow op can come out as an error that KerasTuner records as
+    a failed trial and goes on, so the search would not stop."""
+    import keras
+
+    class StopOnInterrupt(keras.callbacks.Callback):
+        def check(self, *args, **kwargs):
+            if INTERRUPTS:
+                raise KeyboardInterrupt
+
+        on_train_begin = on_epoch_end = on_train_batch_end = on_test_batch_end = check
+
+    return StopOnInterrupt()
+
+
 def run_search(tuner, args, callbacks=()):
     """KerasTuner's search; its "too many failures" error becomes a sentence to say after the report."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, note_interrupt)
     try:
-        tuner.search(verbose=args.verbose, callbacks=list(callbacks))
+        tuner.search(verbose=args.verbose, callbacks=[*callbacks, stop_on_interrupt()])
     except RuntimeError as error:
         if "consecutive failures" not in str(error):
             raise
@@ -352,6 +381,8 @@ def run_search(tuner, args, callbacks=()):
         last = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         return (f"the search stopped after {args.max_failures} failed trials in a row (--max-failures); the "
                 f"last one ended with: {last[-1] if last else 'no message'}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return None
 
 
