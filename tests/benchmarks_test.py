@@ -173,7 +173,7 @@ def test_a_stamps_command_can_be_pasted_into_a_shell(monkeypatch):
     assert common.command_line("benchmarks.imdb") == "python -m benchmarks.imdb"
 
 
-def test_a_stamps_command_names_no_folder_of_the_measuring_machine():
-    command = common.command_line("benchmarks.captioning",
-                                  ["--keep", "/home/me/run", "--from-run=/tmp/x", "--extra", "--epochs 3"])
+def test_a_stamps_command_names_no_folder_of_the_measuring_machine(tmp_path):
+    arguments = ["--keep", str(tmp_path / "run"), f"--from-run={tmp_path / 'x'}", "--extra", "--epochs 3"]
+    command = common.command_line("benchmarks.captioning", arguments)
     assert command == "python -m benchmarks.captioning --keep DIR --from-run=DIR --extra '--epochs 3'"

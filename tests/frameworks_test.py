@@ -16,7 +16,6 @@ pytest.importorskip("torch", reason="PyTorch is optional: pip install -r require
 
 from benchmarks import common, frameworks  # noqa: E402
 from common.config import build_config  # noqa: E402
-from common.errors import run_cli  # noqa: E402
 from tasks.captioning import CaptioningConfig  # noqa: E402
 from tasks.cifar10 import AIRBENCH94_METHODS, Cifar10Config  # noqa: E402
 from tasks.imdb import ImdbConfig  # noqa: E402
@@ -112,13 +111,10 @@ def test_the_native_row_says_how_its_weights_differ_from_keras():
     (["--overrides", '{"cifar10": {"no_such_setting": 1}}'], "error: "),
     (["--steps", "0"], "error: --steps must be at least 1"),
 ])
-def test_bad_input_is_refused_with_one_sentence_and_exit_code_2(arguments, expected, capsys, monkeypatch):
+def test_bad_input_is_refused_with_one_sentence_and_exit_code_2(arguments, expected, cli, monkeypatch):
     monkeypatch.setattr(common, "stamp", lambda command: pytest.fail("stamped before the check"))
-    with pytest.raises(SystemExit) as exit_:
-        run_cli(frameworks.main, arguments)
-    assert exit_.value.code == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(expected) and "\n" not in error, error
+    code, _, error = cli(frameworks.main, arguments)
+    assert code == 2 and error.strip().startswith(expected) and "\n" not in error.strip(), error
 
 
 def test_the_lessons_full_models_and_their_twins_have_the_parameters_the_lessons_say():

@@ -6,7 +6,6 @@ import pytest
 pytest.importorskip("torch", reason="PyTorch is optional: pip install -r requirements-compare.txt")
 
 from benchmarks import common, keras_speed  # noqa: E402
-from common.errors import run_cli  # noqa: E402
 
 TINY = dict(steps=2, warmup=1, images=64, matmul_size=128,
             overrides={"widths": [8, 16, 16], "batch_size": 32})
@@ -71,13 +70,10 @@ def test_main_writes_the_section_with_its_stamp(tmp_path, monkeypatch):
     (["--overrides", '{"no_such_setting": 1}'], "error: "),
     (["--images", "100"], "error: a step needs a whole batch: 100 images for a batch of 1024."),
 ])
-def test_bad_input_is_refused_with_one_sentence_and_exit_code_2(arguments, expected, capsys, monkeypatch):
+def test_bad_input_is_refused_with_one_sentence_and_exit_code_2(arguments, expected, cli, monkeypatch):
     monkeypatch.setattr(keras_speed, "stamp", lambda command: pytest.fail("stamped before the check"))
-    with pytest.raises(SystemExit) as exit_:
-        run_cli(keras_speed.main, arguments)
-    assert exit_.value.code == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(expected) and "\n" not in error, error
+    code, _, error = cli(keras_speed.main, arguments)
+    assert code == 2 and error.strip().startswith(expected) and "\n" not in error.strip(), error
 
 
 @pytest.mark.slow
