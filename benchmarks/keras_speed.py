@@ -17,8 +17,13 @@ the pixels), batch 1,024. Its time is stage 5's: the median of `--steps` calls o
 per call: loss, gradients, update, accuracy) on one augmented batch, after `--warmup` untimed calls.
 
     baseline             what the lesson does: TensorFlow, bfloat16 compute with float32 weights where the
-                         CPU computes bfloat16 (AVX-512 BF16, AMX; else float32), XLA off (`--jit-compile
+                         CPU computes bfloat16 (AVX-512 BF16, AMX; else float32), batch norm by
+                         TensorFlow's fused kernel (`--fused-batch-norm`), XLA off (`--jit-compile
                          auto` on a CPU), TensorFlow's deterministic ops (`--deterministic`), 1 step per call
+    keras_batch_norm     Keras' own BatchNormalization (`--no-fused-batch-norm`) instead of the lesson's
+                         `models/fused_batch_norm.py` (the same layer by TensorFlow's fused kernel)
+    gelu_tanh            GELU's tanh approximation (`--activation gelu_tanh`) instead of the exact GELU
+    relu                 ReLU (`--activation relu`) instead of GELU: what the activation costs a step
     no_deterministic     TensorFlow's default ops (`--no-deterministic`)
     xla                  XLA (`--jit-compile true`), with `--no-deterministic`: Keras turns XLA off under
                          deterministic ops, so set this row against no_deterministic for XLA alone
@@ -90,6 +95,12 @@ class Variant:
 VARIANTS = {variant.name: variant for variant in (
     Variant("baseline", "nothing: TensorFlow, bfloat16 where the CPU computes it, XLA off, deterministic "
             "ops, 1 step per call"),
+    Variant("keras_batch_norm", "Keras' own batch norm (--no-fused-batch-norm), as the lesson had it before "
+            "models/fused_batch_norm.py", {"fused_batch_norm": False}),
+    Variant("gelu_tanh", "GELU's tanh approximation (--activation gelu_tanh) instead of the exact GELU",
+            {"activation": "gelu_tanh"}),
+    Variant("relu", "ReLU (--activation relu) instead of GELU: what the activation costs",
+            {"activation": "relu"}),
     Variant("no_deterministic", "TensorFlow's default ops (--no-deterministic)", {"deterministic": False}),
     Variant("xla", "XLA (--jit-compile true), with --no-deterministic (Keras turns XLA off under "
             "deterministic ops)", {"jit_compile": "true", "deterministic": False}),

@@ -13,6 +13,12 @@ from keras import ops
 from common.errors import UserError
 
 # ---------------------------------------------------------------------------------------------- activations
+@keras.saving.register_keras_serializable(package="keras_tutorials")
+def gelu_tanh(x):
+    """GELU's tanh approximation (fewer ops than the exact erf form; PyTorch's GELU(approximate="tanh"))."""
+    return keras.activations.gelu(x, approximate=True)
+
+
 # Layers rather than strings, so that batch norm can sit between the affine map and the non-linearity.
 # LeakyReLU uses PyTorch's slope 0.01 (Keras' own default is 0.3) so the PyTorch twins match.
 ACTIVATIONS = {
@@ -21,7 +27,8 @@ ACTIVATIONS = {
     "sigmoid": lambda: keras.layers.Activation("sigmoid"),
     "tanh": lambda: keras.layers.Activation("tanh"),
     "swish": lambda: keras.layers.Activation("silu"),
-    "gelu": lambda: keras.layers.Activation("gelu"),
+    "gelu": lambda: keras.layers.Activation("gelu"),  # exact (erf), as PyTorch's nn.GELU()
+    "gelu_tanh": lambda: keras.layers.Activation(gelu_tanh),
     "elu": lambda: keras.layers.Activation("elu"),
     "selu": lambda: keras.layers.Activation("selu"),
     "linear": lambda: keras.layers.Activation("linear"),

@@ -17,7 +17,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid,
-               "tanh": nn.Tanh, "swish": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "selu": nn.SELU,
+               "tanh": nn.Tanh, "swish": nn.SiLU, "gelu": nn.GELU,
+               "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "elu": nn.ELU, "selu": nn.SELU,
                "linear": nn.Identity}
 
 
