@@ -14,6 +14,39 @@ from common.errors import UserError
 
 # ---------------------------------------------------------------------------------------------- activations
 @keras.saving.register_keras_serializable(package="keras_tutorials")
+class GELU(keras.layers.Layer):
+    """The exact GELU, x * Phi(x) (PyTorch's nn.GELU()), as a layer. Training on TensorFlow, it computes
+    x * Phi(x) itself and writes out the derivative, Phi(x) + x * phi(x): `tf.nn.gelu` and its autodiff
+    take longer chains of ops, each a pass over the activations, which costs the CIFAR-10 airbench step on
+    a CPU about a tenth of its time (RESULTS.md: keras_speed). Anywhere else (inference, exports: the TFLite
+    converter maps `tf.nn.gelu` to its own GELU and has no Erf; other backends) it is Keras' gelu."""
+
+    def call(self, x, training=None):
+        if training and keras.backend.backend() == "tensorflow":
+            return _tensorflow_gelu(x)
+        return keras.activations.gelu(x, approximate=False)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _tensorflow_gelu(x):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(x):
+        cdf = 0.5 * (1.0 + tf.math.erf(x * 0.7071067811865476))  # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+
+        def backward(upstream):
+            pdf = tf.exp(-0.5 * tf.square(x)) * 0.3989422804014327  # phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+            return upstream * (cdf + x * pdf)
+
+        return x * cdf, backward
+
+    return forward(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_tutorials")
 def gelu_tanh(x):
     """GELU's tanh approximation (fewer ops than the exact erf form; PyTorch's GELU(approximate="tanh"))."""
     return keras.activations.gelu(x, approximate=True)
@@ -27,7 +60,7 @@ ACTIVATIONS = {
     "sigmoid": lambda: keras.layers.Activation("sigmoid"),
     "tanh": lambda: keras.layers.Activation("tanh"),
     "swish": lambda: keras.layers.Activation("silu"),
-    "gelu": lambda: keras.layers.Activation("gelu"),  # exact (erf), as PyTorch's nn.GELU()
+    "gelu": lambda: GELU(),
     "gelu_tanh": lambda: keras.layers.Activation(gelu_tanh),
     "elu": lambda: keras.layers.Activation("elu"),
     "selu": lambda: keras.layers.Activation("selu"),

@@ -27,9 +27,11 @@ def test_smoke_run_learns_exports_and_predicts(tmp_path, cifar_root, cli):
     assert set(result["per_class_accuracy"]) == set(result["class_names"])
     exports = {row["format"]: row for row in result["exports"]}
     assert exports["saved_model"]["test_accuracy"] == pytest.approx(result["test_accuracy"], abs=0.011)
-    # int8 scored the same as the float model here (seeds 42, 0, 1); one image of the 100 may flip. A
-    # converter calibrated on the wrong inputs falls to chance (tests/export_test.py).
-    assert abs(exports["tflite_int8"]["test_accuracy"] - result["test_accuracy"]) <= 0.01
+    # int8 scored the same as the float model here (seeds 42, 0, 1); one image of the 100 may flip (0.90 vs
+    # 0.89 after the twin tests ran first: a difference of 0.01 plus float rounding). A converter calibrated
+    # on the wrong inputs falls to chance (tests/export_test.py).
+    flipped = abs(exports["tflite_int8"]["test_accuracy"] - result["test_accuracy"]) * 100
+    assert round(flipped) <= 1
     assert exports["tflite_int8"]["size_mb"] < exports["tflite_float16"]["size_mb"]
     for name in ["model.keras", "history.csv", "learning_curves.png", "confusion_matrix.png",
                  "misclassified.png", "exports.md", "model_int8.tflite", "saved_model/saved_model.pb",
