@@ -17,9 +17,10 @@ from common.errors import UserError
 class GELU(keras.layers.Layer):
     """The exact GELU, x * Phi(x) (PyTorch's nn.GELU()), as a layer. Training on TensorFlow, it computes
     x * Phi(x) itself and writes out the derivative, Phi(x) + x * phi(x): `tf.nn.gelu` and its autodiff
-    take longer chains of ops, each a pass over the activations, which costs the CIFAR-10 airbench step on
-    a CPU about a tenth of its time (RESULTS.md: keras_speed). Anywhere else (inference, exports: the TFLite
-    converter maps `tf.nn.gelu` to its own GELU and has no Erf; other backends) it is Keras' gelu."""
+    take longer chains of ops, each a pass over the activations: with Keras' own GELU layer the CIFAR-10
+    airbench step takes 1.06x as long on a 2-core CPU (RESULTS.md: keras_speed/keras_gelu@715c3e7).
+    Anywhere else (inference, exports: the TFLite converter maps `tf.nn.gelu` to its own GELU and has no
+    Erf; other backends) it is Keras' gelu."""
 
     def call(self, x, training=None):
         if training and keras.backend.backend() == "tensorflow":

@@ -4,7 +4,8 @@ Keras 3's `BatchNormalization` casts a bfloat16 input to float32, computes the m
 passes, then normalises and casts back: on a CPU, several passes over every activation of the network,
 forward and backward. TensorFlow's `FusedBatchNormV3` does the statistics and the normalisation in one
 kernel (oneDNN's on x86) and reads bfloat16 directly, keeping its statistics in float32. On the CIFAR-10
-airbench net the fused kernel makes the whole training step 12 % faster (RESULTS.md: keras_speed).
+airbench net, Keras' own layer takes the whole training step 1.16x as long on a 2-core CPU (RESULTS.md:
+keras_speed/keras_batch_norm@715c3e7).
 
 `FusedBatchNormalization` is the Keras layer with the same weights, config and results (to float rounding);
 only its `call` differs, and only where the fused kernel applies: the TensorFlow backend, a 4-D

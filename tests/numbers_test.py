@@ -65,7 +65,8 @@ CITATION = re.compile(r"\([^()]*(?:et al\.|\b(?:19|20)\d\d\b)[^()]*\)")
 ROW_ID = r"[\w.\-]+/[\w.\-]+(?:@[0-9a-f]{7,40})?"
 ROWS_NAMED = re.compile(rf"<!--\s*rows:(?P<comment>.*?)-->"
                         rf"|(?:benchmarks/)?RESULTS\.md: (?P<cite>{ROW_ID}(?:, {ROW_ID})*)", re.S)
-HEADER_UNIT = re.compile(r"\((?P<paren>s|min|ms|%)\)|^\s*(?P<lead>s|min|ms) per |_(?P<mb>mb)\b")
+HEADER_UNIT = re.compile(r"\((?P<paren>s|min|ms|%)\)|^\s*(?P<lead>s|min|ms) per |_(?P<mb>mb)\b"
+                         r"|(?<![\w/])(?P<per>s|ms)/(?:step|epoch)\b")
 
 
 def prose(text, keep_code=False):
@@ -109,7 +110,7 @@ def _header_unit(cell):
     match = HEADER_UNIT.search(cell)
     if not match:
         return None
-    return "MB" if match["mb"] else match["paren"] or match["lead"]
+    return "MB" if match["mb"] else match["paren"] or match["lead"] or match["per"]
 
 
 def _number(match, text, column_unit=None):
@@ -373,6 +374,9 @@ def test_what_counts_as_a_number():
     table = ("| model | wall time (min) | test accuracy |\n|---|---|---|\n"
              "| fast | 12.4 | 0.8525 (0.8621 TTA) |\n")
     assert numbers(table) == [("12.4", "min"), ("0.8525", None), ("0.8621", None)]
+    per_step = ("| variant | Keras ms/step | s/epoch (45 steps) | vs twin |\n|---|---|---|---|\n"
+                "| a | 2300.2 | 104 | 1.17x |\n")
+    assert numbers(per_step) == [("2300.2", "ms"), ("104", "s"), ("1.17", "x")]
 
 
 def test_what_backs_a_number():
