@@ -3,7 +3,8 @@
 Every stamp in RESULTS.md names the commit its rows were measured at (a section's `- commit: X` line, or a
 numbered stamp `[n] date; machine; versions; commit X; command`). A row is *current* when none of the files
 that decide its numbers (the section's `CODE` paths below) changed between that commit and HEAD, *stale*
-when some did (they are listed), and *unverifiable* when its stamp says "+ local changes" (the code it ran
+when some did (they are listed; a change to docstrings, comments or a recipe's "_why" only is not a change
+of code), and *unverifiable* when its stamp says "+ local changes" (the code it ran
 was never committed) or names a commit this clone does not have.
 
     python -m benchmarks.stale            # one line per stamp: section, stamp, commit, status
@@ -14,7 +15,9 @@ beside it (tests/stale_test.py checks the README's lessons table).
 """
 
 import argparse
+import ast
 import functools
+import json
 import re
 import subprocess
 import sys
@@ -83,11 +86,51 @@ def _changed_files(commit, head, root):
     return tuple(result.stdout.split())
 
 
+@functools.cache
+def _same_code(commit, head, path, root):
+    """Whether `path` differs between the two commits in its prose only: a Python file whose syntax tree,
+    docstrings dropped, is the same (comments are not in the tree), or a recipe whose settings are the same
+    (its "_about" and "_why" keys dropped). Any other change, or a file missing on either side, is code."""
+    if not path.endswith((".py", ".json")):
+        return False
+    texts = []
+    for rev in (commit, head):
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        if shown.returncode != 0:
+            return False
+        texts.append(shown.stdout)
+    try:
+        if path.endswith(".py"):
+            return len({ast.dump(_without_docstrings(ast.parse(text))) for text in texts}) == 1
+        if path.endswith(".json"):
+            settings = [json.loads(text) for text in texts]
+            return len({json.dumps({k: v for k, v in s.items() if not k.startswith("_")}, sort_keys=True)
+                        for s in settings}) == 1
+    except (SyntaxError, ValueError, AttributeError):
+        return False
+    return False
+
+
+def _without_docstrings(tree):
+    """The tree with the docstring of the module and of every class and function removed."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and (
+                    isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
 def changed_since(commit, paths, root=ROOT):
-    """The files under `paths` that differ between `commit` and HEAD, or None if the commit is unknown."""
+    """The files under `paths` whose code differs between `commit` and HEAD (`_same_code`), or None if the
+    commit is unknown."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
-    changed = _changed_files(commit, head.strip(), str(root))
-    return None if changed is None else sorted(f for f in changed if f.startswith(paths))
+    head = head.strip()
+    changed = _changed_files(commit, head, str(root))
+    if changed is None:
+        return None
+    return sorted(f for f in changed if f.startswith(paths) and not _same_code(commit, head, f, str(root)))
 
 
 def status(stamp, root=ROOT):

@@ -90,6 +90,10 @@ def test_a_row_is_stale_once_its_code_changes_and_unverifiable_with_local_change
     git(repo, "add", ".")
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "docs")
     assert [state for _, state, _ in stale.report(repo)] == ["current", "unverifiable"]
+    # prose only: a docstring and a comment added to the lesson change none of its numbers
+    (repo / "tasks" / "phone_price.py").write_text('"""The lesson."""\n\nEPOCHS = 150  # on validation\n')
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "explain the lesson")
+    assert [state for _, state, _ in stale.report(repo)] == ["current", "unverifiable"]
     (repo / "tasks" / "phone_price.py").write_text("EPOCHS = 100\n")
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "change the lesson")
     (first, state, reason), _ = stale.report(repo)
