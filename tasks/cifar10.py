@@ -5,11 +5,10 @@ padding, flips; `--cutout`, `--mixup`), with normalisation inside the model; the
 (`--model`: the course's CNN, VGG, ResNet-20/32/56 and `fast`, the default); the recipe that makes `fast`
 quick on a CPU, airbench94's (Jordan 2024): SGD with Nesterov momentum and decoupled weight decay, a
 triangular learning rate, label smoothing, large batches, 16-bit arithmetic where the hardware has it, and
-two layers that do Keras' work in fewer passes over memory (batch norm by TensorFlow's fused kernel,
-`--fused-batch-norm`, and a GELU with its derivative written out: docs/frameworks.md); reading the result
+two layers that do Keras' work in fewer passes over memory (docs/frameworks.md); reading the result
 (learning curves, confusion matrix, misclassified.png); export to SavedModel, ONNX and LiteRT float32,
-float16 and int8, each file scored on the test set. The data: 50,000 training and 10,000
-test images of 32x32 pixels in 10 classes; 5,000 training images are held out for validation, and the first
+float16 and int8, each file scored on the test set. The data: 50,000 training and 10,000 test images of
+32x32 pixels in 10 classes; 5,000 training images are held out for validation, and the first
 4,000 as lossless originals to score on (the offline copy is JPEG re-encodings: see the last section).
 
 Run it:
