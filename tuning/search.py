@@ -371,8 +371,10 @@ def run_search(tuner, args, callbacks=()):
     previous = signal.signal(signal.SIGINT, note_interrupt)
     try:
         tuner.search(verbose=args.verbose, callbacks=[*callbacks, stop_on_interrupt()])
-    except RuntimeError as error:
-        if "consecutive failures" not in str(error):
+    except Exception as error:
+        if INTERRUPTS:  # a Ctrl-C that KerasTuner wrapped (a bare except: in its callback copy)
+            raise KeyboardInterrupt from None
+        if not isinstance(error, RuntimeError) or "consecutive failures" not in str(error):
             raise
         # KerasTuner raises before it saves the trial that failed last: save it, so the report says FAILED.
         for trial in tuner.oracle.trials.values():
