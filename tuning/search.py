@@ -368,6 +368,7 @@ def run_search(tuner, args, callbacks=()):
     """KerasTuner's search; its "too many failures" error becomes a sentence to say after the report."""
     import signal
 
+    INTERRUPTS.clear()  # a search run in-process after an interrupted one (tests) starts clean
     previous = signal.signal(signal.SIGINT, note_interrupt)
     try:
         tuner.search(verbose=args.verbose, callbacks=[*callbacks, stop_on_interrupt()])
@@ -385,6 +386,8 @@ def run_search(tuner, args, callbacks=()):
                 f"last one ended with: {last[-1] if last else 'no message'}")
     finally:
         signal.signal(signal.SIGINT, previous)
+    if INTERRUPTS:  # a Ctrl-C swallowed on the way must not end the search as if it were done
+        raise KeyboardInterrupt
     return None
 
 
